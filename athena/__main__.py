@@ -1,0 +1,5 @@
+import sys
+
+from athena.cli import main
+
+sys.exit(main())

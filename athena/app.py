@@ -1,0 +1,132 @@
+"""``create_app(runtime)`` → the QuartTrio application.
+
+Every route module in ``athena.routes`` that defines ``blueprint`` is registered; a module is
+added only when its routes really work, so ``GET /`` (built from the live URL map) lists exactly
+what the server serves. One set of hooks gives every response an ``x-request-id``, records
+metrics and the request log, and renders every failure as the JSON error envelope.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import time
+
+from quart import Quart, Response, g, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from athena import routes as routes_pkg
+from athena.context import CallContext, new_request_id
+from athena.errors import ApiError
+from athena.routes._http import json_response
+from athena.runtime import Runtime, set_current_runtime
+
+log = logging.getLogger("athena.app")
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+               415: "unsupported_media_type"}  # fmt: skip
+
+
+def _route_modules() -> list[str]:
+    return sorted(
+        f"{routes_pkg.__name__}.{m.name}"
+        for m in pkgutil.iter_modules(routes_pkg.__path__)
+        if not m.name.startswith("_")
+    )
+
+
+def create_app(runtime: Runtime) -> Quart:
+    app = QuartTrio("athena", static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = runtime.settings.max_body_bytes
+    app.config["JSON_SORT_KEYS"] = False
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.runtime = runtime  # type: ignore[attr-defined]
+    set_current_runtime(runtime)
+
+    for name in _route_modules():
+        module = importlib.import_module(name)
+        blueprint = getattr(module, "blueprint", None)
+        if blueprint is not None:
+            app.register_blueprint(blueprint)
+
+    @app.before_request
+    async def _open_call() -> None:
+        g.athena_ctx = CallContext.from_pairs(
+            request.headers.items(),
+            request_id=request.headers.get("x-request-id") or new_request_id(),
+            remote_addr=request.remote_addr,
+            route=request.url_rule.rule if request.url_rule else "unmatched",
+            method=request.method,
+            query=request.args.to_dict(),
+        )
+
+    @app.before_websocket
+    async def _open_ws_call() -> None:
+        from quart import websocket
+
+        g.athena_ctx = CallContext.from_pairs(
+            websocket.headers.items(),
+            request_id=websocket.headers.get("x-request-id") or new_request_id(),
+            remote_addr=websocket.remote_addr,
+            route=websocket.url_rule.rule if websocket.url_rule else "unmatched",
+            method="WS",
+            query=websocket.args.to_dict(),
+        )
+
+    @app.after_request
+    async def _close_call(response: Response) -> Response:
+        ctx: CallContext | None = g.get("athena_ctx")
+        if ctx is None:  # failed before the context existed (e.g. body too large)
+            response.headers["x-request-id"] = (
+                request.headers.get("x-request-id") or new_request_id()
+            )
+            return response
+        response.headers["x-request-id"] = ctx.request_id
+        elapsed = time.perf_counter() - ctx.started
+        client = (
+            ctx.client_name if ctx.client_name and runtime.clients.get(ctx.client_name) else "-"
+        )
+        runtime.metrics.observe(ctx.route, ctx.method, response.status_code, client, elapsed)
+        if ctx.route != "unmatched" and ctx.extra.get("log", True):
+            runtime.request_log.record(ctx, response.status_code, elapsed)
+        return response
+
+    @app.errorhandler(ApiError)
+    async def _api_error(exc: ApiError) -> Response:
+        ctx: CallContext | None = g.get("athena_ctx")
+        if ctx is not None:
+            ctx.error_code = exc.code
+        return json_response(exc.envelope(), exc.status, headers=exc.headers)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if isinstance(exc, RequestEntityTooLarge):
+            status = 413
+        code = _HTTP_CODES.get(status, "invalid_request" if status < 500 else "internal_error")
+        message = {
+            "not_found": "no route matches this path",
+            "method_not_allowed": "this path does not accept this method",
+            "payload_too_large": "the request body is larger than the configured limit",
+        }.get(code, exc.description or code)
+        err = ApiError(code, message, status=status)
+        response = await _api_error(err)
+        if status == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(Exception)
+    async def _unexpected(exc: Exception) -> Response:
+        ctx: CallContext | None = g.get("athena_ctx")
+        request_id = ctx.request_id if ctx else new_request_id()
+        log.error("unhandled error in request %s", request_id, exc_info=exc)
+        err = ApiError(
+            "internal_error",
+            "an unexpected error occurred; quote the request id when reporting it",
+            data={"request_id": request_id},
+        )
+        return await _api_error(err)
+
+    return app

@@ -1,0 +1,119 @@
+"""Catalog reads the guard needs, with a short-lived cache.
+
+Decisions may be up to ``auth_cache_seconds`` (2 s) stale across instances. Within this instance
+an admin change calls ``invalidate()``, so it applies on the very next request.
+``last_used_at`` is recorded in memory and flushed in one statement by a background task, so the
+hot path never writes to the catalog.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+
+import psycopg
+import trio
+
+from athena.db.pools import Database
+
+_KEY_SQL = """
+SELECT k.id::text, k.public_id, k.client_name, k.key_salt, k.key_hash, k.is_active, k.expires_at,
+       coalesce(array_agg(r.name) FILTER (WHERE r.name IS NOT NULL), '{}')
+  FROM athena.api_keys k
+  LEFT JOIN athena.api_key_right_grants g ON g.api_key_id = k.id
+  LEFT JOIN athena.api_key_rights r ON r.id = g.right_id
+ WHERE k.public_id = %s
+ GROUP BY k.id
+"""
+
+_ENFORCEMENT_SQL = """
+SELECT (SELECT enforce_api_keys FROM athena.api_key_config WHERE singleton),
+       coalesce(json_object_agg(client_name, enforce_api_keys)
+                FILTER (WHERE client_name IS NOT NULL), '{}')
+  FROM athena.api_key_client_config
+"""
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    id: str
+    public_id: str
+    client_name: str | None
+    salt: str
+    key_hash: str
+    is_active: bool
+    expires_at: datetime | None
+    rights: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    global_flag: bool
+    per_client: dict[str, bool]
+
+    def applies_to(self, client: str | None) -> bool:
+        if client is not None and client in self.per_client:
+            return self.per_client[client]
+        return self.global_flag
+
+
+class AuthStore:
+    def __init__(self, catalog: Database, ttl: float, default_enforce: bool) -> None:
+        self._catalog = catalog
+        self._ttl = ttl
+        self._default_enforce = default_enforce
+        self._keys: dict[str, tuple[float, StoredKey | None]] = {}
+        self._enforcement: tuple[float, Enforcement] | None = None
+        self._used: set[str] = set()
+
+    def invalidate(self) -> None:
+        """Forget every cached decision (called by the admin routes after any change)."""
+        self._keys.clear()
+        self._enforcement = None
+
+    async def key(self, public_id: str) -> StoredKey | None:
+        now = time.monotonic()
+        hit = self._keys.get(public_id)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        row = await self._catalog.run(lambda c: c.execute(_KEY_SQL, (public_id,)).fetchone())
+        stored = None
+        if row is not None:
+            stored = StoredKey(
+                row[0], row[1], row[2], row[3], row[4], row[5], row[6], tuple(row[7])
+            )
+        if len(self._keys) > 10_000:  # bound memory against random public ids
+            self._keys.clear()
+        self._keys[public_id] = (now, stored)
+        return stored
+
+    async def enforcement(self) -> Enforcement:
+        now = time.monotonic()
+        if self._enforcement is not None and now - self._enforcement[0] < self._ttl:
+            return self._enforcement[1]
+        row = await self._catalog.run(lambda c: c.execute(_ENFORCEMENT_SQL).fetchone())
+        flag = self._default_enforce if row is None or row[0] is None else bool(row[0])
+        value = Enforcement(flag, dict(row[1]) if row else {})
+        self._enforcement = (now, value)
+        return value
+
+    def mark_used(self, key_id: str) -> None:
+        self._used.add(key_id)
+
+    async def flush_last_used(self) -> None:
+        """Background task: write ``last_used_at`` for keys used since the last flush."""
+        while True:
+            await trio.sleep(2.0)
+            if not self._used:
+                continue
+            ids, self._used = sorted(self._used), set()
+
+            await self._catalog.run(partial(_touch_keys, ids=ids))
+
+
+def _touch_keys(conn: psycopg.Connection, ids: list[str]) -> None:
+    conn.execute(
+        "UPDATE athena.api_keys SET last_used_at = now() WHERE id = ANY(%s::uuid[])", (ids,)
+    )

@@ -1,0 +1,1 @@
+"""Sub-commands of ``athena`` beyond ``serve``: each module defines ``register(subparsers)``."""

@@ -1,0 +1,194 @@
+"""Settings: environment variables ``ATHENA_*`` plus an optional YAML file.
+
+Precedence, highest first: explicit keyword arguments (the CLI), environment variables, the YAML
+file given with ``--config`` (or ``ATHENA_CONFIG``), then the defaults below. Every field is listed
+with its default in the README's configuration table.
+
+Usage::
+
+    settings = load_settings(config_file="athena.yaml", port=4053)
+    settings.clients["athena"].pg_uri
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_DOCS_URL = "https://xylex.group/docs/athena"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. Raised at start-up; the CLI prints it as one line."""
+
+
+class ClientConfig(BaseModel):
+    """One PostgreSQL database that Athena serves, as written in config."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pg_uri: str | None = None
+    pg_uri_env_var: str | None = None
+    description: str | None = None
+
+    def resolve_uri(self) -> str | None:
+        """The URI to connect with: the literal one, else the named environment variable."""
+        if self.pg_uri:
+            return self.pg_uri
+        if self.pg_uri_env_var:
+            return os.environ.get(self.pg_uri_env_var) or None
+        return None
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the optional YAML file. Missing file → nothing; unreadable → ConfigError."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: str | None) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        if not path:
+            return
+        try:
+            raw = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        try:
+            loaded = yaml.safe_load(raw) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must be a mapping of settings")
+        self._data = loaded
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    """Every setting of the gateway. Environment names are the field names upper-cased with
+    the ``ATHENA_`` prefix (``key_12`` → ``ATHENA_KEY_12``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ATHENA_", extra="ignore", frozen=True)
+
+    # where and how to listen
+    host: str = "127.0.0.1"
+    port: int = 4052
+    workers: int = 1
+    data_dir: Path = Path(".athena")
+    config: str | None = None
+
+    # identity and databases
+    key_12: str | None = None
+    catalog_uri: str | None = None
+    clients: dict[str, ClientConfig] = Field(default_factory=dict)
+    embedded_pg_port: int = 0  # 0 = pick a free port once, then keep it in <data-dir>/pg.port
+    pg_bin_dir: str | None = None
+    # Data routes connect as this non-superuser role (created on the embedded server).
+    client_role: str | None = "athena_app"
+
+    # pools and timeouts
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    db_threads: int = 32
+    statement_timeout_ms: int = 15_000
+    connect_timeout_s: float = 3.0
+    pool_timeout_s: float = 5.0
+
+    # behaviour
+    enforce_api_keys: bool = True
+    require_context_headers: bool = True
+    rest_format: Literal["envelope", "postgrest"] = "envelope"
+    docs_url: str = DEFAULT_DOCS_URL
+    auth_cache_seconds: float = 2.0
+
+    # limits
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_result_rows: int = 100_000
+    max_result_bytes: int = 64 * 1024 * 1024
+    rate_limit_per_key: float = 0.0  # requests/second; 0 disables
+    rate_limit_per_ip: float = 0.0
+    rate_limit_burst: int = 100
+
+    # observability
+    request_log_enabled: bool = True
+    request_log_batch_size: int = 500
+    request_log_flush_seconds: float = 1.0
+    request_log_queue_size: int = 10_000
+    cluster_mirrors: list[str] = Field(default_factory=list)
+    cluster_probe_interval_s: float = 15.0
+    cluster_probe_timeout_s: float = 3.0
+    registry_cache_ttl_s: float = 30.0
+    catalog_poll_seconds: float = 2.0
+
+    # integrations
+    scylla_hosts: list[str] = Field(default_factory=list)
+    supabase_api_url: str = "https://api.supabase.com"
+    pipelines_file: str = "config/pipelines.yaml"
+    backup_s3_bucket: str | None = None
+    backup_s3_prefix: str = "athena-backups"
+    backup_s3_endpoint: str | None = None
+    backup_s3_region: str = "us-east-1"
+
+    @field_validator("cluster_mirrors", "scylla_hosts", mode="before")
+    @classmethod
+    def _json_or_comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return []
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("clients", mode="before")
+    @classmethod
+    def _clients_from_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if isinstance(value, list):  # [{name: …, pg_uri: …}, …] is accepted too
+            return {item["name"]: {k: v for k, v in item.items() if k != "name"} for item in value}
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = init_settings.init_kwargs.get("config") or os.environ.get("ATHENA_CONFIG")  # type: ignore[attr-defined]
+        return (init_settings, env_settings, _YamlSource(settings_cls, path))
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.data_dir / "pg"
+
+    def s3_missing(self) -> list[str]:
+        """Names of the settings that backups need but are unset."""
+        return [] if self.backup_s3_bucket else ["ATHENA_BACKUP_S3_BUCKET"]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings, turning every validation problem into one readable ConfigError."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"invalid JSON in a setting: {exc}") from None

@@ -1,0 +1,131 @@
+"""Every way an Athena request can fail, in one place.
+
+Exception tree::
+
+    Exception
+    └── ApiError            a request failed; rendered as the JSON error envelope
+                            {"status":"error","code","message","error","data"?}
+
+A handler never builds an error response itself: it raises ``ApiError(code, message)`` and the
+one error handler in ``app.py`` renders it. Any other exception escaping a handler is a bug: it is
+logged with the request id and rendered as 500 ``internal_error`` with no detail.
+
+``CODES`` is the table of every stable code with its HTTP status. Add new codes here, grouped,
+with a comment per group, so that clients can rely on them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CODES: dict[str, int] = {
+    # -- request shape: the caller sent something we cannot read --------------------------
+    "invalid_json": 400,
+    "invalid_request": 400,
+    "validation_error": 400,
+    "missing_client_header": 400,
+    "missing_context_header": 400,
+    "missing_header": 400,
+    "invalid_uuid": 400,
+    "invalid_identifier": 400,
+    "invalid_operator": 400,
+    "invalid_value": 400,
+    "invalid_pagination": 400,
+    "unsupported_driver": 400,
+    "update_requires_conditions": 400,
+    "delete_requires_conditions": 400,
+    "payload_too_large": 413,
+    "result_too_large": 413,
+    "unsupported_media_type": 415,
+    # -- routing: the URL or method does not exist ------------------------------------------
+    "not_found": 404,
+    "method_not_allowed": 405,
+    # -- clients: the X-Athena-Client named a database we cannot use ------------------------
+    "unknown_client": 400,
+    "client_frozen": 403,
+    "client_inactive": 403,
+    "client_unavailable": 503,
+    "client_not_found": 404,
+    "client_exists": 409,
+    # -- authentication and rights ----------------------------------------------------------
+    "api_key_required": 401,
+    "invalid_api_key": 401,
+    "inactive_api_key": 401,
+    "expired_api_key": 401,
+    "admin_key_required": 401,
+    "invalid_admin_key": 401,
+    "api_key_client_mismatch": 403,
+    "api_key_not_client_bound": 403,
+    "insufficient_rights": 403,
+    "auth_unavailable": 503,
+    "rate_limited": 429,
+    # -- schema: tables and columns are checked against the live schema ---------------------
+    "unknown_table": 400,
+    "unknown_column": 400,
+    "unknown_right": 400,
+    # -- database outcomes, mapped from SQLSTATE ---------------------------------------------
+    "unique_violation": 409,
+    "foreign_key_violation": 409,
+    "check_violation": 400,
+    "not_null_violation": 400,
+    "exclusion_violation": 409,
+    "invalid_input": 400,
+    "undefined_object": 400,
+    "duplicate_object": 409,
+    "insufficient_privilege": 403,
+    "statement_timeout": 504,
+    "query_failed": 400,
+    "conflict": 409,
+    "catalog_unavailable": 503,
+    "audit_log_missing": 503,
+    "scylla_unavailable": 503,
+    "service_unavailable": 503,
+    "upstream_error": 502,
+    "upstream_timeout": 504,
+    # -- everything else is a bug ------------------------------------------------------------
+    "internal_error": 500,
+}
+
+
+class ApiError(Exception):
+    """A request failed in a way the caller can act on.
+
+    Raised anywhere below a route; ``code`` must be a key of ``CODES`` (its status is taken from
+    there unless ``status`` overrides it). ``message`` is for humans, ``detail`` is the error's
+    short technical reason (the envelope's ``error``), ``data`` optional structured details.
+    Never put SQL text, a traceback or a secret into any of them.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        detail: str | None = None,
+        data: dict[str, Any] | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if code not in CODES:
+            raise KeyError(f"unregistered error code {code!r}")  # a programming error
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.detail = detail or message
+        self.data = data
+        self.status = status or CODES[code]
+        self.headers = headers or {}
+
+    def envelope(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "status": "error",
+            "code": self.code,
+            "message": self.message,
+            "error": self.detail,
+        }
+        if self.data is not None:
+            body["data"] = self.data
+        return body
+
+    def __repr__(self) -> str:
+        return f"ApiError({self.code!r}, {self.message!r}, status={self.status})"

@@ -1,0 +1,80 @@
+"""Helpers every HTTP route uses: the call context, the JSON body, and success envelopes.
+
+Success envelopes are assembled as bytes so that JSON built by PostgreSQL passes through
+without being decoded and re-encoded.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from quart import Response, g, request
+
+from athena.context import CallContext
+from athena.errors import ApiError
+from athena.runtime import Runtime, current_runtime
+
+JSON = "application/json"
+
+
+def rt() -> Runtime:
+    return current_runtime()
+
+
+def ctx() -> CallContext:
+    return g.athena_ctx  # type: ignore[no-any-return]
+
+
+async def json_body(*, required: bool = True, default: Any = None) -> Any:
+    """The request body parsed as JSON; 400 ``invalid_json`` when it is not JSON."""
+    raw = await request.get_data(cache=True)
+    if not raw or not raw.strip():
+        if required:
+            raise ApiError("invalid_json", "a JSON request body is required")
+        return default
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(
+            "invalid_json", "the request body is not valid JSON", detail=str(exc)
+        ) from None
+
+
+async def json_object(*, required: bool = True) -> dict[str, Any]:
+    """The body as a JSON object (400 ``invalid_request`` for arrays/scalars)."""
+    body = await json_body(required=required, default={})
+    if not isinstance(body, dict):
+        raise ApiError("invalid_request", "the request body must be a JSON object")
+    return body
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(value), status=status, content_type=JSON, headers=headers)
+
+
+def raw_json_response(
+    body: bytes | str, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(body, status=status, content_type=JSON, headers=headers)
+
+
+def success_bytes(message: str, data_json: bytes | str, **extras: Any) -> bytes:
+    """The success envelope around already-encoded ``data_json``, plus ``extras``."""
+    if isinstance(data_json, str):
+        data_json = data_json.encode()
+    parts = [b'{"status":"success","message":', dumps(message).encode(), b',"data":', data_json]
+    for key, value in extras.items():
+        parts.append(b"," + dumps(key).encode() + b":" + dumps(value).encode())
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+def success(message: str, data: Any = None, status: int = 200, **extras: Any) -> Response:
+    body: dict[str, Any] = {"status": "success", "message": message, "data": data}
+    body.update(extras)
+    return json_response(body, status)

@@ -1,0 +1,86 @@
+"""Root, liveness, documents and metrics: ``/``, ``/ping``, ``/openapi.yaml``,
+``/openapi-wss.yaml``, ``/wss/info``, ``/docs``, ``/metrics``."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, current_app, redirect
+
+from athena.routes._http import json_response, rt
+from athena.spec import openapi_path, spec_bytes, summaries
+
+blueprint = Blueprint("meta", __name__)
+
+_HIDDEN_METHODS = {"HEAD", "OPTIONS"}
+
+
+def route_listing() -> list[dict[str, object]]:
+    """Every registered route with its methods and the spec's summary, sorted by path."""
+    by_path: dict[str, set[str]] = {}
+    for rule in current_app.url_map.iter_rules():
+        methods = set(rule.methods or ()) - _HIDDEN_METHODS
+        if getattr(rule, "websocket", False):
+            methods = {"GET"}
+        by_path.setdefault(openapi_path(rule.rule), set()).update(methods)
+    known = summaries()
+    listing = []
+    for path in sorted(by_path):
+        methods = sorted(by_path[path])
+        summary = next((known[(path, m)] for m in methods if (path, m) in known), "")
+        listing.append({"path": path, "methods": methods, "summary": summary})
+    return listing
+
+
+@blueprint.get("/")
+async def root() -> Response:
+    runtime = rt()
+    health = runtime.services.get("pool_health")
+    deadpool = health.overall() if health is not None else _pool_state_now()
+    scylla = runtime.services.get("scylla")
+    return json_response(
+        {
+            "message": "athena is online",
+            "version": runtime.version,
+            "athena_api": "online",
+            "athena_deadpool": deadpool,
+            "athena_scylladb": "online" if scylla is not None and scylla.online else "offline",
+            "cargo_toml_version": runtime.version,
+            "routes": route_listing(),
+        }
+    )
+
+
+def _pool_state_now() -> str:
+    stats = rt().catalog.pool.get_stats()
+    return "online" if stats.get("pool_size", 0) > 0 else "degraded"
+
+
+@blueprint.get("/ping")
+async def ping() -> Response:
+    response = Response("pong", content_type="text/plain; charset=utf-8")
+    from quart import g
+
+    g.athena_ctx.extra["log"] = False  # liveness probes would flood the request log
+    return response
+
+
+@blueprint.get("/openapi.yaml")
+async def openapi_yaml() -> Response:
+    return Response(spec_bytes("openapi.yaml"), content_type="application/yaml")
+
+
+@blueprint.get("/openapi-wss.yaml")
+async def openapi_wss_yaml() -> Response:
+    return Response(spec_bytes("openapi-wss.yaml"), content_type="application/yaml")
+
+
+@blueprint.get("/docs")
+async def docs() -> Response:
+    return redirect(rt().settings.docs_url, code=308)  # type: ignore[return-value]
+
+
+@blueprint.get("/metrics")
+async def metrics() -> Response:
+    from quart import g
+
+    g.athena_ctx.extra["log"] = False
+    return Response(rt().metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")

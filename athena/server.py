@@ -1,0 +1,297 @@
+"""Start-up, serving and shutdown of the gateway.
+
+``prepare()`` runs before any event loop: it starts the embedded PostgreSQL (when no
+``ATHENA_CATALOG_URI`` is set), migrates the catalog, settles the admin key and binds the
+listening socket, so that every start-up failure is one clear line from the CLI.
+
+``serve_worker()`` is one worker process: a root trio nursery holding the runtime (pools,
+supervisor and its background tasks) and hypercorn. SIGINT/SIGTERM trigger a graceful shutdown:
+stop accepting, let in-flight requests finish (up to ``GRACEFUL_SECONDS``), close WebSockets
+with 1001, flush the request log, close the pools. A second signal cancels at once.
+
+``run()`` is ``athena serve``: with ``--workers N`` (N > 1) it spawns N worker processes that
+share the listening socket, forwards signals to them, and stops the embedded server after they
+exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from athena.config import ConfigError, Settings
+from athena.db import catalog as catalog_db
+from athena.db.embedded import EmbeddedPostgres, pg_bin_dir
+from athena.db.pools import mask_uri
+
+log = logging.getLogger("athena.server")
+
+# In-flight requests get this long after a shutdown signal; the process exits within ~5 s.
+GRACEFUL_SECONDS = 4.0
+
+_ENV_FD = "ATHENA_INTERNAL_LISTEN_FD"
+_ENV_CATALOG = "ATHENA_INTERNAL_CATALOG_URI"
+_ENV_DEFAULT_CLIENT = "ATHENA_INTERNAL_DEFAULT_CLIENT_URI"
+_ENV_ADMIN = "ATHENA_INTERNAL_ADMIN_KEY"
+
+
+@dataclass
+class Prepared:
+    catalog_uri: str
+    default_client_uri: str | None
+    admin_key: str
+    admin_key_generated: bool
+    embedded: EmbeddedPostgres | None
+    sock: socket.socket | None = None
+
+
+def start_embedded(settings: Settings) -> tuple[EmbeddedPostgres, catalog_db.EmbeddedLayout]:
+    """Lock the data dir, start the embedded server, create the catalog and ``athena`` DBs."""
+    pg = EmbeddedPostgres(
+        settings.data_dir, port=settings.embedded_pg_port, bin_dir=pg_bin_dir(settings.pg_bin_dir)
+    )
+    pg.lock()
+    try:
+        pg.start()
+        layout = catalog_db.prepare_embedded(
+            lambda db: pg.uri(db),
+            lambda db, role, pw: pg.uri(db, user=role, password=pw),
+            str(settings.data_dir.resolve() / "app-role.password"),
+            settings.client_role,
+        )
+    except BaseException:
+        pg.stop()
+        pg.unlock()
+        raise
+    return pg, layout
+
+
+def migrate_catalog(uri: str, settings: Settings) -> None:
+    try:
+        with psycopg.connect(uri, autocommit=True, connect_timeout=5) as conn:
+            catalog_db.migrate(conn, enforce_api_keys_default=settings.enforce_api_keys)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot reach the catalog database {mask_uri(uri)}: {reason}") from None
+
+
+def admin_key_for(settings: Settings) -> tuple[str, bool]:
+    """``ATHENA_KEY_12``, else the key kept in ``<data-dir>/admin.key`` (generated once)."""
+    if settings.key_12:
+        return settings.key_12, False
+    path = settings.data_dir / "admin.key"
+    if path.exists():
+        return path.read_text().strip(), False
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = "athena_admin_" + secrets.token_hex(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key, True
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} on {host} is already in use") from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def prepare(settings: Settings) -> Prepared:
+    """Everything that must succeed before serving; raises ConfigError with one clear line."""
+    sock = bind_socket(settings.host, settings.port)
+    try:
+        embedded = None
+        default_client_uri = None
+        if settings.catalog_uri:
+            catalog_uri = settings.catalog_uri
+        else:
+            embedded, layout = start_embedded(settings)
+            catalog_uri, default_client_uri = layout.catalog_uri, layout.client_uri
+        try:
+            migrate_catalog(catalog_uri, settings)
+            admin_key, generated = admin_key_for(settings)
+        except BaseException:
+            if embedded is not None:
+                embedded.stop()
+            raise
+    except BaseException:
+        sock.close()
+        raise
+    return Prepared(catalog_uri, default_client_uri, admin_key, generated, embedded, sock)
+
+
+def hypercorn_config(settings: Settings, fd: int) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"fd://{fd}"]
+    config.graceful_timeout = GRACEFUL_SECONDS
+    config.keep_alive_timeout = 30
+    config.read_timeout = 60  # slow-loris: a connection that sends nothing is dropped
+    config.h11_max_incomplete_size = 64 * 1024  # request line + headers
+    config.websocket_max_message_size = 1024 * 1024
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.include_server_header = False
+    return config
+
+
+async def serve_worker(settings: Settings, prepared: Prepared, fd: int) -> None:
+    """One worker: the root nursery with runtime, supervisor and hypercorn."""
+    from athena.app import create_app
+    from athena.runtime import Runtime
+
+    runtime = await Runtime.open(
+        settings,
+        admin_key=prepared.admin_key,
+        catalog_uri=prepared.catalog_uri,
+        default_client_uri=prepared.default_client_uri,
+    )
+    try:
+        app = create_app(runtime)
+        config = hypercorn_config(settings, fd)
+        async with trio.open_nursery() as root:
+            runtime.start_background(root)
+            stop = trio.Event()
+            root.start_soon(_watch_signals, stop, root.cancel_scope)
+
+            async def shutdown_trigger() -> None:
+                await stop.wait()
+                runtime.shutting_down.set()
+
+            await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)
+            root.cancel_scope.cancel()
+    finally:
+        await runtime.aclose()
+
+
+async def _watch_signals(stop: trio.Event, scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            if stop.is_set():
+                scope.cancel()  # second signal: stop now
+                return
+            log.info("shutting down: finishing in-flight requests")
+            stop.set()
+
+
+def _announce(settings: Settings, prepared: Prepared) -> None:
+    where = "embedded PostgreSQL" if prepared.embedded else mask_uri(prepared.catalog_uri)
+    print(
+        f"athena: serving on http://{settings.host}:{settings.port} (catalog: {where})",
+        file=sys.stderr,
+        flush=True,
+    )
+    if prepared.admin_key_generated or (not settings.key_12 and prepared.embedded):
+        print(
+            f"athena: admin key (ATHENA_KEY_12): {prepared.admin_key}"
+            f"  [stored in {settings.data_dir / 'admin.key'}]",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def run(settings: Settings) -> int:
+    """``athena serve``: returns the process exit code."""
+    prepared = prepare(settings)
+    assert prepared.sock is not None
+    try:
+        _announce(settings, prepared)
+        if settings.workers <= 1:
+            trio.run(serve_worker, settings, prepared, prepared.sock.fileno())
+        else:
+            _run_workers(settings, prepared)
+    finally:
+        prepared.sock.close()
+        if prepared.embedded is not None:
+            prepared.embedded.stop()
+            prepared.embedded.unlock()
+    return 0
+
+
+def _run_workers(settings: Settings, prepared: Prepared) -> None:
+    assert prepared.sock is not None
+    fd = prepared.sock.fileno()
+    env = dict(os.environ)
+    env.update(
+        {
+            _ENV_FD: str(fd),
+            _ENV_CATALOG: prepared.catalog_uri,
+            _ENV_DEFAULT_CLIENT: prepared.default_client_uri or "",
+            _ENV_ADMIN: prepared.admin_key,
+            "ATHENA_WORKERS": "1",
+        }
+    )
+    if settings.config:
+        env["ATHENA_CONFIG"] = str(settings.config)
+    children = [
+        subprocess.Popen([sys.executable, "-m", "athena", "_worker"], pass_fds=[fd], env=env)
+        for _ in range(settings.workers)
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for child in children:
+            child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def run_child_worker(settings: Settings) -> int:
+    """Entry point of a worker process spawned by ``_run_workers``."""
+    prepared = Prepared(
+        catalog_uri=os.environ[_ENV_CATALOG],
+        default_client_uri=os.environ.get(_ENV_DEFAULT_CLIENT) or None,
+        admin_key=os.environ[_ENV_ADMIN],
+        admin_key_generated=False,
+        embedded=None,
+    )
+    trio.run(serve_worker, settings, prepared, int(os.environ[_ENV_FD]))
+    return 0
+
+
+def embedded_catalog_uri(settings: Settings) -> str | None:
+    """For CLI commands: the catalog URI of a configured or running embedded server."""
+    if settings.catalog_uri:
+        return settings.catalog_uri
+    data_dir: Path = settings.data_dir
+    try:
+        port = int((data_dir / "pg.port").read_text().strip())
+        password = (data_dir / "pg.password").read_text().strip()
+    except (OSError, ValueError):
+        return None
+    from urllib.parse import quote
+
+    return (
+        f"postgresql://postgres:{quote(password, safe='')}@127.0.0.1:{port}/"
+        f"{catalog_db.CATALOG_DATABASE}"
+    )

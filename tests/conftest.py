@@ -1,0 +1,108 @@
+"""Session-wide real parts: one throwaway PostgreSQL, one catalog, one Athena server.
+
+Tests that need a differently configured gateway start their own with ``athena_factory``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from support.pg import TestPostgres
+from support.servers import AthenaServer, server_env
+
+ADMIN_KEY = "test_admin_" + secrets.token_hex(16)
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPostgres]:
+    server = TestPostgres.start(tmp_path_factory.mktemp("pg"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def catalog_db(pg: TestPostgres) -> str:
+    return pg.create_database("athena_catalog", owner="postgres")
+
+
+@pytest.fixture(scope="session")
+def data_db(pg: TestPostgres) -> str:
+    """The data database of the default client ``athena`` (owned by the non-superuser role)."""
+    return pg.create_database("athena_data")
+
+
+@pytest.fixture(scope="session")
+def admin_key() -> str:
+    return ADMIN_KEY
+
+
+@pytest.fixture(scope="session")
+def athena_factory(
+    pg: TestPostgres, catalog_db: str, data_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., AthenaServer]]:
+    """Start extra gateways: ``athena_factory(clients=..., **ATHENA_settings)``."""
+    started: list[AthenaServer] = []
+
+    def start(
+        *,
+        clients: dict[str, dict[str, Any]] | None = None,
+        catalog: str | None = None,
+        args: list[str] | None = None,
+        **settings: str,
+    ) -> AthenaServer:
+        env = server_env(
+            catalog_uri=pg.superuser_uri(catalog or catalog_db),
+            admin_key=ADMIN_KEY,
+            clients=clients if clients is not None else {"athena": {"pg_uri": pg.app_uri(data_db)}},
+            **settings,
+        )
+        server = AthenaServer(tmp_path_factory.mktemp("athena"), env, args or [])
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def athena(athena_factory: Callable[..., AthenaServer]) -> AthenaServer:
+    """The shared gateway: client ``athena`` → ``data_db``; enforcement on (the default)."""
+    return athena_factory()
+
+
+@pytest.fixture
+def http(athena: AthenaServer) -> Iterator[httpx.Client]:
+    with athena.client() as client:
+        yield client
+
+
+@pytest.fixture
+def admin(athena: AthenaServer) -> Iterator[httpx.Client]:
+    """Requests with the admin (master) key and client ``athena``."""
+    with athena.client(apikey=ADMIN_KEY, **{"X-Athena-Client": "athena"}) as client:
+        yield client
+
+
+@pytest.fixture
+def data_conn(pg: TestPostgres, data_db: str) -> Iterator[psycopg.Connection]:
+    """A direct connection to the default client's database, to check what the gateway did."""
+    with pg.connect(data_db) as conn:
+        yield conn
+
+
+@pytest.fixture
+def catalog_conn(pg: TestPostgres, catalog_db: str) -> Iterator[psycopg.Connection]:
+    with pg.connect(catalog_db, superuser=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def tmp_dir(tmp_path: Path) -> Path:
+    return tmp_path

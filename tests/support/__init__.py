@@ -1,0 +1,1 @@
+"""Shared test helpers: a throwaway PostgreSQL and real Athena servers on loopback."""
