@@ -20,8 +20,10 @@ from psycopg.rows import dict_row
 from athena import __version__
 from athena.auth.store import AuthStore
 from athena.config import Settings
+from athena.db.introspection import IntrospectionCache
 from athena.db.pools import ClientEntry, ClientRegistry, Database, close_entry, make_pool
 from athena.metrics import Metrics, gauge
+from athena.services.events import EventBus
 from athena.services.request_log import RequestLog
 from athena.supervisor import Supervisor, singleton
 
@@ -57,6 +59,8 @@ class Runtime:
     shutting_down: trio.Event = field(default_factory=trio.Event)
     nursery: trio.Nursery | None = None
     background: list[BackgroundTask] = field(default_factory=list)
+    introspection: IntrospectionCache = field(default_factory=IntrospectionCache)
+    events: EventBus = field(default_factory=EventBus)
     # capabilities attach their own state here at start-up (introspection cache, event bus …)
     services: dict[str, Any] = field(default_factory=dict)
 

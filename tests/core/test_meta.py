@@ -54,7 +54,9 @@ def test_root_lists_exactly_the_served_routes_with_spec_summaries(http: httpx.Cl
                 assert status not in (404, 405), (path, status)
         # … and carries the spec's summary when the spec documents it
         spec_ops = spec.get(path, {})
-        documented = [spec_ops[m.lower()]["summary"] for m in route["methods"] if m.lower() in spec_ops]
+        documented = [
+            spec_ops[m.lower()]["summary"] for m in route["methods"] if m.lower() in spec_ops
+        ]
         if documented:
             assert route["summary"] in documented
 
@@ -96,9 +98,13 @@ def test_metrics_exposes_uptime_requests_and_pools(http: httpx.Client) -> None:
         and s.labels["status"] == "200"
     ]  # fmt: skip
     assert ping and ping[0].value >= 1
-    unmatched = [s for s in families["athena_requests"].samples if s.labels.get("route") == "unmatched"]
+    unmatched = [
+        s for s in families["athena_requests"].samples if s.labels.get("route") == "unmatched"
+    ]
     assert unmatched, "unknown paths are counted under one bounded label"
-    assert all("/nope" not in s.labels.get("route", "") for s in families["athena_requests"].samples)
+    assert all(
+        "/nope" not in s.labels.get("route", "") for s in families["athena_requests"].samples
+    )
     assert "athena_request_duration_seconds" in families
     pools = {s.labels["client"] for s in families["athena_pool_size"].samples}
     assert {"catalog", "athena"} <= pools

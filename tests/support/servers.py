@@ -91,5 +91,7 @@ def server_env(
         "ATHENA_REQUEST_LOG_FLUSH_SECONDS": "0.2",
         "ATHENA_CLUSTER_PROBE_INTERVAL_S": "1",
     }
-    env.update({k if k.startswith("ATHENA_") else f"ATHENA_{k.upper()}": v for k, v in extra.items()})
+    env.update(
+        {k if k.startswith("ATHENA_") else f"ATHENA_{k.upper()}": v for k, v in extra.items()}
+    )
     return env

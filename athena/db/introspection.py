@@ -1,0 +1,258 @@
+"""The live schema of each client database, cached: relations, columns, keys, foreign keys.
+
+Every identifier a request names is checked here before any SQL exists. The cache is loaded in
+one query per client (PostgreSQL builds the JSON), refreshed after DDL made through Athena
+(``invalidate``) and on a miss (at most once per ``MISS_REFRESH_SECONDS`` per client, so random
+table names cannot turn into a query storm).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import psycopg
+import trio
+
+from athena.errors import ApiError
+
+if TYPE_CHECKING:
+    from athena.db.pools import ClientEntry
+
+MISS_REFRESH_SECONDS = 1.0
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+
+_LOAD_SQL = """
+SELECT coalesce(json_agg(rel ORDER BY rel->>'schema', rel->>'name'), '[]'::json)
+FROM (
+  SELECT json_build_object(
+    'schema', n.nspname,
+    'name', c.relname,
+    'kind', c.relkind,
+    'columns', (
+      SELECT coalesce(json_agg(json_build_object(
+               'name', a.attname,
+               'type', format_type(a.atttypid, a.atttypmod),
+               'udt', t.typname,
+               'category', t.typcategory,
+               'nullable', NOT a.attnotnull,
+               'has_default', a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '',
+               'generated', a.attgenerated <> '',
+               'position', a.attnum) ORDER BY a.attnum), '[]'::json)
+        FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+    'primary_key', (
+      SELECT coalesce(json_agg(a.attname ORDER BY k.ord), '[]'::json)
+        FROM pg_constraint pk
+        CROSS JOIN LATERAL unnest(pk.conkey) WITH ORDINALITY AS k(attnum, ord)
+        JOIN pg_attribute a ON a.attrelid = pk.conrelid AND a.attnum = k.attnum
+       WHERE pk.conrelid = c.oid AND pk.contype = 'p'),
+    'unique', (
+      SELECT coalesce(json_agg(cols), '[]'::json) FROM (
+        SELECT json_agg(a.attname ORDER BY k.ord) AS cols
+          FROM pg_constraint u
+          CROSS JOIN LATERAL unnest(u.conkey) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_attribute a ON a.attrelid = u.conrelid AND a.attnum = k.attnum
+         WHERE u.conrelid = c.oid AND u.contype IN ('u', 'p')
+         GROUP BY u.oid) uq),
+    'foreign_keys', (
+      SELECT coalesce(json_agg(json_build_object(
+               'name', fk.conname,
+               'columns', (SELECT json_agg(a.attname ORDER BY k.ord)
+                             FROM unnest(fk.conkey) WITH ORDINALITY AS k(attnum, ord)
+                             JOIN pg_attribute a ON a.attrelid = fk.conrelid AND a.attnum = k.attnum),
+               'ref_schema', rn.nspname,
+               'ref_table', rc.relname,
+               'ref_columns', (SELECT json_agg(a.attname ORDER BY k.ord)
+                                 FROM unnest(fk.confkey) WITH ORDINALITY AS k(attnum, ord)
+                                 JOIN pg_attribute a ON a.attrelid = fk.confrelid
+                                                    AND a.attnum = k.attnum))), '[]'::json)
+        FROM pg_constraint fk
+        JOIN pg_class rc ON rc.oid = fk.confrelid
+        JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+       WHERE fk.conrelid = c.oid AND fk.contype = 'f')
+  ) AS rel
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+    AND n.nspname NOT LIKE 'pg_temp_%%' AND n.nspname NOT LIKE 'pg_toast_temp_%%'
+) s
+"""
+
+_KIND_NAMES = {
+    "r": "table",
+    "p": "table",
+    "v": "view",
+    "m": "materialized_view",
+    "f": "foreign_table",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # format_type(), e.g. "character varying(20)", "timestamp with time zone"
+    udt: str  # the type's name, e.g. "varchar", "timestamptz", "_int4"
+    category: str  # pg_type.typcategory: N numeric, S string, D datetime, B bool, U user, A array
+    nullable: bool
+    has_default: bool
+    generated: bool
+    position: int
+
+    @property
+    def is_json(self) -> bool:
+        return self.udt in ("json", "jsonb")
+
+    @property
+    def is_array(self) -> bool:
+        return self.category == "A"
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    columns: tuple[str, ...]
+    ref_schema: str
+    ref_table: str
+    ref_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Relation:
+    schema: str
+    name: str
+    kind: str  # table | view | materialized_view | foreign_table
+    columns: dict[str, Column]
+    primary_key: tuple[str, ...]
+    unique: tuple[tuple[str, ...], ...]
+    foreign_keys: tuple[ForeignKey, ...]
+
+    @property
+    def qualified(self) -> tuple[str, str]:
+        return (self.schema, self.name)
+
+    @property
+    def is_table(self) -> bool:
+        return self.kind == "table"
+
+    def column(self, name: str) -> Column:
+        """The column, or 400 ``unknown_column`` naming it."""
+        col = self.columns.get(name)
+        if col is None:
+            raise ApiError(
+                "unknown_column",
+                f"column '{name}' does not exist on '{self.name}'",
+                data={"column": name, "table": self.name},
+            )
+        return col
+
+
+@dataclass
+class SchemaSnapshot:
+    relations: dict[tuple[str, str], Relation]
+    loaded_at: float = field(default_factory=time.monotonic)
+
+    def find(self, name: str, schema: str | None = None) -> Relation | None:
+        """Look up ``name`` (``schema.table`` accepted); bare names prefer ``public``."""
+        if schema is None and "." in name:
+            schema, _, name = name.partition(".")
+        if schema is not None:
+            return self.relations.get((schema, name))
+        rel = self.relations.get(("public", name))
+        if rel is not None:
+            return rel
+        matches = [r for (s, n), r in self.relations.items() if n == name]
+        return matches[0] if len(matches) == 1 else None
+
+    def referencing(self, target: Relation) -> list[tuple[Relation, ForeignKey]]:
+        """Foreign keys from any relation that point at ``target`` (for one-to-many embeds)."""
+        found = []
+        for rel in self.relations.values():
+            for fk in rel.foreign_keys:
+                if (fk.ref_schema, fk.ref_table) == target.qualified:
+                    found.append((rel, fk))
+        return found
+
+
+def parse_snapshot(payload: list[dict[str, object]] | str) -> SchemaSnapshot:
+    items = json.loads(payload) if isinstance(payload, str) else payload
+    relations: dict[tuple[str, str], Relation] = {}
+    for item in items:
+        cols = {c["name"]: Column(**c) for c in item["columns"]}  # type: ignore[union-attr,index]
+        rel = Relation(
+            schema=item["schema"],  # type: ignore[arg-type]
+            name=item["name"],  # type: ignore[arg-type]
+            kind=_KIND_NAMES.get(item["kind"], "table"),  # type: ignore[arg-type]
+            columns=cols,
+            primary_key=tuple(item["primary_key"]),  # type: ignore[arg-type]
+            unique=tuple(tuple(u) for u in item["unique"]),  # type: ignore[union-attr]
+            foreign_keys=tuple(
+                ForeignKey(
+                    fk["name"],
+                    tuple(fk["columns"]),
+                    fk["ref_schema"],
+                    fk["ref_table"],
+                    tuple(fk["ref_columns"]),
+                )
+                for fk in item["foreign_keys"]  # type: ignore[union-attr]
+            ),
+        )
+        relations[rel.qualified] = rel
+    return SchemaSnapshot(relations)
+
+
+def load_snapshot(conn: psycopg.Connection) -> SchemaSnapshot:
+    row = conn.execute(_LOAD_SQL).fetchone()
+    return parse_snapshot(row[0] if row else [])
+
+
+class IntrospectionCache:
+    """Per-client ``SchemaSnapshot``s."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[str, SchemaSnapshot] = {}
+        self._locks: dict[str, trio.Lock] = {}
+
+    def invalidate(self, client: str | None = None) -> None:
+        if client is None:
+            self._snapshots.clear()
+        else:
+            self._snapshots.pop(client, None)
+
+    async def snapshot(self, entry: ClientEntry, *, refresh: bool = False) -> SchemaSnapshot:
+        from athena.db.errors import api_error_from_db
+        from athena.db.pools import require_db
+
+        current = self._snapshots.get(entry.name)
+        if current is not None and not refresh:
+            return current
+        lock = self._locks.setdefault(entry.name, trio.Lock())
+        async with lock:
+            latest = self._snapshots.get(entry.name)
+            if latest is not None and latest is not current:
+                return latest  # someone refreshed while we waited
+            try:
+                snap = await require_db(entry).run(load_snapshot)
+            except Exception as exc:
+                raise api_error_from_db(exc, client=entry.name) from None
+            self._snapshots[entry.name] = snap
+            return snap
+
+    async def relation(self, entry: ClientEntry, name: str, schema: str | None = None) -> Relation:
+        """The relation ``name`` of the client, or 400 ``unknown_table`` naming it."""
+        snap = await self.snapshot(entry)
+        rel = snap.find(name, schema)
+        if rel is None and time.monotonic() - snap.loaded_at > MISS_REFRESH_SECONDS:
+            snap = await self.snapshot(entry, refresh=True)
+            rel = snap.find(name, schema)
+        if rel is None:
+            shown = f"{schema}.{name}" if schema else name
+            raise ApiError(
+                "unknown_table",
+                f"table or view '{shown}' does not exist",
+                data={"table": shown},
+            )
+        return rel
