@@ -123,6 +123,7 @@ class Runtime:
         metrics.add_collector(rt._pool_gauges)
         rt.background.append(BackgroundTask("request_log_writer", rt.request_log.run_writer))
         rt.background.append(BackgroundTask("api_key_last_used", rt.auth_store.flush_last_used))
+        await attach_capabilities(rt)
         return rt
 
     def _load_clients(self, default_client_uri: str | None) -> None:
@@ -241,6 +242,31 @@ class Runtime:
         old = self.clients.remove(name)
         if old is not None:
             await trio.to_thread.run_sync(close_entry, old)
+
+
+# Packages whose modules may define ``async def attach(rt: Runtime) -> None``: called once at
+# start-up to put their state in ``rt.services`` and their tasks in ``rt.background``. Each
+# capability plugs itself in without a central list that every change would have to edit.
+CAPABILITY_PACKAGES = (
+    "athena.services",
+    "athena.probes",
+    "athena.backups",
+    "athena.pipelines",
+    "athena.ws",
+)
+
+
+async def attach_capabilities(rt: Runtime) -> None:
+    import importlib
+    import pkgutil
+
+    for package_name in CAPABILITY_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            module = importlib.import_module(f"{package_name}.{info.name}")
+            attach = getattr(module, "attach", None)
+            if attach is not None:
+                await attach(rt)
 
 
 _current: Runtime | None = None

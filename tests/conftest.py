@@ -106,3 +106,19 @@ def catalog_conn(pg: TestPostgres, catalog_db: str) -> Iterator[psycopg.Connecti
 @pytest.fixture
 def tmp_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def catalog_uri(pg: TestPostgres, catalog_db: str) -> str:
+    return pg.superuser_uri(catalog_db)
+
+
+@pytest.fixture
+def seeded_key(athena: AthenaServer, catalog_uri: str) -> Callable[..., str]:
+    """``seeded_key(rights=[...], client="athena")`` → a real key inserted into the catalog."""
+    from support.keys import seed_key
+
+    def make(**kwargs: Any) -> str:
+        return seed_key(catalog_uri, **kwargs)
+
+    return make
