@@ -132,6 +132,7 @@ class Settings(BaseSettings):
     # integrations
     scylla_hosts: list[str] = Field(default_factory=list)
     supabase_api_url: str = "https://api.supabase.com"
+    supabase_api_timeout_s: float = 10.0
     pipelines_file: str = "config/pipelines.yaml"
     backup_s3_bucket: str | None = None
     backup_s3_prefix: str = "athena-backups"

@@ -82,6 +82,11 @@ CODES: dict[str, int] = {
     "service_unavailable": 503,
     "upstream_error": 502,
     "upstream_timeout": 504,
+    # -- pipelines and integrations (issue 10) ----------------------------------------------
+    "unknown_pipeline": 400,
+    "invalid_pipeline": 400,
+    "missing_supabase_credentials": 400,
+    "supabase_api_error": 500,  # the Supabase Management API answered with an error status
     # -- everything else is a bug ------------------------------------------------------------
     "internal_error": 500,
 }
