@@ -59,6 +59,12 @@ CODES: dict[str, int] = {
     "insufficient_rights": 403,
     "auth_unavailable": 503,
     "rate_limited": 429,
+    # -- API key administration (/admin/api-key*) -------------------------------------------
+    "api_key_not_found": 404,
+    "right_not_found": 404,
+    "client_config_not_found": 404,
+    "api_key_exists": 409,
+    "right_exists": 409,
     # -- schema: tables and columns are checked against the live schema ---------------------
     "unknown_table": 400,
     "unknown_column": 400,
