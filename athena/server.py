@@ -221,7 +221,8 @@ def run(settings: Settings) -> int:
     try:
         _announce(settings, prepared)
         if settings.workers <= 1:
-            trio.run(serve_worker, settings, prepared, prepared.sock.fileno())
+            # hypercorn closes the socket it serves; give it a duplicate so ours stays valid.
+            trio.run(serve_worker, settings, prepared, os.dup(prepared.sock.fileno()))
         else:
             _run_workers(settings, prepared)
     finally:

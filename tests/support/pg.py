@@ -17,6 +17,8 @@ APP_ROLE = "athena_app"
 
 @dataclass
 class TestPostgres:
+    __test__ = False  # a helper, not a test class, wherever it is imported
+
     server: EmbeddedPostgres
     app_password: str
 
