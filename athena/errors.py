@@ -35,6 +35,7 @@ CODES: dict[str, int] = {
     "update_requires_conditions": 400,
     "delete_requires_conditions": 400,
     "payload_too_large": 413,
+    "uri_too_long": 414,
     "result_too_large": 413,
     "unsupported_media_type": 415,
     # -- routing: the URL or method does not exist ------------------------------------------
@@ -93,6 +94,32 @@ CODES: dict[str, int] = {
     "invalid_pipeline": 400,
     "missing_supabase_credentials": 400,
     "supabase_api_error": 500,  # the Supabase Management API answered with an error status
+    # -- backups: S3 storage and pg_dump / pg_restore jobs -----------------------------------
+    "s3_not_configured": 503,
+    "storage_unavailable": 503,
+    "backup_not_found": 404,
+    "backup_job_not_found": 404,
+    "backup_job_conflict": 409,
+    "restore_refused": 403,
+    "backup_failed": 502,
+    "restore_failed": 502,
+    # -- client catalog and management DDL (issue 6) ----------------------------------------
+    "invalid_pg_uri": 400,  # pg_uri is not a postgres:// URI
+    "pg_uri_unreachable": 400,  # pg_uri parsed but no connection could be made when saving
+    "client_config_managed": 409,  # the client comes from configuration; change it there
+    "unknown_schema": 400,
+    "unsupported_data_type": 400,
+    "unsupported_default": 400,
+    "unsupported_index_method": 400,
+    "unsupported_operation": 400,
+    "reserved_column": 400,
+    "protected_table": 400,
+    "column_exists": 400,
+    "table_exists": 409,
+    "index_exists": 409,
+    "table_not_found": 404,
+    "column_not_found": 404,
+    "index_not_found": 404,
     # -- everything else is a bug ------------------------------------------------------------
     "internal_error": 500,
 }
