@@ -18,12 +18,19 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from athena import routes as routes_pkg
+from athena.auth.guard import presented_key
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
 from athena.routes._http import json_response
 from athena.runtime import Runtime, set_current_runtime
+from athena.services.ratelimit import TokenBuckets
+from athena.services.ratelimit import check as check_rate
 
 log = logging.getLogger("athena.app")
+
+# Liveness and scraping must keep working for load balancers even under rate limits.
+_UNLIMITED_ROUTES = frozenset({"/ping", "/metrics"})
+MAX_QUERY_STRING_BYTES = 8 * 1024
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                415: "unsupported_media_type"}  # fmt: skip
@@ -51,9 +58,12 @@ def create_app(runtime: Runtime) -> Quart:
         if blueprint is not None:
             app.register_blueprint(blueprint)
 
+    rate_ip = TokenBuckets(runtime.settings.rate_limit_per_ip, runtime.settings.rate_limit_burst)
+    rate_key = TokenBuckets(runtime.settings.rate_limit_per_key, runtime.settings.rate_limit_burst)
+
     @app.before_request
     async def _open_call() -> None:
-        g.athena_ctx = CallContext.from_pairs(
+        ctx = g.athena_ctx = CallContext.from_pairs(
             request.headers.items(),
             request_id=request.headers.get("x-request-id") or new_request_id(),
             remote_addr=request.remote_addr,
@@ -61,6 +71,18 @@ def create_app(runtime: Runtime) -> Quart:
             method=request.method,
             query=request.args.to_dict(),
         )
+        if len(request.query_string) > MAX_QUERY_STRING_BYTES:
+            raise ApiError("uri_too_long", "the query string is longer than 8 KiB")
+        if ctx.route in _UNLIMITED_ROUTES:
+            return
+        if rate_ip.enabled and ctx.remote_addr:
+            check_rate(rate_ip, ctx.remote_addr, "client address")
+        if rate_key.enabled:
+            key = presented_key(ctx, admin=True)
+            if key:
+                # The public id part of an Athena key (or the start of any other token) names
+                # the bucket; the secret never becomes a dictionary key.
+                check_rate(rate_key, key.partition(".")[0][:32], "API key")
 
     @app.before_websocket
     async def _open_ws_call() -> None:
