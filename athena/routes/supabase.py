@@ -1,0 +1,62 @@
+"""``/api/v2/supabase/ssl_enforcement``: a Supabase project's SSL enforcement.
+
+``POST`` (the spec) turns it on or off: ``{"enabled": bool, "access_token"?, "project_ref"?}``.
+``GET`` (an addition) reads it: ``?project_ref=`` and the ``X-Supabase-Access-Token`` header
+(never a query parameter, so the token stays out of access logs), each falling back to
+``PROJECT_REF`` / ``SUPABASE_ACCESS_TOKEN``.
+
+Who may call: a request that brings its own access token is authenticated by Supabase itself;
+a request that would use the gateway's own ``SUPABASE_ACCESS_TOKEN`` must carry the admin key
+(``ATHENA_KEY_12``) — otherwise anyone who can reach the gateway could reboot the project.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, request
+
+from athena.auth.guard import require_admin
+from athena.errors import ApiError
+from athena.routes._http import ctx, json_object, rt, success
+from athena.services.supabase_ssl import SslCredentials, SupabaseManagement, resolve_credentials
+
+blueprint = Blueprint("supabase", __name__)
+
+PATH = "/api/v2/supabase/ssl_enforcement"
+
+
+def _client() -> SupabaseManagement:
+    return rt().services["supabase_ssl"]  # type: ignore[no-any-return]
+
+
+def _authorize(creds: SslCredentials) -> None:
+    if creds.token_from_env:
+        require_admin(rt(), ctx())
+
+
+@blueprint.post(PATH)
+async def set_ssl_enforcement() -> Response:
+    body = await json_object()
+    enabled = body.get("enabled")
+    if not isinstance(enabled, bool):
+        raise ApiError(
+            "validation_error",
+            "'enabled' is required and must be true or false",
+            data={"field": "enabled"},
+        )
+    creds = resolve_credentials(body.get("access_token"), body.get("project_ref"))
+    _authorize(creds)
+    status, changed = await _client().ensure(creds, enabled)
+    word = "enabled" if enabled else "disabled"
+    message = f"SSL enforcement {word}" if changed else f"SSL enforcement already {word}"
+    return success(message, status.as_json())
+
+
+@blueprint.get(PATH)
+async def get_ssl_enforcement() -> Response:
+    creds = resolve_credentials(
+        request.headers.get("x-supabase-access-token"), request.args.get("project_ref")
+    )
+    _authorize(creds)
+    status = await _client().get(creds)
+    word = "enabled" if status.database else "disabled"
+    return success(f"SSL enforcement is {word}", status.as_json())
