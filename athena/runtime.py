@@ -98,8 +98,10 @@ class Runtime:
                 application_name="athena-catalog",
             )
         )
-        catalog = Database("catalog", catalog_pool, limiter, settings.pool_timeout_s)
-        registry = ClientRegistry(limiter, pool_factory, settings.pool_timeout_s)
+        # A call may wait for a connection, then run one statement; 2 s of grace on top.
+        deadline = settings.pool_timeout_s + settings.statement_timeout_ms / 1000 + 2.0
+        catalog = Database("catalog", catalog_pool, limiter, settings.pool_timeout_s, deadline)
+        registry = ClientRegistry(limiter, pool_factory, settings.pool_timeout_s, deadline)
         rt = cls(
             settings=settings,
             admin_key=admin_key,

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from athena.db.pools import DatabaseUnavailable
+from athena.db.pools import DatabaseUnavailable, StatementDeadlineExceeded
 from athena.errors import ApiError
 
 # Exact SQLSTATEs first, then whole classes (first two characters).
@@ -52,6 +52,10 @@ def api_error_from_db(exc: BaseException, *, client: str | None = None) -> ApiEr
             "client_unavailable",
             f"the database of client '{client or exc}' is unavailable",
             data={"client": client} if client else None,
+        )
+    if isinstance(exc, StatementDeadlineExceeded):
+        return ApiError(
+            "statement_timeout", "the statement exceeded the configured statement timeout"
         )
     if not isinstance(exc, psycopg.Error):
         return ApiError("internal_error", "unexpected database failure")

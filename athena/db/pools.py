@@ -28,6 +28,18 @@ log = logging.getLogger("athena.db")
 T = TypeVar("T")
 
 
+_DEFAULT = object()
+
+
+class StatementDeadlineExceeded(Exception):
+    """A call outlived its hard deadline (statement timeout plus grace) and was cancelled.
+
+    ``statement_timeout`` bounds each statement server-side, but SQL sent by a trusted key could
+    ``SET statement_timeout = 0``; this deadline, enforced from the event loop, cannot be
+    switched off from SQL. Mapped to 504 ``statement_timeout``.
+    """
+
+
 class DatabaseUnavailable(Exception):
     """No connection could be had within the pool timeout (server down or pool exhausted).
 
@@ -98,13 +110,29 @@ class Database:
     pool: ConnectionPool
     limiter: trio.CapacityLimiter
     pool_timeout_s: float = 5.0
+    # Hard bound on one call: waiting for a connection + the statement timeout + grace.
+    deadline_s: float | None = None
 
-    async def run(self, fn: Callable[[psycopg.Connection], T]) -> T:
+    async def run(
+        self, fn: Callable[[psycopg.Connection], T], *, deadline_s: float | object | None = _DEFAULT
+    ) -> T:
         """Run ``fn(conn)`` in a worker thread with a pooled connection.
 
-        On cancellation (client gone, shutdown) the running statement is cancelled server-side
-        and the connection goes back to the pool clean; ``trio.Cancelled`` propagates.
+        On cancellation (client gone, shutdown, the hard deadline) the running statement is
+        cancelled server-side and the connection goes back to the pool clean;
+        ``trio.Cancelled`` propagates, the deadline raises ``StatementDeadlineExceeded``.
+        ``deadline_s`` overrides the pool's deadline for long jobs (``None``: no deadline).
         """
+        deadline = self.deadline_s if deadline_s is _DEFAULT else deadline_s
+        if deadline is None:
+            return await self._run(fn)
+        assert isinstance(deadline, (int, float))
+        with trio.move_on_after(deadline) as scope:
+            return await self._run(fn)
+        assert scope.cancelled_caught
+        raise StatementDeadlineExceeded(self.name)
+
+    async def _run(self, fn: Callable[[psycopg.Connection], T]) -> T:
         holder: dict[str, psycopg.Connection] = {}
 
         def work() -> T:
@@ -179,6 +207,7 @@ class ClientRegistry:
     limiter: trio.CapacityLimiter
     pool_factory: Callable[[str, str], ConnectionPool]
     pool_timeout_s: float = 5.0
+    deadline_s: float | None = None
     _entries: dict[str, ClientEntry] = field(default_factory=dict)
 
     def names(self) -> list[str]:
@@ -201,7 +230,9 @@ class ClientRegistry:
                 entry.db = old.db  # same database: keep the warm pool
             else:
                 pool = self.pool_factory(entry.name, entry.uri)
-                entry.db = Database(entry.name, pool, self.limiter, self.pool_timeout_s)
+                entry.db = Database(
+                    entry.name, pool, self.limiter, self.pool_timeout_s, self.deadline_s
+                )
         self._entries[entry.name] = entry
         if old is None or old.db is None or old.db is entry.db:
             return None
