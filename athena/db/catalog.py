@@ -116,6 +116,12 @@ def prepare_embedded(
         existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
         if CATALOG_DATABASE not in existing:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(CATALOG_DATABASE)))
+        # Only the superuser reaches the catalog; the data role cannot even connect to it.
+        conn.execute(
+            sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(
+                sql.Identifier(CATALOG_DATABASE)
+            )
+        )
         client_uri = superuser_uri_for(DEFAULT_CLIENT_DATABASE)
         if app_role:
             pw_path = Path(password_file)
