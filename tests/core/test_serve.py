@@ -94,6 +94,13 @@ def test_embedded_default_creates_catalog_and_separate_data_database(
         clients = conn.execute("SELECT client_name, source FROM athena.athena_clients").fetchall()
         assert ("athena", "config") in clients
 
+    app_password = (data_dir / "app-role.password").read_text().strip()
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        psycopg.connect(
+            f"postgresql://athena_app:{app_password}@127.0.0.1:{port}/athena_catalog",
+            connect_timeout=3,
+        )
+
     # The default client is live: its pool shows in the metrics.
     metrics = httpx.get(f"{embedded_server.url}/metrics").text
     assert 'athena_pool_size{client="athena"}' in metrics
