@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     cluster_probe_interval_s: float = 15.0
     cluster_probe_timeout_s: float = 3.0
     registry_cache_ttl_s: float = 30.0
+    statistics_rollup_seconds: float = 5.0
+    pool_health_interval_s: float = 5.0
     catalog_poll_seconds: float = 2.0
 
     # integrations

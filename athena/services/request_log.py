@@ -2,25 +2,45 @@
 
 The request path only calls ``record()``, which never waits: when the channel is full the entry
 is dropped and counted in ``athena_request_log_dropped_total``. The writer inserts up to
-``batch_size`` rows at a time, at least every ``flush_seconds``; on shutdown what is buffered is
-flushed before the pools close.
+``batch_size`` rows at a time (one ``COPY``), at least every ``flush_seconds``; on shutdown what
+is buffered — in the channel or in a batch being collected — is flushed before the pools close.
+
+Every batch is written in a transaction holding the *shared* advisory lock ``LOG_WRITE_BARRIER``.
+The statistics rollup takes the same lock *exclusively* for an instant to learn the highest id
+whose transaction has finished: ids are handed out before commit, so without the barrier a batch
+committing late (another worker, another instance) could land below a rollup's watermark and never
+be counted.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import trio
+from prometheus_client.core import CounterMetricFamily
 from psycopg import sql
 
 from athena.context import CallContext
 from athena.db.pools import Database
+from athena.metrics import gauge
+
+if TYPE_CHECKING:
+    from athena.runtime import Runtime
 
 log = logging.getLogger("athena.request_log")
+
+# Advisory lock shared by log writers, taken exclusively by the statistics rollup (any constant
+# distinct from the lease ids in runtime.py).
+LOG_WRITE_BARRIER = 0x4154_0070
+
+# A batch insert that takes longer than this at shutdown is abandoned (and counted as dropped):
+# shutdown must finish within a few seconds even when the catalog hangs.
+WRITE_TIMEOUT_S = 5.0
 
 COLUMNS = (
     "created_at", "request_id", "client_name", "route", "method", "table_name", "operation",
@@ -30,9 +50,11 @@ COLUMNS = (
 
 Row = tuple[object, ...]
 
-_INSERT = sql.SQL("INSERT INTO athena.gateway_request_log ({}) VALUES ({})").format(
-    sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
-    sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS)),
+_COPY = sql.SQL("COPY athena.gateway_request_log ({}) FROM STDIN").format(
+    sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+)
+_BARRIER_SHARED = sql.SQL("SELECT pg_advisory_xact_lock_shared({})").format(
+    sql.Literal(LOG_WRITE_BARRIER)
 )
 
 
@@ -44,10 +66,20 @@ class RequestLog:
     flush_seconds: float
     on_drop: Callable[[], None]
     enabled: bool = True
+    written: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self._send, self._recv = trio.open_memory_channel[Row](self.queue_size)
-        self.written = 0
+        # The batch being collected: kept on the instance so that a writer cancelled at shutdown
+        # leaves it for ``flush()`` instead of losing it.
+        self._pending: list[Row] = []
+        self._in_flight = 0  # rows of batches being inserted right now
+
+    @property
+    def queue_depth(self) -> int:
+        """Entries not yet written: in the channel, being collected, being inserted."""
+        used = self._send.statistics().current_buffer_used
+        return used + len(self._pending) + self._in_flight
 
     def record(self, ctx: CallContext, status: int, duration_s: float) -> None:
         """Queue one entry; never blocks, never raises."""
@@ -79,15 +111,18 @@ class RequestLog:
     async def run_writer(self) -> None:
         """Supervised task: batch rows from the channel into the catalog forever."""
         while True:
-            batch = [await self._recv.receive()]
+            # receive() is atomic under cancellation: an entry is either in _pending or still
+            # in the channel, never lost in between.
+            self._pending.append(await self._recv.receive())
             with trio.move_on_after(self.flush_seconds):
-                while len(batch) < self.batch_size:
-                    batch.append(await self._recv.receive())
+                while len(self._pending) < self.batch_size:
+                    self._pending.append(await self._recv.receive())
+            batch, self._pending = self._pending, []
             await self._insert(batch)
 
     async def flush(self) -> None:
         """Write whatever is buffered now (shutdown, tests)."""
-        batch: list[Row] = []
+        batch, self._pending = self._pending, []
         while True:
             try:
                 batch.append(self._recv.receive_nowait())
@@ -101,15 +136,52 @@ class RequestLog:
 
     async def _insert(self, batch: list[Row]) -> None:
         def write(conn: psycopg.Connection) -> None:
-            with conn.cursor() as cur:
-                cur.executemany(_INSERT, batch)
+            # One transaction: the barrier lock, then one COPY — all rows or none.
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(_BARRIER_SHARED)
+                with cur.copy(_COPY) as copy:
+                    for row in batch:
+                        copy.write_row(row)
 
+        # Shielded: a batch taken from the channel is written even when shutdown cancels the
+        # writer mid-insert (a cancelled COPY would lose it). Bounded so shutdown never hangs.
+        self._in_flight += len(batch)
         try:
-            await self.catalog.run(write)
-            self.written += len(batch)
-        except Exception:
-            # The catalog is down: these rows are lost, but requests must never wait for the
-            # log. Counted as drops so the loss is visible.
-            log.warning("request log write of %d rows failed", len(batch), exc_info=True)
-            for _ in range(len(batch)):
-                self.on_drop()
+            if await self._write_shielded(write, len(batch)):
+                self.written += len(batch)
+                return
+        finally:
+            self._in_flight -= len(batch)
+        for _ in range(len(batch)):
+            self.on_drop()
+
+    async def _write_shielded(self, write: Callable[[psycopg.Connection], None], n: int) -> bool:
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(WRITE_TIMEOUT_S) as timer:
+                try:
+                    await self.catalog.run(write)
+                    return True
+                except Exception:
+                    # The catalog is down: these rows are lost, but requests must never wait
+                    # for the log. Counted as drops so the loss is visible.
+                    log.warning("request log write of %d rows failed", n, exc_info=True)
+            if timer.cancelled_caught:
+                log.warning("request log write of %d rows timed out", n)
+        return False
+
+    def collect(self) -> list[Any]:
+        written = CounterMetricFamily(
+            "athena_request_log_written", "Request log entries written to the catalog"
+        )
+        written.add_metric([], self.written)
+        depth = gauge(
+            "athena_request_log_queue_depth",
+            "Request log entries waiting to be written",
+            [],
+            [([], self.queue_depth)],
+        )
+        return [written, depth]
+
+
+async def attach(rt: Runtime) -> None:
+    rt.metrics.add_collector(rt.request_log.collect)
