@@ -259,18 +259,21 @@ class JobRegistry:
                 job.error_code = "internal_error"
                 job.error = "an unexpected error stopped the job; see the gateway's log"
             if cancelled is not None or not isinstance(exc, Exception):
-                self._finish(job)
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    await self._persist(job)
+                await self._finish(job, persist_within=5)
                 raise
-        self._finish(job)
-        with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await self._persist(job)
+        await self._finish(job, persist_within=10)
 
-    def _finish(self, job: Job) -> None:
+    async def _finish(self, job: Job, *, persist_within: float) -> None:
+        """Record the outcome, then wake the waiters: whoever is answered can already read
+        the finished job from the catalog."""
         job.finished_at = datetime.now(UTC)
         if job.state == "failed":
             job.phase = "failed"
+        with trio.CancelScope(shield=True), trio.move_on_after(persist_within):
+            try:
+                await self._persist(job)
+            except Exception:  # the reaper marks it failed later; the waiters still learn now
+                log.warning("recording the end of job %s failed", job.id, exc_info=True)
         job.done.set()
         job.touch()
         self._finished.append(job.id)
