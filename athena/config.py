@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     enforce_api_keys: bool = True
     require_context_headers: bool = True
     rest_format: Literal["envelope", "postgrest"] = "envelope"
+    # Schemas /rest/v1 serves besides ``public`` (Accept-Profile / Content-Profile), comma list.
+    rest_schemas: str = ""
     docs_url: str = DEFAULT_DOCS_URL
     auth_cache_seconds: float = 2.0
 

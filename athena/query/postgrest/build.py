@@ -1,0 +1,642 @@
+"""AST + schema snapshot → one ``psycopg.sql.Composed`` statement and its parameters (pure).
+
+Every statement returns exactly one row ``(total, page_count, body, event_rows)``:
+
+* ``total`` — the exact count of matching rows when asked for (``Prefer: count=exact``);
+* ``page_count`` — rows in this response (or affected by the write);
+* ``body`` — the JSON text PostgreSQL built (``json_agg`` of the projected rows, embedded
+  resources as correlated sub-selects), passed through to the client untouched;
+* ``event_rows`` — the written rows as JSON, only when a subscriber will receive them.
+
+Rules kept here: identifiers are checked against the snapshot and quoted with
+``sql.Identifier``; values are named bound parameters (``%(p3)s``, so that the same filter can
+be used twice without reordering trouble); operators, casts and ``is`` operands come from
+fixed tables; JSON path keys are ``sql.Literal``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from psycopg import sql
+
+from athena.db.introspection import ForeignKey, Relation, SchemaSnapshot
+from athena.query.postgrest.errors import PgrstError
+from athena.query.postgrest.grammar import (
+    ColumnItem,
+    Condition,
+    EmbedItem,
+    Field,
+    Filter,
+    NodeOptions,
+    OrderTerm,
+    ParsedQuery,
+    SelectItem,
+    StarItem,
+)
+
+BINARY_OPERATORS: dict[str, str] = {
+    "eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=",
+    "like": "LIKE", "ilike": "ILIKE", "match": "~", "imatch": "~*",
+    "cs": "@>", "cd": "<@", "ov": "&&", "sl": "<<", "sr": ">>", "nxr": "&<", "nxl": "&>",
+    "adj": "-|-", "isdistinct": "IS DISTINCT FROM",
+}  # fmt: skip
+FTS_FUNCTIONS: dict[str, str] = {
+    "fts": "to_tsquery",
+    "plfts": "plainto_tsquery",
+    "phfts": "phraseto_tsquery",
+    "wfts": "websearch_to_tsquery",
+}
+IS_SQL: dict[str, str] = {
+    "null": "IS NULL",
+    "not_null": "IS NOT NULL",
+    "true": "IS TRUE",
+    "false": "IS FALSE",
+    "unknown": "IS UNKNOWN",
+}
+# ``::type`` in select: only these names ever reach SQL, each mapped to fixed text.
+CASTS: dict[str, str] = {
+    name: name
+    for name in (
+        "text", "varchar", "char", "int", "integer", "int2", "int4", "int8", "smallint",
+        "bigint", "numeric", "decimal", "real", "float4", "float8", "boolean", "bool", "json",
+        "jsonb", "date", "time", "timetz", "timestamp", "timestamptz", "interval", "uuid",
+        "money", "inet", "cidr", "tsvector",
+    )
+} | {"float": "float8", "double": "float8", "double precision": "float8"}  # fmt: skip
+
+
+def column_not_found(rel: Relation, name: str) -> PgrstError:
+    """PostgreSQL's own wording for an unknown column (PostgREST passes 42703 through)."""
+    return PgrstError(
+        400, "42703", f"column {rel.name}.{name} does not exist", envelope_code="unknown_column"
+    )
+
+
+def array_literal(values: tuple[str, ...] | list[str]) -> str:
+    """A PostgreSQL array literal with every element quoted; bound as ONE parameter, so the
+    server coerces it to the compared column's array type (``int = ANY('{"1","2"}')``)."""
+    return (
+        "{"
+        + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+        + "}"
+    )
+
+
+@dataclass
+class Relationship:
+    """How an embedded resource joins its parent: ``(parent column, child column)`` pairs."""
+
+    target: Relation
+    to_one: bool
+    pairs: tuple[tuple[str, str], ...]
+    fk: ForeignKey
+
+
+@dataclass
+class Statement:
+    """What the service executes: the statement and its named parameters."""
+
+    query: sql.Composed
+    params: dict[str, Any]
+
+
+@dataclass
+class _Builder:
+    snapshot: SchemaSnapshot
+    query: ParsedQuery
+    params: dict[str, Any] = field(default_factory=dict)
+    used_paths: set[tuple[str, ...]] = field(default_factory=lambda: {()})
+    _aliases: int = 0
+    strip_nulls: bool = False
+    # tables read through embeds (the service checks the caller may read them)
+    embedded_tables: list[Relation] = field(default_factory=list)
+
+    # -- small pieces ----------------------------------------------------------------------
+
+    def bind(self, value: Any) -> sql.Placeholder:
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return sql.Placeholder(name)
+
+    def alias(self) -> str:
+        name = f"pgrst_{self._aliases}"
+        self._aliases += 1
+        return name
+
+    def field_sql(self, rel: Relation, alias: str, f: Field) -> sql.Composable:
+        col = rel.columns.get(f.name)
+        if col is None:
+            raise column_not_found(rel, f.name)
+        expr: sql.Composable = sql.Identifier(alias, f.name)
+        for step in f.path:
+            key = sql.Literal(int(step.key)) if step.is_index else sql.Literal(step.key)
+            expr = sql.SQL("({} {} {})").format(expr, sql.SQL(step.arrow), key)
+        return expr
+
+    # -- filters ---------------------------------------------------------------------------
+
+    def filter_sql(self, rel: Relation, alias: str, flt: Filter) -> sql.Composable:
+        lhs = self.field_sql(rel, alias, flt.field)
+        op = flt.op
+        if op == "is":
+            expr: sql.Composable = sql.SQL("{} {}").format(lhs, sql.SQL(IS_SQL[str(flt.value)]))
+        elif op == "in":
+            expr = sql.SQL("{} = ANY({})").format(lhs, self.bind(array_literal(flt.value)))
+        elif op in FTS_FUNCTIONS:
+            column = rel.columns[flt.field.name]
+            fn = sql.SQL(FTS_FUNCTIONS[op])
+            if flt.language:
+                lang = sql.SQL("{}::regconfig").format(self.bind(flt.language))
+                query = sql.SQL("{}({}, {})").format(fn, lang, self.bind(flt.value))
+                doc = (
+                    lhs
+                    if column.udt == "tsvector" and not flt.field.path
+                    else sql.SQL("to_tsvector({}, {})").format(lang, lhs)
+                )
+            else:
+                query = sql.SQL("{}({})").format(fn, self.bind(flt.value))
+                doc = (
+                    lhs
+                    if column.udt == "tsvector" and not flt.field.path
+                    else sql.SQL("to_tsvector({})").format(lhs)
+                )
+            expr = sql.SQL("{} @@ {}").format(doc, query)
+        else:
+            sql_op = sql.SQL(BINARY_OPERATORS[op])
+            if flt.quantifier is not None:
+                values = list(flt.value)
+                if op in ("like", "ilike"):
+                    values = [v.replace("*", "%") for v in values]
+                expr = sql.SQL("{} {} {}({})").format(
+                    lhs, sql_op, sql.SQL(flt.quantifier.upper()), self.bind(array_literal(values))
+                )
+            else:
+                value = str(flt.value)
+                if op in ("like", "ilike"):
+                    value = value.replace("*", "%")  # PostgREST's URL-safe wildcard
+                elif op == "ov" and value.startswith("(") and rel.columns[flt.field.name].is_array:
+                    value = array_literal(_plain_list(value))
+                expr = sql.SQL("{} {} {}").format(lhs, sql_op, self.bind(value))
+        return sql.SQL("NOT ({})").format(expr) if flt.negate else expr
+
+    def condition_sql(self, rel: Relation, alias: str, cond: Condition) -> sql.Composable:
+        if isinstance(cond, Filter):
+            return self.filter_sql(rel, alias, cond)
+        joiner = sql.SQL(" AND ") if cond.op == "and" else sql.SQL(" OR ")
+        inner = sql.SQL("({})").format(
+            joiner.join(self.condition_sql(rel, alias, c) for c in cond.items)
+        )
+        return sql.SQL("NOT {}").format(inner) if cond.negate else inner
+
+    def order_sql(self, rel: Relation, alias: str, terms: list[OrderTerm]) -> sql.Composable:
+        parts = []
+        for term in terms:
+            piece = sql.SQL("{} {}").format(
+                self.field_sql(rel, alias, term.field), sql.SQL("DESC" if term.desc else "ASC")
+            )
+            if term.nulls:
+                piece = sql.SQL("{} {}").format(
+                    piece, sql.SQL("NULLS FIRST" if term.nulls == "first" else "NULLS LAST")
+                )
+            parts.append(piece)
+        return sql.SQL(", ").join(parts)
+
+    # -- embedding -------------------------------------------------------------------------
+
+    def resolve(self, parent: Relation, item: EmbedItem) -> Relationship:
+        """The one foreign key that links ``parent`` and ``item`` (PGRST200 / PGRST201)."""
+        candidates: list[Relationship] = []
+        target = self.snapshot.find(item.name, parent.schema) or self.snapshot.find(item.name)
+        if target is not None:
+            for fk in parent.foreign_keys:  # many-to-one: parent.fk → target
+                if (fk.ref_schema, fk.ref_table) == target.qualified:
+                    candidates.append(
+                        Relationship(
+                            target, True, tuple(zip(fk.columns, fk.ref_columns, strict=True)), fk
+                        )
+                    )
+            for fk in target.foreign_keys:  # one-to-many: target.fk → parent
+                if (fk.ref_schema, fk.ref_table) == parent.qualified:
+                    pairs = tuple(zip(fk.ref_columns, fk.columns, strict=True))
+                    # a self-reference is both directions: both are candidates, a hint picks
+                    candidates.append(Relationship(target, False, pairs, fk))
+        else:
+            # ``select=owner_id(*)`` / ``select=fk_name(*)``: embed through the FK column/name
+            for fk in parent.foreign_keys:
+                if fk.columns == (item.name,) or fk.name == item.name:
+                    ref = self.snapshot.find(fk.ref_table, fk.ref_schema)
+                    if ref is not None:
+                        candidates.append(
+                            Relationship(
+                                ref, True, tuple(zip(fk.columns, fk.ref_columns, strict=True)), fk
+                            )
+                        )
+        if item.hint is not None:
+            candidates = [c for c in candidates if _hint_matches(c, item.hint)]
+        if not candidates:
+            raise PgrstError(
+                400,
+                "PGRST200",
+                f"Could not find a relationship between '{parent.name}' and '{item.name}' in "
+                "the schema cache",
+                hint="Verify that the tables are related by a foreign key and that the name "
+                "(and !hint) in 'select' is right.",
+                envelope_code="invalid_request",
+            )
+        if len(candidates) > 1:
+            options = ", ".join(f"'{item.name}!{c.fk.name}'" for c in candidates)
+            raise PgrstError(
+                300,
+                "PGRST201",
+                f"Could not embed because more than one relationship was found for "
+                f"'{parent.name}' and '{item.name}'",
+                details=options,
+                hint=f"Try changing '{item.name}' to one of the following: {options}. Find the "
+                "desired relationship in the 'details' key.",
+                envelope_code="invalid_request",
+            )
+        return candidates[0]
+
+    def node_conditions(
+        self, rel: Relation, alias: str, path: tuple[str, ...], items: tuple[SelectItem, ...]
+    ) -> list[sql.Composable]:
+        """This node's filters plus ``EXISTS`` for every ``!inner`` child embed."""
+        opts = self.query.nodes.get(path) or NodeOptions()
+        conds = [self.condition_sql(rel, alias, c) for c in opts.conditions]
+        for item in items:
+            if isinstance(item, EmbedItem) and item.inner:
+                rship = self.resolve(rel, item)
+                child_path = (*path, item.output_name)
+                child_alias = self.alias()
+                inner = [self.join_sql(rship, alias, child_alias)]
+                inner += self.node_conditions(rship.target, child_alias, child_path, item.children)
+                conds.append(
+                    sql.SQL("EXISTS (SELECT 1 FROM {} AS {} WHERE {})").format(
+                        sql.Identifier(*rship.target.qualified),
+                        sql.Identifier(child_alias),
+                        sql.SQL(" AND ").join(inner),
+                    )
+                )
+        return conds
+
+    @staticmethod
+    def join_sql(rship: Relationship, parent_alias: str, child_alias: str) -> sql.Composable:
+        return sql.SQL(" AND ").join(
+            sql.SQL("{} = {}").format(
+                sql.Identifier(child_alias, cc), sql.Identifier(parent_alias, pc)
+            )
+            for pc, cc in rship.pairs
+        )
+
+    def embed_sql(
+        self, parent: Relation, parent_alias: str, path: tuple[str, ...], item: EmbedItem
+    ) -> sql.Composable:
+        rship = self.resolve(parent, item)
+        self.embedded_tables.append(rship.target)
+        child_path = (*path, item.output_name)
+        self.used_paths.add(child_path)
+        child_alias = self.alias()
+        opts = self.query.nodes.get(child_path) or NodeOptions()
+        where = [self.join_sql(rship, parent_alias, child_alias)]
+        where += self.node_conditions(rship.target, child_alias, child_path, item.children)
+        inner = sql.SQL("SELECT {} FROM {} AS {} WHERE {}").format(
+            self.projection(rship.target, child_alias, child_path, item.children),
+            sql.Identifier(*rship.target.qualified),
+            sql.Identifier(child_alias),
+            sql.SQL(" AND ").join(where),
+        )
+        row = sql.Identifier(self.alias())
+        if rship.to_one:
+            return sql.SQL("(SELECT row_to_json({row}) FROM ({inner} LIMIT 1) {row})").format(
+                row=row, inner=inner
+            )
+        if opts.order:
+            inner = sql.SQL("{} ORDER BY {}").format(
+                inner, self.order_sql(rship.target, child_alias, opts.order)
+            )
+        if opts.limit is not None:
+            inner = sql.SQL("{} LIMIT {}").format(inner, self.bind(opts.limit))
+        if opts.offset:
+            inner = sql.SQL("{} OFFSET {}").format(inner, self.bind(opts.offset))
+        return sql.SQL(
+            "(SELECT coalesce(json_agg({row}), '[]'::json) FROM ({inner}) {row})"
+        ).format(row=row, inner=inner)
+
+    def projection(
+        self, rel: Relation, alias: str, path: tuple[str, ...], items: tuple[SelectItem, ...]
+    ) -> sql.Composable:
+        parts: list[sql.Composable] = []
+        for item in items:
+            if isinstance(item, StarItem):
+                parts.append(sql.SQL("{}.*").format(sql.Identifier(alias)))
+            elif isinstance(item, ColumnItem):
+                expr = self.field_sql(rel, alias, item.field)
+                if item.cast is not None:
+                    cast = CASTS.get(item.cast)
+                    if cast is None:
+                        raise PgrstError(
+                            400,
+                            "PGRST100",
+                            f"failed to parse select parameter (::{item.cast})",
+                            details=f"unsupported cast '{item.cast}'; allowed: "
+                            + ", ".join(sorted(CASTS)),
+                            envelope_code="invalid_request",
+                        )
+                    expr = sql.SQL("CAST({} AS {})").format(expr, sql.SQL(cast))
+                parts.append(sql.SQL("{} AS {}").format(expr, sql.Identifier(item.output_name)))
+            else:
+                parts.append(
+                    sql.SQL("{} AS {}").format(
+                        self.embed_sql(rel, alias, path, item), sql.Identifier(item.output_name)
+                    )
+                )
+        return sql.SQL(", ").join(parts)
+
+    def check_paths(self) -> None:
+        """Options given for an embed that is not in ``select`` → PGRST108, as PostgREST."""
+        for path, opts in self.query.nodes.items():
+            if path not in self.used_paths and (
+                opts.conditions or opts.order or opts.limit is not None or opts.offset is not None
+            ):
+                name = ".".join(path)
+                raise PgrstError(
+                    400,
+                    "PGRST108",
+                    f"'{name}' is not an embedded resource in this request",
+                    hint=f"Verify that '{name}' is included in the 'select' query parameter.",
+                    envelope_code="invalid_request",
+                )
+
+    def body_sql(self, source: sql.Composable) -> sql.Composable:
+        """``json_agg`` of the projected rows of ``source`` (a sub-select aliased ``r``)."""
+        agg = sql.SQL("json_agg(pgrst_r)")
+        if self.strip_nulls:
+            agg = sql.SQL("json_agg(json_strip_nulls(row_to_json(pgrst_r)))")
+        return sql.SQL("coalesce({}, '[]'::json)::text").format(agg)
+
+
+def _hint_matches(rship: Relationship, hint: str) -> bool:
+    fk = rship.fk
+    return (
+        hint in (fk.name, rship.target.name) or fk.columns == (hint,) or fk.ref_columns == (hint,)
+    )
+
+
+def _plain_list(text: str) -> list[str]:
+    from athena.query.postgrest.grammar import parse_list
+
+    return list(parse_list(text, context=text))
+
+
+# -- public entry points --------------------------------------------------------------------
+
+
+@dataclass
+class ReadPlan:
+    statement: Statement
+    embedded_tables: list[Relation]
+
+
+def build_read(
+    snapshot: SchemaSnapshot,
+    rel: Relation,
+    query: ParsedQuery,
+    *,
+    limit: int | None,
+    offset: int,
+    count_exact: bool = False,
+    strip_nulls: bool = False,
+    body: bool = True,
+) -> ReadPlan:
+    """The GET statement: ``(total, page_count, body, NULL)``."""
+    b = _Builder(snapshot, query, strip_nulls=strip_nulls)
+    alias = b.alias()
+    root = query.root
+    where = b.node_conditions(rel, alias, (), query.select)
+    source = sql.SQL("SELECT {} FROM {} AS {}").format(
+        b.projection(rel, alias, (), query.select),
+        sql.Identifier(*rel.qualified),
+        sql.Identifier(alias),
+    )
+    if where:
+        source = sql.SQL("{} WHERE {}").format(source, sql.SQL(" AND ").join(where))
+    if root.order:
+        source = sql.SQL("{} ORDER BY {}").format(source, b.order_sql(rel, alias, root.order))
+    if limit is not None:
+        source = sql.SQL("{} LIMIT {}").format(source, b.bind(limit))
+    if offset:
+        source = sql.SQL("{} OFFSET {}").format(source, b.bind(offset))
+    total: sql.Composable = sql.SQL("NULL::bigint")
+    if count_exact:
+        count_src = sql.SQL("SELECT count(*) FROM {} AS {}").format(
+            sql.Identifier(*rel.qualified), sql.Identifier(alias)
+        )
+        if where:
+            count_src = sql.SQL("{} WHERE {}").format(count_src, sql.SQL(" AND ").join(where))
+        total = sql.SQL("({})").format(count_src)
+    b.check_paths()
+    statement = sql.SQL("SELECT {}, count(*), {}, NULL FROM ({}) pgrst_r").format(
+        total, b.body_sql(source) if body else sql.SQL("NULL"), source
+    )
+    return ReadPlan(Statement(statement, b.params), b.embedded_tables)
+
+
+def build_count_source(snapshot: SchemaSnapshot, rel: Relation, query: ParsedQuery) -> Statement:
+    """``SELECT 1 FROM rel WHERE …`` — the service EXPLAINs it for ``count=planned``."""
+    b = _Builder(snapshot, query)
+    alias = b.alias()
+    where = b.node_conditions(rel, alias, (), query.select)
+    stmt = sql.SQL("SELECT 1 FROM {} AS {}").format(
+        sql.Identifier(*rel.qualified), sql.Identifier(alias)
+    )
+    if where:
+        stmt = sql.SQL("{} WHERE {}").format(stmt, sql.SQL(" AND ").join(where))
+    return Statement(stmt, b.params)
+
+
+Returning = Literal["rows", "none"]
+
+
+def _write_tail(
+    b: _Builder,
+    rel: Relation,
+    query: ParsedQuery,
+    write: sql.Composable,
+    *,
+    returning: Returning,
+    want_events: bool,
+) -> ReadPlan:
+    """Wrap a data-modifying statement (``… RETURNING *``) as ``pgrst_source`` and project it."""
+    alias = b.alias()
+    body: sql.Composable = sql.SQL("NULL::text")
+    if returning == "rows":
+        source = sql.SQL("SELECT {} FROM pgrst_source AS {}").format(
+            b.projection(rel, alias, (), query.select), sql.Identifier(alias)
+        )
+        body = sql.SQL("(SELECT {} FROM ({}) pgrst_r)").format(b.body_sql(source), source)
+    events: sql.Composable = sql.SQL("NULL::text")
+    if want_events:
+        events = sql.SQL("(SELECT json_agg(pgrst_e)::text FROM pgrst_source pgrst_e)")
+    b.check_paths()
+    statement = sql.SQL(
+        "WITH pgrst_source AS ({}) SELECT NULL::bigint, (SELECT count(*) FROM pgrst_source), {}, {}"
+    ).format(write, body, events)
+    return ReadPlan(Statement(statement, b.params), b.embedded_tables)
+
+
+def build_insert(
+    snapshot: SchemaSnapshot,
+    rel: Relation,
+    query: ParsedQuery,
+    *,
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    body_json: str,
+    resolution: Literal["merge", "ignore"] | None,
+    on_conflict: tuple[str, ...],
+    missing_default: bool,
+    returning: Returning,
+    want_events: bool = False,
+) -> ReadPlan:
+    """``INSERT … SELECT … FROM json_populate_recordset(NULL::rel, body)`` — one statement for
+    one row or thousands; with ``missing_default`` keys absent from a row take the column
+    default (``VALUES (…, DEFAULT)``) instead of NULL."""
+    b = _Builder(snapshot, query)
+    target = sql.Identifier(*rel.qualified)
+    for name in columns:
+        if name not in rel.columns:
+            raise PgrstError(
+                400,
+                "PGRST204",
+                f"Could not find the '{name}' column of '{rel.name}' in the schema cache",
+                envelope_code="unknown_column",
+            )
+    col_ids = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    if not columns:
+        write = sql.SQL("INSERT INTO {} AS pgrst_w DEFAULT VALUES").format(target)
+    elif missing_default and any(set(columns) - set(r) for r in rows):
+        values = []
+        for row in rows:
+            import json as _json
+
+            record = sql.SQL("json_populate_record(NULL::{}, {}::json)").format(
+                target, b.bind(_json.dumps(row))
+            )
+            cells = [
+                sql.SQL("({}).{}").format(record, sql.Identifier(c))
+                if c in row
+                else sql.SQL("DEFAULT")
+                for c in columns
+            ]
+            values.append(sql.SQL("({})").format(sql.SQL(", ").join(cells)))
+        write = sql.SQL("INSERT INTO {} AS pgrst_w ({}) VALUES {}").format(
+            target, col_ids, sql.SQL(", ").join(values)
+        )
+    else:
+        write = sql.SQL(
+            "INSERT INTO {} AS pgrst_w ({}) SELECT {} FROM json_populate_recordset(NULL::{}, {}::json)"
+        ).format(target, col_ids, col_ids, target, b.bind(body_json))
+    if resolution is not None:
+        for name in on_conflict:
+            if name not in rel.columns:
+                raise column_not_found(rel, name)
+        conflict = sql.SQL(", ").join(sql.Identifier(c) for c in on_conflict)
+        if resolution == "ignore" or not columns:
+            write = sql.SQL("{} ON CONFLICT ({}) DO NOTHING").format(write, conflict)
+        else:
+            sets = sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+                for c in columns
+            )
+            write = sql.SQL("{} ON CONFLICT ({}) DO UPDATE SET {}").format(write, conflict, sets)
+    write = sql.SQL("{} RETURNING pgrst_w.*").format(write)
+    return _write_tail(b, rel, query, write, returning=returning, want_events=want_events)
+
+
+def _mutation_where(b: _Builder, rel: Relation, alias: str, query: ParsedQuery) -> sql.Composable:
+    root = query.root
+    conds = [b.condition_sql(rel, alias, c) for c in root.conditions]
+    if root.limit is not None:
+        # PostgREST's limited update/delete: only the first ``limit`` rows in ``order``.
+        if not rel.is_table:
+            raise PgrstError(
+                400, "PGRST100", "limit on PATCH/DELETE is only supported for tables",
+                envelope_code="invalid_request",
+            )  # fmt: skip
+        inner_alias = b.alias()
+        inner = sql.SQL("SELECT {}.ctid FROM {} AS {}").format(
+            sql.Identifier(inner_alias), sql.Identifier(*rel.qualified), sql.Identifier(inner_alias)
+        )
+        inner_conds = [b.condition_sql(rel, inner_alias, c) for c in root.conditions]
+        if inner_conds:
+            inner = sql.SQL("{} WHERE {}").format(inner, sql.SQL(" AND ").join(inner_conds))
+        if root.order:
+            inner = sql.SQL("{} ORDER BY {}").format(
+                inner, b.order_sql(rel, inner_alias, root.order)
+            )
+        inner = sql.SQL("{} LIMIT {}").format(inner, b.bind(root.limit))
+        if root.offset:
+            inner = sql.SQL("{} OFFSET {}").format(inner, b.bind(root.offset))
+        conds.append(sql.SQL("{}.ctid = ANY(ARRAY({}))").format(sql.Identifier(alias), inner))
+    return sql.SQL(" AND ").join(conds)
+
+
+def build_update(
+    snapshot: SchemaSnapshot,
+    rel: Relation,
+    query: ParsedQuery,
+    *,
+    columns: list[str],
+    body_json: str,
+    returning: Returning,
+    want_events: bool = False,
+) -> ReadPlan:
+    """``UPDATE rel SET c = body.c … FROM json_populate_record(NULL::rel, body) WHERE filters``."""
+    b = _Builder(snapshot, query)
+    for name in columns:
+        if name not in rel.columns:
+            raise PgrstError(
+                400,
+                "PGRST204",
+                f"Could not find the '{name}' column of '{rel.name}' in the schema cache",
+                envelope_code="unknown_column",
+            )
+    alias = b.alias()
+    sets = sql.SQL(", ").join(
+        sql.SQL("{} = pgrst_body.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in columns
+    )
+    write = sql.SQL(
+        "UPDATE {} AS {} SET {} FROM json_populate_record(NULL::{}, {}::json) AS pgrst_body "
+        "WHERE {} RETURNING {}.*"
+    ).format(
+        sql.Identifier(*rel.qualified),
+        sql.Identifier(alias),
+        sets,
+        sql.Identifier(*rel.qualified),
+        b.bind(body_json),
+        _mutation_where(b, rel, alias, query),
+        sql.Identifier(alias),
+    )
+    return _write_tail(b, rel, query, write, returning=returning, want_events=want_events)
+
+
+def build_delete(
+    snapshot: SchemaSnapshot,
+    rel: Relation,
+    query: ParsedQuery,
+    *,
+    returning: Returning,
+    want_events: bool = False,
+) -> ReadPlan:
+    """``DELETE FROM rel WHERE filters RETURNING *``."""
+    b = _Builder(snapshot, query)
+    alias = b.alias()
+    write = sql.SQL("DELETE FROM {} AS {} WHERE {} RETURNING {}.*").format(
+        sql.Identifier(*rel.qualified),
+        sql.Identifier(alias),
+        _mutation_where(b, rel, alias, query),
+        sql.Identifier(alias),
+    )
+    return _write_tail(b, rel, query, write, returning=returning, want_events=want_events)

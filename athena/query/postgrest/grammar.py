@@ -1,0 +1,536 @@
+"""PostgREST query-string grammar → AST (pure: no I/O, no schema knowledge).
+
+Covers what stock PostgREST clients send for ``/rest/v1/{table}``:
+
+* filters ``col=[not.]op[(any|all)].value`` (``fts(lang)`` for the full-text operators),
+  ``in.(a,"b,c")``, ``is.null``, JSON paths in the column (``data->a->>b``);
+* logic trees ``or=(a.eq.1,and(b.gt.2,not.c.is.null))``, ``and=(…)``, ``not.or=(…)``;
+* keys prefixed with an embedded resource path (``author.name=eq.x``, ``author.order=…``);
+* ``select`` (aliases, casts, JSON paths, embeds with ``!hint``/``!inner``), ``order``,
+  ``limit``, ``offset``, ``columns``, ``on_conflict``.
+
+Every parse failure raises :class:`ParseError`, which the service turns into PostgREST's 400
+``PGRST100`` (``message`` + ``details``), so a client sees the same wording PostgREST gives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from athena.query.postgrest.errors import PgrstError
+
+# Operators that take one value. The SQL for each lives in build.py; here only names matter.
+SIMPLE_OPERATORS = frozenset(
+    {
+        "eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch",
+        "isdistinct", "cs", "cd", "ov", "sl", "sr", "nxr", "nxl", "adj",
+    }
+)  # fmt: skip
+FTS_OPERATORS = frozenset({"fts", "plfts", "phfts", "wfts"})
+# Operators that accept the (any)/(all) quantifier, as in PostgREST.
+QUANTIFIABLE = frozenset(
+    {"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch"}
+)
+ALL_OPERATORS = SIMPLE_OPERATORS | FTS_OPERATORS | {"in", "is"}
+# ``is`` only ever takes one of these words; they become SQL keywords, never values.
+IS_VALUES = frozenset({"null", "not_null", "true", "false", "unknown"})
+# Query keys with a meaning of their own; anything else is a filter.
+RESERVED_KEYS = frozenset({"select", "order", "limit", "offset", "columns", "on_conflict"})
+
+
+class ParseError(PgrstError):
+    """The query string is not valid PostgREST grammar (→ 400 PGRST100)."""
+
+    def __init__(self, message: str, details: str | None = None) -> None:
+        super().__init__(400, "PGRST100", message, details=details, envelope_code="invalid_request")
+
+
+# -- AST ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JsonStep:
+    """One ``->`` / ``->>`` hop; ``key`` is a string key or, when all digits, an array index."""
+
+    arrow: Literal["->", "->>"]
+    key: str
+
+    @property
+    def is_index(self) -> bool:
+        return self.key.lstrip("-").isdigit()
+
+
+@dataclass(frozen=True)
+class Field:
+    """A column, optionally followed by a JSON path (``data->a->>b``)."""
+
+    name: str
+    path: tuple[JsonStep, ...] = ()
+
+    @property
+    def output_name(self) -> str:
+        """The key PostgREST gives a selected field: the last JSON key, else the column."""
+        return self.path[-1].key if self.path else self.name
+
+
+@dataclass(frozen=True)
+class Filter:
+    field: Field
+    op: str
+    value: str | tuple[str, ...]  # a tuple for ``in`` and quantified operators
+    negate: bool = False
+    quantifier: Literal["any", "all"] | None = None
+    language: str | None = None  # fts(english)
+
+
+@dataclass(frozen=True)
+class Logic:
+    op: Literal["and", "or"]
+    items: tuple[Filter | Logic, ...]
+    negate: bool = False
+
+
+Condition = Filter | Logic
+
+
+@dataclass(frozen=True)
+class OrderTerm:
+    field: Field
+    desc: bool = False
+    nulls: Literal["first", "last"] | None = None
+
+
+@dataclass(frozen=True)
+class ColumnItem:
+    field: Field
+    alias: str | None = None
+    cast: str | None = None
+
+    @property
+    def output_name(self) -> str:
+        return self.alias or self.field.output_name
+
+
+@dataclass(frozen=True)
+class StarItem:
+    pass
+
+
+@dataclass(frozen=True)
+class EmbedItem:
+    """``alias:name!hint!inner(children)``."""
+
+    name: str
+    children: tuple[SelectItem, ...]
+    alias: str | None = None
+    hint: str | None = None
+    inner: bool = False
+
+    @property
+    def output_name(self) -> str:
+        return self.alias or self.name
+
+
+SelectItem = ColumnItem | StarItem | EmbedItem
+
+
+@dataclass
+class NodeOptions:
+    """Filters, order and paging for one resource (the root or an embedded one)."""
+
+    conditions: list[Condition] = field(default_factory=list)
+    order: list[OrderTerm] = field(default_factory=list)
+    limit: int | None = None
+    offset: int | None = None
+
+
+@dataclass
+class ParsedQuery:
+    select: tuple[SelectItem, ...] = (StarItem(),)
+    # options per embed path: () is the root, ("author",) the embed named/aliased author
+    nodes: dict[tuple[str, ...], NodeOptions] = field(default_factory=dict)
+    columns: tuple[str, ...] | None = None
+    on_conflict: tuple[str, ...] | None = None
+
+    def node(self, path: tuple[str, ...]) -> NodeOptions:
+        return self.nodes.setdefault(path, NodeOptions())
+
+    @property
+    def root(self) -> NodeOptions:
+        return self.node(())
+
+    @property
+    def has_root_filters(self) -> bool:
+        return bool(self.nodes.get(()) and self.nodes[()].conditions)
+
+
+# -- low-level splitting ----------------------------------------------------------------------
+
+
+def split_top(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside parentheses and double quotes (quotes are kept)."""
+    parts: list[str] = []
+    depth = 0
+    quoted = False
+    current: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quoted:
+            current.append(ch)
+            if ch == "\\" and i + 1 < len(text):
+                current.append(text[i + 1])
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+            current.append(ch)
+        elif ch == "(":
+            depth += 1
+            current.append(ch)
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise ParseError(f"failed to parse ({text})", 'unexpected ")"')
+            current.append(ch)
+        elif ch == sep and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    if quoted:
+        raise ParseError(f"failed to parse ({text})", 'unterminated double quote (")')
+    if depth != 0:
+        raise ParseError(f"failed to parse ({text})", 'expecting ")"')
+    parts.append("".join(current))
+    return parts
+
+
+def unquote(text: str) -> str:
+    """``"a\\"b"`` → ``a"b``; unquoted text is returned as is."""
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        body = text[1:-1]
+        out: list[str] = []
+        i = 0
+        while i < len(body):
+            if body[i] == "\\" and i + 1 < len(body):
+                out.append(body[i + 1])
+                i += 2
+            else:
+                out.append(body[i])
+                i += 1
+        return "".join(out)
+    return text
+
+
+def parse_list(text: str, *, context: str) -> tuple[str, ...]:
+    """``(a,"b,c")`` or ``{a,b}`` → ``("a", "b,c")``; ``()`` → ``()``."""
+    text = text.strip()
+    if len(text) < 2 or (text[0], text[-1]) not in {("(", ")"), ("{", "}")}:
+        raise ParseError(f"failed to parse filter ({context})", "expecting a list like (a,b)")
+    inner = text[1:-1]
+    if not inner.strip():
+        return ()
+    return tuple(unquote(p.strip()) for p in split_top(inner))
+
+
+def _name(text: str, what: str) -> str:
+    name = unquote(text.strip())
+    if not name:
+        raise ParseError(f"failed to parse {what}", "empty name")
+    return name
+
+
+def parse_field(text: str) -> Field:
+    """``data->a->>b`` → Field("data", (->a, ->>b)); ``"my col"`` allowed."""
+    text = text.strip()
+    if not text:
+        raise ParseError("failed to parse field", "empty column name")
+    steps: list[JsonStep] = []
+    # find the first arrow outside quotes
+    pieces: list[tuple[str, str]] = []  # (arrow, token)
+    i = 0
+    start = 0
+    arrow = ""
+    quoted = False
+    while i < len(text):
+        ch = text[i]
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and text.startswith("->", i):
+            pieces.append((arrow, text[start:i]))
+            arrow = "->>" if text.startswith("->>", i) else "->"
+            i += len(arrow)
+            start = i
+            continue
+        i += 1
+    pieces.append((arrow, text[start:]))
+    name = _name(pieces[0][1], "field")
+    for arr, token in pieces[1:]:
+        key = unquote(token.strip())
+        if not key:
+            raise ParseError(f"failed to parse field ({text})", "empty JSON key")
+        steps.append(JsonStep(arr, key))  # type: ignore[arg-type]
+    return Field(name, tuple(steps))
+
+
+# -- filters ------------------------------------------------------------------------------------
+
+
+def parse_operation(field: Field, expr: str, *, raw: str, in_logic: bool = False) -> Filter:
+    """``[not.]op[(any|all)].value`` applied to ``field``.
+
+    Inside a logic tree a value may be double-quoted (to carry ``,``, ``(`` or ``)``); a
+    top-level value is taken verbatim, as PostgREST does.
+    """
+    negate = False
+    rest = expr
+    if rest.startswith("not."):
+        negate = True
+        rest = rest[4:]
+    op_token, dot, value = rest.partition(".")
+    if not dot:
+        raise ParseError(f"failed to parse filter ({raw})", "expecting an operator and a value")
+    op = op_token
+    quantifier: Literal["any", "all"] | None = None
+    language: str | None = None
+    if "(" in op_token and op_token.endswith(")"):
+        op, _, arg = op_token[:-1].partition("(")
+        if op in FTS_OPERATORS:
+            language = arg
+            if not language or not language.replace("_", "").isalnum():
+                raise ParseError(f"failed to parse filter ({raw})", "invalid text search language")
+        elif arg in ("any", "all") and op in QUANTIFIABLE:
+            quantifier = arg  # type: ignore[assignment]
+        else:
+            raise ParseError(f"failed to parse filter ({raw})", f'unexpected "({arg})"')
+    if op not in ALL_OPERATORS:
+        raise ParseError(
+            f"failed to parse filter ({raw})",
+            f'unknown operator "{op}"; expecting one of {", ".join(sorted(ALL_OPERATORS))}',
+        )
+    if op == "in":
+        return Filter(field, op, parse_list(value, context=raw), negate)
+    if op == "is":
+        word = value.lower()
+        if word not in IS_VALUES:
+            raise ParseError(
+                f"failed to parse filter ({raw})",
+                "is accepts only null, not_null, true, false or unknown",
+            )
+        return Filter(field, op, word, negate)
+    if quantifier is not None:
+        return Filter(field, op, parse_list(value, context=raw), negate, quantifier)
+    if in_logic:
+        value = unquote(value)
+    return Filter(field, op, value, negate, None, language)
+
+
+def parse_filter(column: str, value: str) -> Filter:
+    """A top-level ``column=expr`` pair."""
+    return parse_operation(parse_field(column), value, raw=value)
+
+
+def parse_logic(op: Literal["and", "or"], value: str, *, negate: bool = False) -> Logic:
+    """``or=(a.eq.1,and(b.gt.2,c.lt.3))`` (the value includes the parentheses)."""
+    value = value.strip()
+    if not (value.startswith("(") and value.endswith(")")):
+        raise ParseError(
+            f"failed to parse logic tree ({value})", 'expecting "(" … ")" around the conditions'
+        )
+    inner = value[1:-1]
+    items: list[Condition] = []
+    for part in split_top(inner):
+        part = part.strip()
+        if not part:
+            raise ParseError(f"failed to parse logic tree ({value})", "empty condition")
+        items.append(_parse_logic_item(part, whole=value))
+    if not items:
+        raise ParseError(f"failed to parse logic tree ({value})", "no conditions")
+    return Logic(op, tuple(items), negate)
+
+
+def _parse_logic_item(part: str, *, whole: str) -> Condition:
+    negate = False
+    body = part
+    if body.startswith("not.") and body[4:].startswith(("or(", "and(")):
+        negate = True
+        body = body[4:]
+    for op in ("or", "and"):
+        if body.startswith(op + "("):
+            return parse_logic(op, body[len(op) :], negate=negate)  # type: ignore[arg-type]
+    # field.[not.]op.value — the field may be quoted or a JSON path containing no dots
+    if body.startswith('"'):
+        end = _closing_quote(body)
+        field_text, rest = body[: end + 1], body[end + 1 :]
+        if not rest.startswith("."):
+            raise ParseError(f"failed to parse logic tree ({whole})", f"bad condition {part}")
+        rest = rest[1:]
+    else:
+        field_text, dot, rest = body.partition(".")
+        if not dot:
+            raise ParseError(f"failed to parse logic tree ({whole})", f"bad condition {part}")
+    return parse_operation(parse_field(field_text), rest, raw=part, in_logic=True)
+
+
+def _closing_quote(text: str) -> int:
+    i = 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == '"':
+            return i
+        i += 1
+    raise ParseError(f"failed to parse ({text})", 'unterminated double quote (")')
+
+
+# -- order, paging -----------------------------------------------------------------------------
+
+
+def parse_order(value: str) -> list[OrderTerm]:
+    """``a.desc.nullslast,data->>x`` → terms."""
+    terms: list[OrderTerm] = []
+    for raw in split_top(value):
+        raw = raw.strip()
+        if not raw:
+            raise ParseError(f"failed to parse order ({value})", "empty order term")
+        parts = raw.split(".")
+        desc = False
+        nulls: Literal["first", "last"] | None = None
+        modifiers = []
+        while len(parts) > 1 and parts[-1] in ("asc", "desc", "nullsfirst", "nullslast"):
+            modifiers.insert(0, parts.pop())
+        for mod in modifiers:
+            if mod in ("asc", "desc"):
+                desc = mod == "desc"
+            else:
+                nulls = "first" if mod == "nullsfirst" else "last"
+        terms.append(OrderTerm(parse_field(".".join(parts)), desc, nulls))
+    return terms
+
+
+def parse_non_negative(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ParseError(
+            f"failed to parse {name} parameter ({value})", "expecting a number"
+        ) from None
+    if number < 0:
+        raise ParseError(f"failed to parse {name} parameter ({value})", "must be >= 0")
+    return number
+
+
+# -- select ------------------------------------------------------------------------------------
+
+
+def parse_select(value: str) -> tuple[SelectItem, ...]:
+    value = value.strip()
+    if not value:
+        return (StarItem(),)
+    items: list[SelectItem] = []
+    for raw in split_top(value):
+        raw = raw.strip()
+        if not raw:
+            raise ParseError(f"failed to parse select parameter ({value})", "empty item")
+        items.append(_parse_select_item(raw, whole=value))
+    return tuple(items)
+
+
+def _split_alias(raw: str) -> tuple[str | None, str]:
+    """``alias:rest`` (but not ``col::cast``)."""
+    i = 0
+    quoted = False
+    while i < len(raw):
+        ch = raw[i]
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            break
+        elif not quoted and ch == ":":
+            if raw.startswith("::", i):
+                return None, raw
+            return _name(raw[:i], "alias"), raw[i + 1 :]
+        i += 1
+    return None, raw
+
+
+def _parse_select_item(raw: str, *, whole: str) -> SelectItem:
+    if raw == "*":
+        return StarItem()
+    alias, rest = _split_alias(raw)
+    if rest.endswith(")") and "(" in rest and not rest.startswith('"'):
+        head, _, body = rest.partition("(")
+        body = body[:-1]
+        names = head.split("!")
+        name = _name(names[0], "select parameter")
+        hint: str | None = None
+        inner = False
+        for mod in names[1:]:
+            if mod == "inner":
+                inner = True
+            elif mod == "left":
+                inner = False
+            elif mod:
+                hint = mod
+            else:
+                raise ParseError(f"failed to parse select parameter ({whole})", "empty hint")
+        children = parse_select(body) if body.strip() else (StarItem(),)
+        return EmbedItem(name, children, alias, hint, inner)
+    if "(" in rest and not rest.startswith('"'):
+        raise ParseError(
+            f"failed to parse select parameter ({whole})", f'unexpected "(" in "{rest}"'
+        )
+    cast: str | None = None
+    if "::" in rest:
+        rest, _, cast = rest.rpartition("::")
+        cast = cast.strip().lower()
+        if not cast:
+            raise ParseError(f"failed to parse select parameter ({whole})", "empty cast")
+    return ColumnItem(parse_field(rest), alias, cast)
+
+
+# -- the whole query string ---------------------------------------------------------------------
+
+
+def _split_key(key: str) -> tuple[tuple[str, ...], str]:
+    """``author.books.title`` → (("author","books"), "title"); JSON arrows stay in the field."""
+    arrow = key.find("->")
+    head, tail = (key, "") if arrow < 0 else (key[:arrow], key[arrow:])
+    parts = head.split(".")
+    return tuple(parts[:-1]), parts[-1] + tail
+
+
+def parse_query(pairs: list[tuple[str, str]]) -> ParsedQuery:
+    """Every query parameter, in order (repeated filters are ANDed)."""
+    q = ParsedQuery()
+    for key, value in pairs:
+        if key == "select":
+            q.select = parse_select(value)
+            continue
+        if key == "columns":
+            q.columns = tuple(_name(c, "columns parameter") for c in split_top(value))
+            continue
+        if key == "on_conflict":
+            q.on_conflict = tuple(_name(c, "on_conflict parameter") for c in split_top(value))
+            continue
+        path, last = _split_key(key)
+        negate = False
+        if last in ("or", "and") and path and path[-1] == "not":
+            negate, path = True, path[:-1]
+        node = q.node(path)
+        if last in ("or", "and"):
+            node.conditions.append(parse_logic(last, value, negate=negate))  # type: ignore[arg-type]
+        elif last == "order":
+            node.order.extend(parse_order(value))
+        elif last == "limit":
+            node.limit = parse_non_negative("limit", value)
+        elif last == "offset":
+            node.offset = parse_non_negative("offset", value)
+        else:
+            node.conditions.append(parse_operation(parse_field(last), value, raw=value))
+    return q

@@ -1,0 +1,129 @@
+"""Fixture tables for /rest/v1 (prefix ``rest_``: data_db is shared with other areas).
+
+authors 1─n books 1─n reviews; books carry every type a filter operator needs (arrays, jsonb,
+ranges, tsvector). ``rest_items`` is the scratch table that write tests change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from postgrest import SyncPostgrestClient
+from support.pg import TestPostgres
+from support.servers import AthenaServer
+
+SCHEMA_SQL = """
+DROP TABLE IF EXISTS rest_reviews, rest_books, rest_authors, rest_items, rest_nopk CASCADE;
+DROP SCHEMA IF EXISTS rest_extra CASCADE;
+CREATE TABLE rest_authors (
+    id integer PRIMARY KEY,
+    name text NOT NULL,
+    country text
+);
+CREATE TABLE rest_books (
+    id integer PRIMARY KEY,
+    title text NOT NULL,
+    author_id integer REFERENCES rest_authors(id),
+    pages integer,
+    price numeric(8,2),
+    tags text[] NOT NULL DEFAULT '{}',
+    meta jsonb,
+    published date,
+    during int4range,
+    available boolean,
+    search tsvector GENERATED ALWAYS AS (to_tsvector('english', title)) STORED
+);
+CREATE TABLE rest_reviews (
+    id integer PRIMARY KEY,
+    book_id integer NOT NULL REFERENCES rest_books(id),
+    stars integer NOT NULL,
+    body text
+);
+CREATE TABLE rest_items (
+    id serial PRIMARY KEY,
+    name text NOT NULL UNIQUE,
+    qty integer NOT NULL DEFAULT 1,
+    note text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE rest_nopk (a integer, b text);
+CREATE SCHEMA rest_extra;
+CREATE TABLE rest_extra.gadgets (id integer PRIMARY KEY, label text);
+INSERT INTO rest_extra.gadgets VALUES (1, 'sprocket'), (2, 'widget');
+
+INSERT INTO rest_authors VALUES
+    (1, 'Ursula Le Guin', 'US'), (2, 'Stanisław Lem', 'PL'), (3, 'Octavia Butler', 'US'),
+    (4, 'Anonymous', NULL);
+INSERT INTO rest_books (id, title, author_id, pages, price, tags, meta, published, during, available) VALUES
+    (1, 'The Dispossessed', 1, 387, 9.99, '{classic,utopia}', '{"lang":"en","series":{"name":"Hainish","n":6}}', '1974-05-01', '[1974,1975)', true),
+    (2, 'The Left Hand of Darkness', 1, 304, 8.50, '{classic,gender}', '{"lang":"en","series":{"name":"Hainish","n":4}}', '1969-03-01', '[1969,1970)', true),
+    (3, 'Solaris', 2, 204, 12.00, '{classic,ocean}', '{"lang":"pl"}', '1961-01-01', '[1961,1962)', false),
+    (4, 'The Cyberiad', 2, 295, NULL, '{robots,humor}', '{"lang":"pl","series":null}', '1965-01-01', '[1965,1966)', NULL),
+    (5, 'Kindred', 3, 264, 7.25, '{slavery,time travel}', '{"lang":"en"}', '1979-06-01', '[1979,1980)', true),
+    (6, 'Parable of the Sower', 3, 345, 10.00, '{dystopia}', NULL, '1993-10-01', '[1993,1994)', true),
+    (7, 'Untitled, "draft" (1)', NULL, NULL, NULL, '{}', NULL, NULL, NULL, NULL);
+INSERT INTO rest_reviews VALUES
+    (1, 1, 5, 'brilliant'), (2, 1, 4, 'dense'), (3, 3, 5, 'ocean!'), (4, 5, 3, NULL),
+    (5, 5, 5, 'haunting'), (6, 2, 4, 'cold');
+"""
+
+
+@pytest.fixture(scope="session")
+def rest_db(pg: TestPostgres, data_db: str) -> str:
+    with pg.connect(data_db) as conn:
+        conn.execute(SCHEMA_SQL)
+    return data_db
+
+
+@pytest.fixture(scope="session")
+def rest_server(athena_factory: Callable[..., AthenaServer], rest_db: str) -> AthenaServer:
+    """A gateway of its own that exposes the extra schema ``rest_extra`` as well."""
+    return athena_factory(rest_schemas="rest_extra")
+
+
+@pytest.fixture
+def sql(pg: TestPostgres, rest_db: str) -> Iterator[Callable[..., list[dict[str, Any]]]]:
+    """``sql("SELECT …", params)`` → rows as dicts, straight from PostgreSQL (the oracle)."""
+    from psycopg.rows import dict_row
+
+    with pg.connect(rest_db) as conn:
+
+        def run(query: str, params: Any = None) -> list[dict[str, Any]]:
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(query, params)
+                return cur.fetchall() if cur.description else []
+
+        yield run
+
+
+@pytest.fixture
+def native_headers(admin_key: str) -> dict[str, str]:
+    return {
+        "apikey": admin_key,
+        "X-Athena-Client": "athena",
+        "X-Athena-Rest-Format": "postgrest",
+    }
+
+
+@pytest.fixture
+def pgrst(
+    rest_server: AthenaServer, native_headers: dict[str, str]
+) -> Iterator[SyncPostgrestClient]:
+    """The real PostgREST client (postgrest-py), pointed at Athena."""
+    with SyncPostgrestClient(f"{rest_server.url}/rest/v1", headers=native_headers) as client:
+        yield client
+
+
+@pytest.fixture
+def items(pg: TestPostgres, rest_db: str) -> Iterator[psycopg.Connection]:
+    """A clean ``rest_items`` (3 rows) for each write test; yields a direct connection."""
+    with pg.connect(rest_db) as conn:
+        conn.execute("TRUNCATE rest_items RESTART IDENTITY")
+        conn.execute(
+            "INSERT INTO rest_items (name, qty, note) VALUES ('apple', 3, 'red'), "
+            "('banana', 5, NULL), ('cherry', 7, 'dark')"
+        )
+        yield conn
