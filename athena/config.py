@@ -133,6 +133,18 @@ class Settings(BaseSettings):
     pool_health_interval_s: float = 5.0
     catalog_poll_seconds: float = 2.0
 
+    # WebSocket gateway (/wss/gateway). Messages above ws_max_message_bytes get an error reply
+    # and close 1009; hypercorn's own frame limit (1 MiB) caps it. The idle timeout stays below
+    # hypercorn's 60 s read timeout so that the close is ours (with a reason), not a TCP drop.
+    ws_max_message_bytes: int = 512 * 1024
+    ws_max_concurrent_requests: int = 16
+    ws_outbound_queue_size: int = 64
+    ws_event_queue_size: int = 256
+    ws_max_subscriptions: int = 100
+    ws_ping_interval_s: float = 20.0
+    ws_idle_timeout_s: float = 50.0
+    event_relay_queue_size: int = 10_000
+
     # integrations
     scylla_hosts: list[str] = Field(default_factory=list)
     supabase_api_url: str = "https://api.supabase.com"

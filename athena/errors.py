@@ -120,6 +120,10 @@ CODES: dict[str, int] = {
     "table_not_found": 404,
     "column_not_found": 404,
     "index_not_found": 404,
+    # -- WebSocket gateway (/wss/gateway): replies to a message, the socket stays open -------
+    "unknown_action": 400,
+    "unknown_subscription": 404,
+    "too_many_subscriptions": 429,
     # -- /rest/v1 (PostgREST-compatible, issue 5), envelope mode -----------------------------
     "not_acceptable": 406,  # singular object requested but not one row; schema not exposed
     "range_not_satisfiable": 416,

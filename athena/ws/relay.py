@@ -1,0 +1,233 @@
+"""Carry events between gateway instances over PostgreSQL LISTEN/NOTIFY on the catalog.
+
+Every instance sharing a catalog runs both halves (no lease: each one must hear every event):
+
+* **sender** (``event_notify`` task): ``EventBus.publish`` hands each local event to
+  ``enqueue()``, which only puts it in a bounded trio channel — a write request never waits for
+  the relay. The task drains the channel in batches and, in one transaction per batch, calls
+  ``pg_notify('athena_events', payload)``. A payload of ``NOTIFY_LIMIT`` bytes or more (PostgreSQL
+  refuses 8000) is stored in ``athena.event_outbox`` and the notification carries its id.
+* **listener** (``event_relay`` task): a dedicated connection (outside the pool: a LISTEN lives on
+  one session) waits in a worker thread with ``conn.notifies()``; each notification from
+  another instance (payloads carry the sender's instance id) is decoded — fetched from the outbox
+  when it carries an id — and delivered to this instance's subscribers.
+
+Delivery is at most once: NOTIFY is not durable, so events published while a listener is
+reconnecting are not replayed to that instance. Outbox rows are deleted after
+``OUTBOX_RETENTION_S`` by whichever instance gets there first (idempotent).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import trio
+from psycopg import sql
+
+from athena.metrics import gauge
+from athena.services.events import ChangeEvent
+
+if TYPE_CHECKING:
+    from athena.runtime import Runtime
+
+log = logging.getLogger("athena.events.relay")
+
+CHANNEL = "athena_events"
+# PostgreSQL rejects NOTIFY payloads of 8000 bytes or more; keep a margin for the envelope.
+NOTIFY_LIMIT = 7900
+# Events per NOTIFY transaction: one round trip carries many events under load.
+BATCH_SIZE = 200
+# How long a listener waits for notifications per thread hop. Shutdown waits at most this long
+# for the thread (it is not abandoned, so the connection is never closed under its feet).
+LISTEN_POLL_S = 0.5
+OUTBOX_RETENTION_S = 600
+OUTBOX_SWEEP_EVERY_S = 60.0
+
+_NOTIFY_MANY = (
+    "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n"
+)
+_OUTBOX_INSERT = "INSERT INTO athena.event_outbox (payload) VALUES (%s::jsonb) RETURNING id"
+_OUTBOX_READ = "SELECT payload::text FROM athena.event_outbox WHERE id = %s"
+_OUTBOX_SWEEP = (
+    "DELETE FROM athena.event_outbox WHERE created_at < now() - make_interval(secs => %s)"
+)
+
+
+class EventRelay:
+    """Both halves of the relay for one process, with counters for metrics."""
+
+    def __init__(self, rt: Runtime, queue_size: int) -> None:
+        self.rt = rt
+        self.instance_id = rt.events.instance_id
+        self._send, self._recv = trio.open_memory_channel[ChangeEvent](queue_size)
+        # Serial numbers make every payload unique: PostgreSQL folds identical payloads sent
+        # in one transaction into one notification, which would swallow repeated events.
+        self._serial = itertools.count(1)
+        self._listen_limiter = trio.CapacityLimiter(1)
+        self.sent = 0
+        self.sent_via_outbox = 0
+        self.dropped = 0
+        self.received = 0
+        self.listening = False
+
+    # -- sender ------------------------------------------------------------------------------
+
+    def enqueue(self, ev: ChangeEvent) -> None:
+        """Relay hook of ``EventBus.publish``: queue without waiting; drop when full."""
+        try:
+            self._send.send_nowait(ev)
+        except trio.WouldBlock:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("event relay queue full: %d events not relayed", self.dropped)
+
+    async def run_sender(self) -> None:
+        """Supervised task: NOTIFY queued events in batches, forever."""
+        while True:
+            batch = [await self._recv.receive()]
+            while len(batch) < BATCH_SIZE:
+                try:
+                    batch.append(self._recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            payloads = [self._payload(ev) for ev in batch]
+            try:
+                await self.rt.catalog.run(lambda conn, p=payloads: self._notify(conn, p))
+                self.sent += len(batch)
+            except Exception:
+                # Catalog down: these events stay local. The write itself already succeeded.
+                self.dropped += len(batch)
+                log.warning("NOTIFY of %d events failed", len(batch), exc_info=True)
+
+    def _payload(self, ev: ChangeEvent) -> str:
+        return f'{{"serial":{next(self._serial)},{ev.wire_payload()[1:]}'
+
+    def _notify(self, conn: psycopg.Connection, payloads: list[str]) -> None:
+        small: list[str] = []
+        with conn.transaction():  # notifications are sent at commit, together with outbox rows
+            for payload in payloads:
+                if len(payload.encode("utf-8")) < NOTIFY_LIMIT:
+                    small.append(payload)
+                    continue
+                row = conn.execute(_OUTBOX_INSERT, (payload,)).fetchone()
+                assert row is not None
+                small.append(json.dumps({"origin": self.instance_id, "outbox_id": row[0]}))
+                self.sent_via_outbox += 1
+            conn.execute(_NOTIFY_MANY, (CHANNEL, small))
+
+    async def run_outbox_sweeper(self) -> None:
+        """Supervised task: delete outbox rows every listener has had time to read."""
+        while True:
+            await trio.sleep(OUTBOX_SWEEP_EVERY_S)
+            await self.rt.catalog.run(
+                lambda conn: conn.execute(_OUTBOX_SWEEP, (OUTBOX_RETENTION_S,))
+            )
+
+    # -- listener ----------------------------------------------------------------------------
+
+    async def run_listener(self) -> None:
+        """Supervised task: LISTEN on a dedicated connection, deliver others' events locally."""
+        conn = await trio.to_thread.run_sync(self._connect, limiter=self._listen_limiter)
+        try:
+            self.listening = True
+            while True:
+                payloads = await trio.to_thread.run_sync(
+                    _wait_notifies, conn, LISTEN_POLL_S, limiter=self._listen_limiter
+                )
+                for payload in payloads:
+                    await self._handle(payload)
+        finally:
+            self.listening = False
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_close_quietly, conn)
+
+    def _connect(self) -> psycopg.Connection:
+        settings = self.rt.settings
+        conn = psycopg.connect(
+            self.rt.catalog_uri,
+            autocommit=True,
+            connect_timeout=max(1, int(settings.connect_timeout_s)),
+            application_name="athena-events",
+            # A half-open TCP connection would otherwise look like a quiet channel forever.
+            keepalives=1,
+            keepalives_idle=30,
+            keepalives_interval=10,
+            keepalives_count=3,
+        )
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+        return conn
+
+    async def _handle(self, payload: str) -> None:
+        try:
+            doc: dict[str, Any] = json.loads(payload)
+            if not isinstance(doc, dict) or doc.get("origin") == self.instance_id:
+                return  # our own event: already delivered locally by publish()
+            outbox_id = doc.get("outbox_id")
+            if outbox_id is not None:
+                text = await self.rt.catalog.run(
+                    lambda conn: conn.execute(_OUTBOX_READ, (int(outbox_id),)).fetchone()
+                )
+                if text is None:
+                    log.warning("event outbox row %s is gone; event skipped", outbox_id)
+                    return
+                doc = json.loads(text[0])
+            ev = ChangeEvent.from_wire(doc)
+        except trio.Cancelled:
+            raise
+        except Exception:
+            # One malformed or unreadable event must not stop the relay for all the others.
+            log.warning("skipping an event notification that cannot be read", exc_info=True)
+            return
+        self.received += 1
+        self.rt.events.deliver(ev)
+
+    def collect(self) -> list[Any]:
+        """Prometheus gauges of the relay (scrape-time callback)."""
+        return [
+            gauge(
+                "athena_event_relay",
+                "Events relayed between instances via NOTIFY, by outcome",
+                ["outcome"],
+                [
+                    (["sent"], self.sent),
+                    (["sent_via_outbox"], self.sent_via_outbox),
+                    (["dropped"], self.dropped),
+                    (["received"], self.received),
+                ],
+            ),
+            gauge(
+                "athena_event_subscriptions",
+                "Live event subscriptions on this instance",
+                [],
+                [([], len(self.rt.events))],
+            ),
+        ]
+
+
+def _wait_notifies(conn: psycopg.Connection, timeout: float) -> list[str]:
+    """Block (in a worker thread) until at least one notification arrives or ``timeout``."""
+    return [n.payload for n in conn.notifies(timeout=timeout, stop_after=1)]
+
+
+def _close_quietly(conn: psycopg.Connection) -> None:
+    try:
+        conn.close()
+    except psycopg.Error:
+        pass
+
+
+async def attach(rt: Runtime) -> None:
+    """Start-up: hook the relay into the bus and register its supervised tasks."""
+    from athena.runtime import BackgroundTask
+
+    relay = EventRelay(rt, rt.settings.event_relay_queue_size)
+    rt.services["event_relay"] = relay
+    rt.events.relays.append(relay.enqueue)
+    rt.background.append(BackgroundTask("event_relay", relay.run_listener))
+    rt.background.append(BackgroundTask("event_notify", relay.run_sender))
+    rt.background.append(BackgroundTask("event_outbox_sweeper", relay.run_outbox_sweeper))
+    rt.metrics.add_collector(relay.collect)

@@ -1,0 +1,178 @@
+"""The socket itself: hello, bad input, size limit, idle timeout, shutdown — over a real server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+import trio
+import yaml
+from support.servers import AthenaServer
+from trio_websocket import ConnectionClosed
+from ws_helpers import connect
+
+
+async def test_connect_sends_the_connection_message(athena: AthenaServer) -> None:
+    async with connect(athena, {"X-Athena-Client": "athena"}) as ws:
+        hello = ws.hello
+        assert hello["type"] == "connection"
+        assert hello["status"] == "success"
+        assert hello["data"]["client"] == "athena"
+        assert hello["data"]["connection_id"].startswith("ws_")
+        assert {"gateway.fetch", "gateway.insert", "gateway.update", "gateway.delete",
+                "gateway.query", "subscribe", "unsubscribe"} <= set(hello["data"]["actions"])  # fmt: skip
+        assert hello["data"]["limits"]["max_concurrent_requests"] == 16
+        pong = await ws.request("ping")
+        assert pong["status"] == "success"
+        assert pong["message"] == "pong"
+
+
+def test_wss_info_says_live_and_matches_the_spec_shape(http: httpx.Client) -> None:
+    body = http.get("/wss/info").json()
+    assert body["status"] == "success"
+    data = body["data"]
+    assert data["state"] == "live"
+    assert data["path"] == "/wss/gateway"
+    assert data["transport"] == "wss"
+    assert "gateway.fetch" in data["actions"]
+    assert all(isinstance(note, str) for note in data["notes"])
+    listed = {r["path"] for r in http.get("/").json()["routes"]}
+    assert {"/wss/gateway", "/wss/info"} <= listed
+
+
+def test_openapi_wss_documents_every_action_and_close_code(http: httpx.Client) -> None:
+    doc = yaml.safe_load(http.get("/openapi-wss.yaml").content)
+    actions = doc["components"]["schemas"]["ClientMessage"]["properties"]["action"]["enum"]
+    info = http.get("/wss/info").json()["data"]
+    assert set(info["actions"]) == set(actions)
+    text = http.get("/openapi-wss.yaml").text
+    for code in ("1001", "1009", "1013"):
+        assert code in text
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "request_id"),
+    [
+        ("{not json", "invalid_json", None),
+        ("[1, 2]", "invalid_request", None),
+        ('"just a string"', "invalid_request", None),
+        ('{"request_id": "a1"}', "invalid_request", "a1"),
+        ('{"request_id": "a2", "action": "gateway.explode"}', "unknown_action", "a2"),
+        ('{"request_id": "a3", "action": 42}', "invalid_request", "a3"),
+        ('{"request_id": "a4", "action": "gateway.fetch", "body": [1]}', "invalid_request", "a4"),
+        (
+            '{"request_id": "a5", "action": "gateway.fetch", "headers": "x"}',
+            "invalid_request",
+            "a5",
+        ),
+        ('{"request_id": {"x": 1}, "action": "ping"}', "invalid_request", None),
+        ('{"request_id": "a6", "action": "subscribe", "body": {}}', "invalid_request", "a6"),
+        ('{"request_id": "a7", "action": "unsubscribe", "body": {}}', "invalid_request", "a7"),
+        (
+            '{"request_id": "a8", "action": "unsubscribe", "body": {"subscription_id": "sub_x"}}',
+            "unknown_subscription",
+            "a8",
+        ),
+    ],
+)
+async def test_bad_messages_get_an_error_reply_and_the_socket_stays_open(
+    athena: AthenaServer, raw: str, code: str, request_id: str | None
+) -> None:
+    async with connect(athena, {"X-Athena-Client": "athena"}) as ws:
+        await ws.ws.send_message(raw)
+        reply = await ws.receive()
+        assert reply["type"] == "reply"
+        assert reply["status"] == "error"
+        assert reply["code"] == code
+        assert reply["request_id"] == request_id
+        assert reply["message"]
+        assert "Traceback" not in json.dumps(reply)
+        # … and the socket still serves the next message
+        assert (await ws.request("ping"))["status"] == "success"
+
+
+async def test_binary_utf8_messages_are_accepted(athena: AthenaServer) -> None:
+    async with connect(athena) as ws:
+        await ws.ws.send_message(b'{"request_id": "b1", "action": "ping"}')
+        reply = await ws.reply("b1")
+        assert reply["status"] == "success"
+        await ws.ws.send_message(b"\xff\xfe")
+        bad = await ws.receive()
+        assert bad["code"] == "invalid_json"
+
+
+async def test_oversize_message_gets_an_error_then_close_1009(athena: AthenaServer) -> None:
+    limit = (await _info(athena))["limits"]["max_message_bytes"]
+    async with connect(athena) as ws:
+        big = json.dumps({"action": "ping", "body": {"pad": "x" * (limit + 10)}})
+        await ws.ws.send_message(big)
+        reply = await ws.receive()
+        assert reply["status"] == "error"
+        assert reply["code"] == "payload_too_large"
+        assert reply["data"]["limit_bytes"] == limit
+        with pytest.raises(ConnectionClosed) as closed:
+            with trio.fail_after(5):
+                await ws.receive()
+        assert closed.value.reason.code == 1009
+
+
+async def test_a_message_just_under_the_limit_is_served(athena: AthenaServer) -> None:
+    limit = (await _info(athena))["limits"]["max_message_bytes"]
+    async with connect(athena) as ws:
+        message = {"request_id": "big", "action": "ping", "body": {"pad": ""}}
+        message["body"]["pad"] = "x" * (limit - len(json.dumps(message)) - 1)
+        await ws.ws.send_message(json.dumps(message))
+        assert (await ws.reply("big"))["status"] == "success"
+
+
+async def _info(server: AthenaServer) -> dict:
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        return (await client.get("/wss/info")).json()["data"]
+
+
+@pytest.fixture(scope="module")
+def quick_idle(athena_factory: Callable[..., AthenaServer]) -> AthenaServer:
+    return athena_factory(ws_ping_interval_s="0.3", ws_idle_timeout_s="1.2")
+
+
+async def test_idle_client_is_pinged_then_closed_with_1001(quick_idle: AthenaServer) -> None:
+    async with connect(quick_idle, auto_pong=False) as ws:
+        started = trio.current_time()
+        ping = await ws.receive()
+        assert ping["type"] == "ping"
+        with pytest.raises(ConnectionClosed) as closed:
+            with trio.fail_after(5):
+                while True:
+                    await ws.receive()
+        assert closed.value.reason.code == 1001
+        assert closed.value.reason.reason == "idle timeout"
+        assert trio.current_time() - started >= 1.0
+
+
+async def test_a_client_answering_pings_stays_connected(quick_idle: AthenaServer) -> None:
+    async with connect(quick_idle) as ws:  # answers every ping with {"type":"pong"}
+        with trio.move_on_after(2.5):
+            while True:
+                await ws.receive()
+        assert ws.pings >= 2
+        assert (await ws.request("ping"))["status"] == "success"
+
+
+async def test_server_shutdown_closes_sockets_with_1001(
+    athena_factory: Callable[..., AthenaServer],
+) -> None:
+    server = athena_factory()
+    async with connect(server) as ws:
+        assert (await ws.request("ping"))["status"] == "success"
+        stopping = trio.to_thread.run_sync(server.stop)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: stopping)
+            with pytest.raises(ConnectionClosed) as closed:
+                with trio.fail_after(8):
+                    while True:
+                        await ws.receive()
+        assert closed.value.reason.code == 1001
+        assert closed.value.reason.reason == "server shutting down"
+    assert server.proc is not None and server.proc.returncode == 0
