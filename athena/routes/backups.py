@@ -139,13 +139,13 @@ async def list_jobs() -> Response:
     return json_response({"jobs": jobs})
 
 
-@blueprint.get("/admin/backups/jobs/<job_id>")
-async def get_job(job_id: str) -> Response:
+@blueprint.get("/admin/backups/jobs/<id>")
+async def get_job(id: str) -> Response:  # the spec names the path parameter {id}
     registry = _registry()
     try:
-        job_id = str(uuid.UUID(job_id))
+        job_id = str(uuid.UUID(id))
     except ValueError:
-        raise ApiError("invalid_uuid", "the job id is not a UUID", data={"id": job_id}) from None
+        raise ApiError("invalid_uuid", "the job id is not a UUID", data={"id": id}) from None
     live = registry.live.get(job_id)
     if live is not None and _wants_stream():
         return _sse_response(registry, live)  # re-attach to a job's progress
