@@ -123,6 +123,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 def prepare(settings: Settings) -> Prepared:
     """Everything that must succeed before serving; raises ConfigError with one clear line."""
+    from athena.pipelines.config import load_pipelines
+
+    load_pipelines(settings)  # a bad pipelines file stops start-up before anything is started
     sock = bind_socket(settings.host, settings.port)
     try:
         embedded = None
