@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_DOCS_URL = "https://xylex.group/docs/athena"
 
@@ -125,7 +125,8 @@ class Settings(BaseSettings):
     request_log_batch_size: int = 500
     request_log_flush_seconds: float = 1.0
     request_log_queue_size: int = 10_000
-    cluster_mirrors: list[str] = Field(default_factory=list)
+    # NoDecode: the validator below reads a JSON list *or* a comma list from the environment.
+    cluster_mirrors: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cluster_probe_interval_s: float = 15.0
     cluster_probe_timeout_s: float = 3.0
     registry_cache_ttl_s: float = 30.0

@@ -12,14 +12,14 @@ from support.pg import TestPostgres
 from support.servers import AthenaServer
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def own_catalog(pg: TestPostgres) -> Iterator[str]:
-    """A fresh catalog database for this module's gateways."""
+    """A fresh catalog database for the observability gateways."""
     name = pg.create_database(owner="postgres")
     yield name
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def obs(
     athena_factory: Callable[..., AthenaServer], own_catalog: str, pg: TestPostgres, data_db: str
 ) -> AthenaServer:
