@@ -1,0 +1,457 @@
+"""Conditions: the ``conditions`` array of a gateway body → a WHERE clause (pure, no I/O).
+
+Two stages, so that the SQL text can be cached per request *shape*:
+
+1. ``parse_conditions(raw)`` turns the JSON the caller sent into a tree of ``Filter`` /
+   ``Group`` nodes. It accepts every form of CONTRACT.md: ``{eq_column, eq_value}``,
+   ``{column, operator, value}`` (or both in one object), and the PostgREST expressions carried
+   by ``not`` / ``or`` (``a.eq.1,b.gt.2``, ``and(...)``, ``or(...)``, ``x.not.in.(1,2)``).
+2. ``plan_where(relation, nodes, params)`` checks every column against the live schema, appends
+   the bound values to ``params`` and returns a hashable *shape*; ``where_sql(shape)`` renders
+   it. The shape holds identifiers and operators only — never a value — so two requests that
+   differ only in values share one rendered statement.
+
+Values are always bound parameters. They are sent as text of unknown type so PostgreSQL casts
+them to the column's own type (``'42'`` compares with an ``integer`` column, ``'{"a":1}'`` with a
+``jsonb`` one) instead of failing on ``text = integer``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from athena.errors import ApiError
+
+if TYPE_CHECKING:
+    from athena.db.introspection import Column, Relation
+
+# Canonical operator names, with the aliases PostgREST and older clients use.
+OPERATORS: dict[str, str] = {
+    "eq": "eq", "=": "eq", "==": "eq",
+    "neq": "neq", "ne": "neq", "!=": "neq", "<>": "neq",
+    "gt": "gt", ">": "gt",
+    "gte": "gte", ">=": "gte",
+    "lt": "lt", "<": "lt",
+    "lte": "lte", "<=": "lte",
+    "like": "like",
+    "ilike": "ilike",
+    "is": "is",
+    "in": "in",
+    "contains": "contains", "cs": "contains",
+    "containedby": "containedBy", "cd": "containedBy",
+    "not": "not",
+    "or": "or",
+    "and": "and",
+}  # fmt: skip
+
+_COMPARISONS: dict[str, sql.SQL] = {
+    "eq": sql.SQL("="),
+    "neq": sql.SQL("<>"),
+    "gt": sql.SQL(">"),
+    "gte": sql.SQL(">="),
+    "lt": sql.SQL("<"),
+    "lte": sql.SQL("<="),
+    "like": sql.SQL("LIKE"),
+    "ilike": sql.SQL("ILIKE"),
+    "contains": sql.SQL("@>"),
+    "containedBy": sql.SQL("<@"),
+}
+
+# `is` accepts exactly these; anything else is 400 (the keyword is chosen from this table, the
+# caller's text never reaches SQL).
+_IS_VALUES: dict[str, str] = {
+    "null": "NULL",
+    "true": "TRUE",
+    "false": "FALSE",
+    "unknown": "UNKNOWN",
+    "not_null": "NOT NULL",
+    "notnull": "NOT NULL",
+}
+_IS_SQL = {kw: sql.SQL(kw) for kw in set(_IS_VALUES.values())}
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One ``column <operator> value`` test; ``negate`` wraps it in NOT."""
+
+    column: str
+    op: str
+    value: Any
+    negate: bool = False
+
+
+@dataclass(frozen=True)
+class Group:
+    """``and`` / ``or`` of nodes (``negate`` → NOT (...))."""
+
+    kind: str  # "and" | "or"
+    items: tuple[Filter | Group, ...]
+    negate: bool = False
+
+
+Node = Filter | Group
+
+
+def _bad(message: str, code: str = "invalid_request", **data: Any) -> ApiError:
+    return ApiError(code, message, data=data or None)
+
+
+def canonical_operator(name: Any) -> str:
+    """The canonical operator for ``name`` (case-insensitive), or 400 ``invalid_operator``."""
+    if not isinstance(name, str):
+        raise _bad("operator must be a string", "invalid_operator", operator=name)
+    op = OPERATORS.get(name.strip().lower()) or OPERATORS.get(name.strip())
+    if op is None:
+        raise _bad(f"unknown operator '{name}'", "invalid_operator", operator=name)
+    return op
+
+
+# -- stage 1: JSON → nodes -------------------------------------------------------------------
+
+
+def parse_conditions(raw: Any) -> list[Node]:
+    """The caller's ``conditions`` as nodes (ANDed). Absent/null → no conditions."""
+    if raw is None:
+        return []
+    if isinstance(raw, dict):
+        # Liberal: an object of column → value means equality on each.
+        if "column" in raw or "eq_column" in raw or "operator" in raw:
+            raw = [raw]
+        else:
+            return [Filter(str(k), "eq", v) for k, v in raw.items()]
+    if not isinstance(raw, list):
+        raise _bad("conditions must be an array of condition objects")
+    nodes: list[Node] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise _bad(f"condition {index} must be an object", index=index)
+        nodes.extend(_parse_item(item, index))
+    return nodes
+
+
+def _parse_item(item: dict[str, Any], index: int) -> list[Node]:
+    found: list[Node] = []
+    if "eq_column" in item:
+        column = item["eq_column"]
+        if not isinstance(column, str) or not column.strip():
+            raise _bad(f"condition {index}: eq_column must be a column name", index=index)
+        found.append(Filter(column.strip(), "eq", item.get("eq_value")))
+    operator = item.get("operator", item.get("op"))
+    column = item.get("column")
+    if operator is None and column is None:
+        if not found:
+            raise _bad(f"condition {index} needs eq_column, or column and operator", index=index)
+        return found
+    op = canonical_operator(operator) if operator is not None else "eq"
+    value = item.get("value")
+    if op in ("or", "and"):
+        found.append(Group(op, tuple(_expression_nodes(value, index))))
+    elif op == "not":
+        found.append(_negate(_not_target(column, value, index)))
+    else:
+        if not isinstance(column, str) or not column.strip():
+            raise _bad(f"condition {index}: column must be a column name", index=index)
+        found.append(Filter(column.strip(), op, value))
+    return found
+
+
+def _not_target(column: Any, value: Any, index: int) -> Node:
+    """What ``not`` negates: ``a.eq.1`` / ``a.eq.1,b.gt.2`` (AND of them), or, with a
+    ``column``, PostgREST's ``a=not.eq.1`` form ``{column: a, value: "eq.1"}``."""
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        nodes = parse_conditions(value)
+        return nodes[0] if len(nodes) == 1 else Group("and", tuple(nodes))
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(f"condition {index}: 'not' needs a PostgREST expression value", index=index)
+    text = value.strip()
+    if isinstance(column, str) and column.strip():
+        op_text, sep, rest = text.partition(".")
+        if sep and op_text.lower() in OPERATORS and op_text.lower() not in ("not", "or", "and"):
+            return _leaf(column.strip(), op_text, rest, negate=False)
+    nodes = _expression_nodes(text, index)
+    return nodes[0] if len(nodes) == 1 else Group("and", tuple(nodes))
+
+
+def _negate(node: Node) -> Node:
+    if isinstance(node, Filter):
+        return Filter(node.column, node.op, node.value, not node.negate)
+    return Group(node.kind, node.items, not node.negate)
+
+
+def _expression_nodes(value: Any, index: int) -> list[Node]:
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return parse_conditions(value)
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(f"condition {index}: expected a PostgREST expression such as 'a.eq.1,b.gt.2'")
+    try:
+        return parse_expression(value)
+    except ValueError as exc:
+        raise _bad(f"condition {index}: {exc}", "invalid_value", index=index) from None
+
+
+def parse_expression(text: str) -> list[Node]:
+    """PostgREST logic-tree items ``a.eq.1,b.not.in.(1,2),and(c.is.null,d.lt.3)`` → nodes.
+
+    Raises ``ValueError`` with a human message on malformed text.
+    """
+    text = text.strip()
+    if text.startswith("(") and text.endswith(")") and _closing(text, 0) == len(text) - 1:
+        text = text[1:-1]
+    nodes = []
+    for part in split_top_level(text):
+        part = part.strip()
+        if not part:
+            raise ValueError("empty item in expression")
+        nodes.append(_parse_term(part))
+    if not nodes:
+        raise ValueError("empty expression")
+    return nodes
+
+
+def _parse_term(part: str) -> Node:
+    negate = False
+    lowered = part.lower()
+    if lowered.startswith("not.") and (lowered[4:].startswith(("and(", "or("))):
+        negate, part, lowered = True, part[4:], lowered[4:]
+    for kind in ("and", "or"):
+        if lowered.startswith(kind + "(") and part.endswith(")"):
+            inner = part[len(kind) + 1 : -1]
+            return Group(kind, tuple(parse_expression(inner)), negate)
+    column, sep, rest = part.partition(".")
+    if not sep or not column:
+        raise ValueError(f"'{part}' is not of the form column.operator.value")
+    op_text, sep, value = rest.partition(".")
+    if op_text.lower() == "not":
+        op_text, sep, value = value.partition(".")
+        negate = True
+    if not sep:
+        raise ValueError(f"'{part}' is not of the form column.operator.value")
+    return _leaf(column, op_text, value, negate=negate)
+
+
+def _leaf(column: str, op_text: str, value: str, *, negate: bool) -> Filter:
+    op = OPERATORS.get(op_text.lower())
+    if op is None or op in ("not", "or", "and"):
+        raise ApiError(
+            "invalid_operator", f"unknown operator '{op_text}'", data={"operator": op_text}
+        )
+    parsed: Any = _unquote(value)
+    if op == "in":
+        inner = value.strip()
+        if inner.startswith("(") and inner.endswith(")"):
+            inner = inner[1:-1]
+        parsed = [_unquote(v) for v in split_top_level(inner)] if inner.strip() else []
+    elif op in ("like", "ilike"):
+        parsed = parsed.replace("*", "%")  # PostgREST's URL-safe wildcard
+    elif op == "is":
+        parsed = parsed.lower()
+    elif op in ("eq", "neq") and parsed == "null":
+        parsed = None  # the SDK's not(col, "eq", null) arrives as `col.eq.null`: mean NULL
+    return Filter(column.strip(), op, parsed, negate)
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        out, escaped = [], False
+        for ch in value[1:-1]:
+            if escaped:
+                out.append(ch)
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            else:
+                out.append(ch)
+        return "".join(out)
+    return value
+
+
+def _closing(text: str, start: int) -> int:
+    depth, quoted, i = 0, False, start
+    while i < len(text):
+        ch = text[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch in "({":
+            depth += 1
+        elif ch in ")}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def split_top_level(text: str) -> list[str]:
+    """Split on commas outside parentheses, braces and double quotes."""
+    parts, depth, quoted, start, i = [], 0, False, 0, 0
+    while i < len(text):
+        ch = text[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch in "({[":
+            depth += 1
+        elif ch in ")}]":
+            depth -= 1
+            if depth < 0:
+                raise ValueError("unbalanced parentheses")
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    if depth != 0 or quoted:
+        raise ValueError("unbalanced parentheses or quotes")
+    parts.append(text[start:])
+    return parts
+
+
+# -- stage 2: nodes → shape + params ---------------------------------------------------------
+
+
+def scalar_text(value: Any, column: Column | None = None) -> str | None:
+    """A JSON value as the text PostgreSQL should cast to the column's type."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, (list, tuple)) and column is not None and not column.is_json:
+        return array_literal(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def array_literal(values: Any) -> str:
+    """A PostgreSQL array literal ``{"a","b",NULL}`` (bound as a value, never spliced)."""
+    items = []
+    for v in values:
+        if v is None:
+            items.append("NULL")
+        elif isinstance(v, (list, tuple)):
+            items.append(array_literal(v))
+        else:
+            text = scalar_text(v) or ""
+            items.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return "{" + ",".join(items) + "}"
+
+
+def plan_where(relation: Relation, nodes: list[Node], params: list[Any]) -> tuple[Any, ...]:
+    """Validate ``nodes`` against ``relation``; append values to ``params``; return the shape."""
+    return tuple(_plan_node(relation, node, params) for node in nodes)
+
+
+def _plan_node(relation: Relation, node: Node, params: list[Any]) -> tuple[Any, ...]:
+    if isinstance(node, Group):
+        inner = tuple(_plan_node(relation, item, params) for item in node.items)
+        shape: tuple[Any, ...] = (node.kind, inner)
+        return ("not", shape) if node.negate else shape
+    column = relation.column(node.column)
+    shape = _plan_filter(column, node.op, node.value, params)
+    return ("not", shape) if node.negate else shape
+
+
+def _plan_filter(column: Column, op: str, value: Any, params: list[Any]) -> tuple[Any, ...]:
+    name = column.name
+    if op in ("eq", "neq") and value is None:
+        return ("null", name, op == "neq")  # eq null = IS NULL, neq null = IS NOT NULL
+    if op == "is":
+        key = "null" if value is None else scalar_text(value)
+        keyword = _IS_VALUES.get((key or "").strip().lower())
+        if keyword is None:
+            raise ApiError(
+                "invalid_value",
+                f"'is' accepts null, true, false or unknown, not '{value}'",
+                data={"column": name, "operator": "is"},
+            )
+        return ("is", name, keyword)
+    if op == "in":
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("(") and text.endswith(")"):
+                text = text[1:-1]
+            try:
+                value = [_unquote(v) for v in split_top_level(text)] if text.strip() else []
+            except ValueError as exc:
+                raise ApiError("invalid_value", f"'in' list: {exc}") from None
+        elif not isinstance(value, (list, tuple)):
+            value = [value]
+        params.append(array_literal(value))
+        return ("in", name)
+    if op in ("contains", "containedBy"):
+        if isinstance(value, (list, tuple)) and not column.is_json:
+            params.append(array_literal(value))
+        else:
+            params.append(scalar_text(value, column))
+        return ("cmp", name, op, False)
+    if value is None:
+        raise ApiError(
+            "invalid_value",
+            f"operator '{op}' needs a value for column '{name}'",
+            data={"column": name, "operator": op},
+        )
+    if isinstance(value, (dict, list)) and not column.is_json and op not in ("eq", "neq"):
+        raise ApiError(
+            "invalid_value",
+            f"operator '{op}' needs a scalar value for column '{name}'",
+            data={"column": name, "operator": op},
+        )
+    params.append(scalar_text(value, column))
+    # LIKE on a non-text column (uuid, int …) compares its text form, as callers expect.
+    as_text = op in ("like", "ilike") and column.category != "S"
+    return ("cmp", name, op, as_text)
+
+
+def where_sql(shape: tuple[Any, ...]) -> sql.Composable:
+    """`` WHERE …`` for a top-level shape (empty when there are no conditions)."""
+    if not shape:
+        return sql.SQL("")
+    return sql.SQL(" WHERE ") + _and(shape)
+
+
+def _and(shapes: tuple[Any, ...]) -> sql.Composable:
+    if len(shapes) == 1:
+        return _node_sql(shapes[0])
+    return sql.SQL(" AND ").join(_node_sql(s) for s in shapes)
+
+
+def _node_sql(shape: tuple[Any, ...]) -> sql.Composable:
+    kind = shape[0]
+    if kind == "cmp":
+        _, name, op, as_text = shape
+        col: sql.Composable = sql.Identifier(name)
+        if as_text:
+            col = col + sql.SQL("::text")
+        return sql.SQL("{} {} %s").format(col, _COMPARISONS[op])
+    if kind == "null":
+        _, name, negated = shape
+        return sql.SQL("{} IS NOT NULL" if negated else "{} IS NULL").format(sql.Identifier(name))
+    if kind == "is":
+        _, name, keyword = shape
+        return sql.SQL("{} IS {}").format(sql.Identifier(name), _IS_SQL[keyword])
+    if kind == "in":
+        return sql.SQL("{} = ANY(%s)").format(sql.Identifier(shape[1]))
+    if kind == "not":
+        return sql.SQL("NOT (") + _node_sql(shape[1]) + sql.SQL(")")
+    if kind in ("and", "or"):
+        items = shape[1]
+        if not items:
+            return sql.SQL("TRUE" if kind == "and" else "FALSE")
+        joiner = sql.SQL(" AND " if kind == "and" else " OR ")
+        return sql.SQL("(") + joiner.join(_node_sql(s) for s in items) + sql.SQL(")")
+    raise ValueError(f"unknown condition shape {kind!r}")  # a programming error

@@ -1,0 +1,102 @@
+"""Raw SQL helpers (pure): read the request, classify command tags, encode result rows.
+
+Raw SQL is the one place where the caller's text *is* the statement (it needs the fixed right
+``gateway.query``); nothing here composes SQL. Rows of an arbitrary statement cannot be wrapped
+in ``json_agg`` without re-parsing the caller's SQL, so they are encoded here, with the same
+JSON forms PostgreSQL's ``to_json`` uses (ISO timestamps, numbers for numeric, ``\\x`` bytea).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
+from typing import Any
+
+from athena.errors import ApiError
+
+# Command tags whose trailing number is a count of written rows.
+_WRITE_TAGS = ("INSERT", "UPDATE", "DELETE", "MERGE", "COPY")
+# Command tags after which the schema cache of the client must be reloaded.
+_DDL_TAGS = ("CREATE", "ALTER", "DROP", "COMMENT", "GRANT", "REVOKE", "TRUNCATE", "REFRESH")
+
+
+def query_text(body: dict[str, Any], field: str = "query") -> str:
+    """The SQL text of the body; 400 when missing or blank."""
+    text = body.get(field)
+    if not isinstance(text, str) or not text.strip():
+        raise ApiError(
+            "invalid_request", f"'{field}' must be a non-empty SQL string", data={"field": field}
+        )
+    return text
+
+
+def written_rows(tag: str | None) -> int:
+    """Rows written according to a command tag (``INSERT 0 3`` → 3; ``SELECT 5`` → 0)."""
+    if not tag:
+        return 0
+    head, _, rest = tag.partition(" ")
+    if head not in _WRITE_TAGS:
+        return 0
+    last = rest.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+def is_ddl(tag: str | None) -> bool:
+    return bool(tag) and tag.split(" ", 1)[0] in _DDL_TAGS  # type: ignore[union-attr]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return str(value)
+        return (
+            int(value)
+            if value == value.to_integral_value() and "E" not in str(value)
+            else float(value)
+        )
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return _interval(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    if isinstance(
+        value, IPv4Address | IPv6Address | IPv4Network | IPv6Network | IPv4Interface | IPv6Interface
+    ):
+        return str(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)  # ranges, custom types: their text form
+
+
+def _interval(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    days, rem = divmod(seconds, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, secs = divmod(rem, 60)
+    clock = f"{int(hours):02d}:{int(minutes):02d}:{secs:09.6f}".rstrip("0").rstrip(".")
+    return f"{sign}{int(days)} days {clock}" if days else f"{sign}{clock}"
+
+
+def encode_rows(columns: list[str], rows: list[tuple[Any, ...]]) -> bytes:
+    """Rows as a JSON array of objects (later duplicate column names win, as in a dict)."""
+    return json.dumps(
+        [dict(zip(columns, row, strict=False)) for row in rows],
+        default=_default,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()

@@ -1,0 +1,389 @@
+"""``X-Athena-Client: custom_supabase``: the gateway body served by a Supabase project's
+PostgREST API (``x-supabase-url`` + ``x-supabase-key``) over httpx.
+
+The same body parser as the Postgres path reads the request, then it is translated to
+PostgREST's wire format (``col=op.value``, ``or=(…)``, ``select``, ``order``, ``limit``,
+``offset``, ``Prefer: return=representation``). PostgREST answers bare arrays, which become
+``data`` unchanged; its error objects ``{code, message, details, hint}`` are mapped to our codes
+(a unique violation is still 409 ``unique_violation``). Timeouts → 504 ``upstream_timeout``,
+unreachable → 502 ``upstream_error``.
+
+There is no schema cache for an upstream we do not own, so names are checked for shape only
+(``[A-Za-z_][A-Za-z0-9_]*``, optionally ``schema.``-qualified) — the upstream checks existence.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from athena.auth.guard import authorize
+from athena.auth.rights import table_right
+from athena.context import CallContext
+from athena.errors import ApiError
+from athena.query.conditions import (
+    Filter,
+    Group,
+    Node,
+    array_literal,
+    parse_conditions,
+    scalar_text,
+)
+from athena.query.fetch import parse_columns, parse_fetch, relation_name, strip_nulls_flag
+from athena.query.mutations import insert_rows
+from athena.query.post_processing import post_process, truthy
+
+if TYPE_CHECKING:
+    from athena.runtime import Runtime
+    from athena.services.gateway import GatewayResult
+
+CLIENT_NAME = "custom_supabase"
+TIMEOUT_S = 15.0
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+# Characters that PostgREST's grammar reserves inside values of in(...) and logic trees.
+_RESERVED = re.compile(r'[,().:"\\ ]')
+_OPS = {
+    "eq": "eq", "neq": "neq", "gt": "gt", "gte": "gte", "lt": "lt", "lte": "lte",
+    "like": "like", "ilike": "ilike", "is": "is", "in": "in",
+    "contains": "cs", "containedBy": "cd",
+}  # fmt: skip
+_BY_PGRST: dict[str, str] = {
+    "23505": "unique_violation",
+    "23503": "foreign_key_violation",
+    "23502": "not_null_violation",
+    "23514": "check_violation",
+    "42P01": "unknown_table",
+    "PGRST205": "unknown_table",
+    "PGRST200": "unknown_table",
+    "42703": "unknown_column",
+    "PGRST204": "unknown_column",
+    "57014": "statement_timeout",
+    "42501": "insufficient_privilege",
+}
+
+
+def _check_name(name: str, what: str) -> str:
+    if not _NAME.match(name):
+        raise ApiError(
+            "invalid_identifier",
+            f"{what} '{name}' is not a plain identifier",
+            data={"identifier": name},
+        )
+    return name
+
+
+def upstream(ctx: CallContext) -> tuple[str, str]:
+    """``(base_url, key)`` from the headers; 400 ``missing_header`` when either is absent."""
+    url, key = ctx.header("x-supabase-url"), ctx.header("x-supabase-key")
+    for name, value in (("x-supabase-url", url), ("x-supabase-key", key)):
+        if not value:
+            raise ApiError(
+                "missing_header",
+                f"the {name} header is required when X-Athena-Client is custom_supabase",
+                data={"details": {"missing_header": name}},
+            )
+    assert url is not None and key is not None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ApiError("invalid_value", "x-supabase-url must be an http(s) URL")
+    return url.rstrip("/"), key
+
+
+# -- request translation (pure) ----------------------------------------------------------------
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return scalar_text(value) or ""
+
+
+def _quoted(value: Any) -> str:
+    text = _value_text(value)
+    if _RESERVED.search(text):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
+def _operand(node: Filter, *, in_tree: bool = False) -> str:
+    """``[not.]op.value`` for one filter; inside logic trees scalar values are quoted when
+    they contain characters the tree grammar reserves (``,`` ``(`` ``)`` …)."""
+    op, value = node.op, node.value
+    negate = node.negate
+    if op in ("eq", "neq") and value is None:
+        text = "is.null"
+        negate = negate != (op == "neq")
+    elif op == "is":
+        keyword = (scalar_text(value) or "null").lower() if value is not None else "null"
+        if keyword in ("not_null", "notnull"):
+            keyword, negate = "null", not negate
+        text = f"is.{keyword}"
+    elif op == "in":
+        items = value if isinstance(value, list) else [value]
+        text = "in.(" + ",".join(_quoted(v) for v in items) + ")"
+    elif op in ("contains", "containedBy"):
+        literal = array_literal(value) if isinstance(value, list) else _value_text(value)
+        text = f"{_OPS[op]}." + (_quoted(literal) if in_tree else literal)
+    else:
+        text = f"{_OPS[op]}." + (_quoted(value) if in_tree else _value_text(value))
+    return ("not." if negate else "") + text
+
+
+def _tree_item(node: Node) -> str:
+    if isinstance(node, Group):
+        inner = ",".join(_tree_item(n) for n in node.items)
+        return ("not." if node.negate else "") + f"{node.kind}({inner})"
+    return f"{_check_name(node.column, 'column')}.{_operand(node, in_tree=True)}"
+
+
+def filter_params(nodes: list[Node]) -> list[tuple[str, str]]:
+    """PostgREST query parameters for ANDed condition nodes."""
+    params: list[tuple[str, str]] = []
+    for node in nodes:
+        if isinstance(node, Group):
+            key = ("not." if node.negate else "") + node.kind
+            params.append((key, "(" + ",".join(_tree_item(n) for n in node.items) + ")"))
+        else:
+            params.append((_check_name(node.column, "column"), _operand(node)))
+    return params
+
+
+def _select(columns: tuple[str, ...] | None) -> str:
+    if columns is None:
+        return "*"
+    return ",".join(_check_name(c, "column") for c in columns)
+
+
+# -- transport ---------------------------------------------------------------------------------
+
+
+def _client(rt: Runtime) -> httpx.AsyncClient:
+    client = rt.services.get("custom_supabase_http")
+    if client is None:
+        client = httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False)
+        rt.services["custom_supabase_http"] = client
+    return client  # type: ignore[no-any-return]
+
+
+def _upstream_error(response: httpx.Response) -> ApiError:
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    info = payload if isinstance(payload, dict) else {}
+    pg_code = str(info.get("code") or "")
+    message = str(info.get("message") or f"the Supabase project answered {response.status_code}")
+    data: dict[str, Any] = {"upstream_status": response.status_code}
+    if pg_code:
+        data["upstream_code"] = pg_code
+    if info.get("details"):
+        data["detail"] = info["details"]
+    if info.get("hint"):
+        data["hint"] = info["hint"]
+    code = _BY_PGRST.get(pg_code)
+    if code is None:
+        if pg_code.startswith("22"):
+            code = "invalid_input"
+        elif response.status_code in (401, 403):
+            code, message = "upstream_error", "the Supabase project rejected the x-supabase-key"
+        elif response.status_code >= 500:
+            code = "upstream_error"
+        else:
+            code = "query_failed"
+    return ApiError(code, message, data=data)
+
+
+async def _call(
+    rt: Runtime,
+    ctx: CallContext,
+    method: str,
+    table: str,
+    *,
+    params: list[tuple[str, str]],
+    body: Any = None,
+    prefer: str | None = None,
+) -> list[dict[str, Any]]:
+    base, key = upstream(ctx)
+    schema, _, name = table.rpartition(".")
+    headers = {"apikey": key, "Authorization": f"Bearer {key}", "Accept": "application/json"}
+    if prefer:
+        headers["Prefer"] = prefer
+    if schema:
+        headers["Accept-Profile" if method == "GET" else "Content-Profile"] = schema
+    url = f"{base}/rest/v1/{quote(name, safe='')}"
+    content = None
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        content = json.dumps(body, separators=(",", ":")).encode()
+    try:
+        response = await _client(rt).request(
+            method, url, params=params, headers=headers, content=content
+        )
+    except httpx.TimeoutException:
+        raise ApiError("upstream_timeout", "the Supabase project did not answer in time") from None
+    except httpx.HTTPError as exc:
+        raise ApiError(
+            "upstream_error",
+            "the Supabase project cannot be reached",
+            detail=type(exc).__name__,
+        ) from None
+    if response.status_code >= 400:
+        raise _upstream_error(response)
+    if not response.content.strip():
+        return []
+    try:
+        payload = response.json()
+    except ValueError:
+        raise ApiError(
+            "upstream_error", "the Supabase project answered with invalid JSON"
+        ) from None
+    if isinstance(payload, dict):
+        payload = [payload]
+    if not isinstance(payload, list):
+        raise ApiError("upstream_error", "the Supabase project answered an unexpected shape")
+    return payload
+
+
+def _strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if v is not None} for row in rows]
+
+
+def _result(message: str, rows: list[dict[str, Any]], strip: bool, **extras: Any) -> GatewayResult:
+    from athena.services.gateway import GatewayResult
+
+    if strip:
+        rows = _strip(rows)
+    data = json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode()
+    return GatewayResult(message, data, {"count": len(rows), **extras})
+
+
+async def _begin(
+    rt: Runtime, ctx: CallContext, body: dict[str, Any], operation: str, right: str
+) -> str:
+    table = _check_name(relation_name(body), "table")
+    ctx.client_name = CLIENT_NAME
+    ctx.table_name = table
+    ctx.operation = operation
+    await authorize(rt, ctx, CLIENT_NAME, table_right(table, right))
+    upstream(ctx)  # 400 before any work when the headers are missing
+    return table
+
+
+# -- operations --------------------------------------------------------------------------------
+
+
+async def fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
+    table = await _begin(rt, ctx, body, "fetch", "read")
+    request = parse_fetch(body, strip_nulls_header=ctx.header("x-strip-nulls"))
+    params = [("select", _select(request.columns))]
+    params += filter_params(list(request.conditions))
+    if request.sort:
+        params.append(
+            (
+                "order",
+                ",".join(
+                    f"{_check_name(c, 'column')}.{'desc' if d else 'asc'}" for c, d in request.sort
+                ),
+            )
+        )
+    params += [("limit", str(request.limit)), ("offset", str(request.offset))]
+    rows = await _call(rt, ctx, "GET", table, params=params)
+    extras: dict[str, Any] = {}
+    if request.post is not None:
+        extras["post_processing"] = post_process(rows, request.post)
+    return _result("Data fetched successfully", rows, request.strip_nulls, **extras)
+
+
+async def insert(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
+    from athena.services.gateway import require_context_headers
+
+    table = await _begin(rt, ctx, body, "insert", "write")
+    require_context_headers(rt, ctx)
+    rows = insert_rows(body.get("insert_body"))
+    for row in rows:
+        for name in row:
+            _check_name(name, "column")
+    params = [("select", _select(parse_columns(body.get("columns"))))]
+    prefer = ["return=representation"]
+    on_conflict = body.get("on_conflict", body.get("onConflict"))
+    if body.get("update_body") is not None:
+        raise ApiError(
+            "invalid_request",
+            "update_body upserts are not available for custom_supabase; send on_conflict "
+            "to update conflicting rows with the inserted values",
+        )
+    if on_conflict not in (None, "", []):
+        names = on_conflict if isinstance(on_conflict, list) else str(on_conflict).split(",")
+        params.append(("on_conflict", ",".join(_check_name(n.strip(), "column") for n in names)))
+        dupes = "ignore" if truthy(body.get("ignore_duplicates")) else "merge"
+        prefer.append(f"resolution={dupes}-duplicates")
+    if len(rows) > 1 and body.get("default_to_null") is not True:
+        prefer.append("missing=default")
+    payload = rows[0] if len(rows) == 1 and isinstance(body.get("insert_body"), dict) else rows
+    result = await _call(
+        rt, ctx, "POST", table, params=params, body=payload, prefer=",".join(prefer)
+    )
+    strip = strip_nulls_flag(body, ctx.header("x-strip-nulls"))
+    return _result("Data inserted successfully", result, strip)
+
+
+async def update(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
+    table = await _begin(rt, ctx, body, "update", "write")
+    update_body = body.get("update_body")
+    if not isinstance(update_body, dict) or not update_body:
+        raise ApiError("invalid_request", "update_body must be a non-empty object")
+    for name in update_body:
+        _check_name(name, "column")
+    conditions = parse_conditions(body.get("conditions"))
+    if not conditions:
+        raise ApiError(
+            "update_requires_conditions",
+            "an update needs at least one condition; refusing to update every row",
+        )
+    params = [("select", _select(parse_columns(body.get("columns"))))]
+    params += filter_params(conditions)
+    result = await _call(
+        rt, ctx, "PATCH", table, params=params, body=update_body, prefer="return=representation"
+    )
+    strip = strip_nulls_flag(body, ctx.header("x-strip-nulls"))
+    return _result("Data updated successfully", result, strip)
+
+
+async def delete(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
+    from athena.services.gateway import require_context_headers
+
+    table = await _begin(rt, ctx, body, "delete", "delete")
+    require_context_headers(rt, ctx)
+    conditions = parse_conditions(body.get("conditions"))
+    resource_id = body.get("resource_id")
+    params = [("select", _select(parse_columns(body.get("columns"))))]
+    if resource_id not in (None, ""):
+        if isinstance(resource_id, (dict, list)):
+            raise ApiError("invalid_value", "resource_id must be a string or a number")
+        column = await _resource_column(rt, ctx, table)
+        params.append((column, f"eq.{_value_text(resource_id)}"))
+    elif not conditions:
+        raise ApiError(
+            "delete_requires_conditions", "a delete needs a resource_id or at least one condition"
+        )
+    params += filter_params(conditions)
+    result = await _call(rt, ctx, "DELETE", table, params=params, prefer="return=representation")
+    strip = strip_nulls_flag(body, ctx.header("x-strip-nulls"))
+    return _result("Data deleted successfully", result, strip)
+
+
+async def _resource_column(rt: Runtime, ctx: CallContext, table: str) -> str:
+    """``resource_id`` when the upstream table has it, else ``id`` (one probe request)."""
+    try:
+        await _call(rt, ctx, "GET", table, params=[("select", "resource_id"), ("limit", "0")])
+    except ApiError as exc:
+        if exc.code == "unknown_column" or (exc.data or {}).get("upstream_status") == 400:
+            return "id"
+        raise
+    return "resource_id"

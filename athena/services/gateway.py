@@ -1,0 +1,294 @@
+"""The data gateway: fetch, insert, update, delete and raw query, shared by HTTP and WebSocket.
+
+Every operation takes the call context and the JSON body and returns a ``GatewayResult`` whose
+``data_json`` is the row array as JSON text built by PostgreSQL; the transport wraps it in the
+success envelope. Each operation resolves the client from ``X-Athena-Client`` and calls
+``authorize`` itself, so both transports enforce the same keys and rights.
+
+The path of a fetch, kept lean on purpose (it is the hot path):
+
+    resolve client → authorize (cached) → parse body → relation (cached) → plan (values only)
+    → statement text (cached per shape) → ONE statement in a worker thread → bytes out
+
+``custom_supabase`` requests are handed to ``athena.services.custom_supabase``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from athena.auth.guard import authorize
+from athena.auth.rights import table_right
+from athena.context import CallContext
+from athena.db.errors import api_error_from_db
+from athena.db.pools import ClientEntry, require_db
+from athena.errors import ApiError
+from athena.query.conditions import parse_conditions
+from athena.query.fetch import (
+    FetchRequest,
+    fetch_statement,
+    parse_columns,
+    parse_fetch,
+    plan_fetch,
+    relation_name,
+    strip_nulls_flag,
+)
+from athena.query.mutations import (
+    InsertRequest,
+    insert_rows,
+    mutation_statement,
+    plan_delete,
+    plan_insert,
+    plan_update,
+)
+from athena.query.post_processing import post_process, truthy
+from athena.query.raw import query_text
+from athena.services import raw_sql
+from athena.services.clients import resolve_client
+from athena.services.events import ChangeEvent
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from athena.db.introspection import Relation
+    from athena.runtime import Runtime
+
+CUSTOM_SUPABASE = "custom_supabase"
+CONTEXT_HEADERS = ("X-User-Id", "X-Company-Id", "X-Organization-Id")
+# SQLSTATEs meaning the cached schema is stale (a table or column vanished under us).
+_STALE_SCHEMA = {"42P01", "42703"}
+
+
+@dataclass
+class GatewayResult:
+    """A successful gateway call: the envelope's message, ``data`` as JSON text, and extras."""
+
+    message: str
+    data_json: bytes  # JSON text of `data` (the rows array), built by Postgres
+    extras: dict[str, Any] = field(default_factory=dict)  # {"count": 3}, {"meta": {...}} …
+    status: int = 200
+
+
+def is_custom_supabase(ctx: CallContext) -> bool:
+    return ctx.client_header == CUSTOM_SUPABASE
+
+
+def require_context_headers(rt: Runtime, ctx: CallContext) -> None:
+    """Insert/delete carry X-User-Id, X-Company-Id and X-Organization-Id (unless disabled)."""
+    if not rt.settings.require_context_headers:
+        return
+    for name in CONTEXT_HEADERS:
+        if not ctx.header(name):
+            raise ApiError(
+                "missing_context_header",
+                f"the {name} header is required for this operation",
+                data={"details": {"missing_header": name}},
+            )
+
+
+def _body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiError("invalid_request", "the request body must be a JSON object")
+    return body
+
+
+def _one_row(conn: psycopg.Connection, statement: bytes, params: list[Any]) -> tuple[Any, ...]:
+    row = conn.execute(statement, params).fetchone()
+    return row if row is not None else ("[]", 0)
+
+
+async def _run(
+    rt: Runtime, entry: ClientEntry, statement: bytes, params: list[Any]
+) -> tuple[bytes, int]:
+    """Run one JSON-returning statement; ``(json_bytes, row_count)``; DB errors → ApiError."""
+    db = require_db(entry)
+    try:
+        text, count = await db.run(lambda conn: _one_row(conn, statement, params))
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) in _STALE_SCHEMA:
+            rt.introspection.invalidate(entry.name)
+        raise api_error_from_db(exc, client=entry.name) from None
+    data = text.encode() if isinstance(text, str) else bytes(text)
+    settings = rt.settings
+    if count > settings.max_result_rows:
+        raise raw_sql.result_too_large(settings.max_result_rows)
+    if len(data) > settings.max_result_bytes:
+        raise raw_sql.result_too_large(bytes_limit=settings.max_result_bytes)
+    return data, count
+
+
+def _event_name(relation: Relation) -> str:
+    return relation.name if relation.schema == "public" else f"{relation.schema}.{relation.name}"
+
+
+def _publish(
+    rt: Runtime, ctx: CallContext, entry: ClientEntry, relation: Relation, operation: str,
+    data: bytes, count: int,
+) -> None:  # fmt: skip
+    """Hand written rows to the event bus — decoded only when someone can receive them."""
+    event = ctx.header("x-publish-event")
+    bus = rt.events
+    if count == 0 or not (event or getattr(bus, "_subs", None) or bus.relays):
+        return
+    rows = json.loads(data)
+    bus.publish(ChangeEvent(entry.name, _event_name(relation), operation, rows, event=event))
+
+
+# -- fetch -------------------------------------------------------------------------------------
+
+
+async def _prepare_read(
+    rt: Runtime, ctx: CallContext, body: dict[str, Any]
+) -> tuple[ClientEntry, FetchRequest]:
+    entry = resolve_client(rt, ctx)
+    table = relation_name(body)
+    ctx.table_name = table
+    ctx.operation = "fetch"
+    await authorize(rt, ctx, entry.name, table_right(table, "read"))
+    return entry, parse_fetch(body, strip_nulls_header=ctx.header("x-strip-nulls"))
+
+
+def _check_post_processing(relation: Relation, request: FetchRequest) -> None:
+    spec = request.post
+    if spec is None:
+        return
+    for name in spec.columns:
+        column = relation.column(name)
+        if request.columns is not None and name not in request.columns:
+            raise ApiError(
+                "invalid_request",
+                f"'{name}' must be among the selected columns to group or aggregate by it",
+                data={"column": name},
+            )
+        if name == spec.group_by and spec.time_granularity and column.category != "D":
+            raise ApiError(
+                "invalid_value",
+                f"time_granularity needs a date/timestamp column; '{name}' is {column.type}",
+                data={"column": name},
+            )
+
+
+async def fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
+    """Rows of a table or view matching the conditions (``/gateway/fetch``, ``/data`` …)."""
+    body = _body(body)
+    if is_custom_supabase(ctx):
+        from athena.services import custom_supabase
+
+        return await custom_supabase.fetch(rt, ctx, body)
+    entry, request = await _prepare_read(rt, ctx, body)
+    relation = await rt.introspection.relation(entry, request.relation)
+    _check_post_processing(relation, request)
+    shape, params = plan_fetch(relation, request, max_rows=rt.settings.max_result_rows)
+    data, count = await _run(rt, entry, fetch_statement(shape), params)
+    extras: dict[str, Any] = {"count": count}
+    if request.post is not None:
+        extras["post_processing"] = post_process(json.loads(data), request.post)
+    return GatewayResult("Data fetched successfully", data, extras)
+
+
+# -- insert / update / delete ------------------------------------------------------------------
+
+
+async def _prepare_write(
+    rt: Runtime, ctx: CallContext, body: dict[str, Any], operation: str, right: str
+) -> tuple[ClientEntry, str]:
+    entry = resolve_client(rt, ctx)
+    table = relation_name(body)
+    ctx.table_name = table
+    ctx.operation = operation
+    await authorize(rt, ctx, entry.name, table_right(table, right))
+    return entry, table
+
+
+async def insert(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
+    """Insert ``insert_body`` (object or array) in one statement; upsert with ``update_body``
+    or ``on_conflict``. Returns the inserted rows and ``count``."""
+    body = _body(body)
+    if is_custom_supabase(ctx):
+        from athena.services import custom_supabase
+
+        return await custom_supabase.insert(rt, ctx, body)
+    entry, table = await _prepare_write(rt, ctx, body, "insert", "write")
+    require_context_headers(rt, ctx)
+    update_body = body.get("update_body")
+    if update_body is not None and not isinstance(update_body, dict):
+        raise ApiError("invalid_request", "update_body must be an object")
+    on_conflict = body.get("on_conflict", body.get("onConflict"))
+    request = InsertRequest(
+        rows=insert_rows(body.get("insert_body")),
+        returning=parse_columns(body.get("columns")),
+        on_conflict=on_conflict,
+        update_body=update_body,
+        upsert=on_conflict not in (None, "", []) or truthy(body.get("upsert")),
+        ignore_duplicates=truthy(body.get("ignore_duplicates")),
+        default_to_null=body.get("default_to_null") is True,
+        strip_nulls=strip_nulls_flag(body, ctx.header("x-strip-nulls")),
+    )
+    relation = await rt.introspection.relation(entry, table)
+    shape, params = plan_insert(relation, request)
+    data, count = await _run(rt, entry, mutation_statement(shape), params)
+    _publish(rt, ctx, entry, relation, "insert", data, count)
+    return GatewayResult("Data inserted successfully", data, {"count": count})
+
+
+async def update(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
+    """Update rows matching ``conditions`` with ``update_body``; without it, a fetch."""
+    body = _body(body)
+    if body.get("update_body") is None:
+        return await fetch(rt, ctx, body)
+    if is_custom_supabase(ctx):
+        from athena.services import custom_supabase
+
+        return await custom_supabase.update(rt, ctx, body)
+    entry, table = await _prepare_write(rt, ctx, body, "update", "write")
+    conditions = parse_conditions(body.get("conditions"))
+    returning = parse_columns(body.get("columns"))
+    strip = strip_nulls_flag(body, ctx.header("x-strip-nulls"))
+    relation = await rt.introspection.relation(entry, table)
+    shape, params = plan_update(
+        relation, body["update_body"], conditions, returning=returning, strip_nulls=strip
+    )
+    data, count = await _run(rt, entry, mutation_statement(shape), params)
+    _publish(rt, ctx, entry, relation, "update", data, count)
+    return GatewayResult("Data updated successfully", data, {"count": count})
+
+
+async def delete(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
+    """Delete by ``resource_id`` (column ``resource_id``, else ``id``) AND ``conditions``."""
+    body = _body(body)
+    if is_custom_supabase(ctx):
+        from athena.services import custom_supabase
+
+        return await custom_supabase.delete(rt, ctx, body)
+    entry, table = await _prepare_write(rt, ctx, body, "delete", "delete")
+    require_context_headers(rt, ctx)
+    conditions = parse_conditions(body.get("conditions"))
+    returning = parse_columns(body.get("columns"))
+    strip = strip_nulls_flag(body, ctx.header("x-strip-nulls"))
+    relation = await rt.introspection.relation(entry, table)
+    shape, params = plan_delete(
+        relation, body.get("resource_id"), conditions, returning=returning, strip_nulls=strip
+    )
+    data, count = await _run(rt, entry, mutation_statement(shape), params)
+    _publish(rt, ctx, entry, relation, "delete", data, count)
+    return GatewayResult("Data deleted successfully", data, {"count": count})
+
+
+# -- raw query ---------------------------------------------------------------------------------
+
+
+async def query(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
+    """Raw SQL on the client's pool (right ``gateway.query``); results of the last statement."""
+    body = _body(body)
+    entry = resolve_client(rt, ctx)
+    ctx.operation = "query"
+    await authorize(rt, ctx, entry.name, "gateway.query")
+    text = query_text(body)
+    outcome = await raw_sql.execute(rt, entry, text)
+    return GatewayResult(
+        "Query executed successfully",
+        outcome["data_json"],
+        {"count": outcome["count"], "meta": outcome["meta"]},
+    )
