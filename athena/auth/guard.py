@@ -9,14 +9,18 @@ and gets a ``Principal`` back, or an ``ApiError`` with the exact status of CONTR
 403 ``api_key_client_mismatch`` / ``api_key_not_client_bound`` / ``insufficient_rights``;
 503 ``auth_unavailable`` when the catalog cannot be read (fail closed, never a silent pass).
 
-The admin key ``ATHENA_KEY_12`` is a master key here: every right, every client.
+The admin key ``ATHENA_KEY_12`` is a master key here: every right, every client. Admin routes
+call ``require_admin`` instead, which accepts nothing but that key.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+import psycopg
 
 from athena.auth.keys import constant_time_equals, parse_key, verify_secret
 from athena.auth.rights import has_right
@@ -26,6 +30,8 @@ from athena.errors import ApiError
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
+
+log = logging.getLogger("athena.auth")
 
 KEY_HEADERS = ("apikey", "x-api-key", "x-athena-key")
 ADMIN_KEY_HEADERS = ("x-athena-admin-key", *KEY_HEADERS)
@@ -50,28 +56,53 @@ MASTER = Principal(public_id="admin", rights=("*",), is_master=True)
 ANONYMOUS = Principal(anonymous=True)
 
 
-def presented_key(ctx: CallContext, *, admin: bool = False) -> str | None:
-    """The key the caller sent, from the first header that carries one."""
+def presented_keys(ctx: CallContext, *, admin: bool = False) -> list[str]:
+    """Every credential the caller sent, in precedence order (``apikey`` first).
+
+    Supabase-style clients send two at once (``apikey`` plus ``Authorization: Bearer``), so the
+    guard looks at all of them rather than only the first.
+    """
+    found: list[str] = []
     for name in ADMIN_KEY_HEADERS if admin else KEY_HEADERS:
         value = ctx.header(name)
         if value:
-            return value
+            found.append(value)
     auth = ctx.header("authorization")
     if auth and auth[:7].lower() == "bearer ":
         token = auth[7:].strip()
         if token:
-            return token
+            found.append(token)
     if admin:
-        return ctx.query.get("api_key") or None
-    return None
+        token = (ctx.query.get("api_key") or "").strip()
+        if token:
+            found.append(token)
+    return found
+
+
+def presented_key(ctx: CallContext, *, admin: bool = False) -> str | None:
+    """The key the caller sent: the first Athena-formatted one, else the first of any kind."""
+    candidates = presented_keys(ctx, admin=admin)
+    return next((c for c in candidates if parse_key(c) is not None), None) or (
+        candidates[0] if candidates else None
+    )
+
+
+def _is_admin_key(rt: Runtime, candidates: list[str]) -> bool:
+    # Every candidate is compared, each in constant time, so timing says nothing about which.
+    matches = [constant_time_equals(c, rt.admin_key) for c in candidates]
+    return any(matches)
 
 
 def require_admin(rt: Runtime, ctx: CallContext) -> Principal:
-    """Admin routes: only the static ``ATHENA_KEY_12`` passes."""
-    given = presented_key(ctx, admin=True)
-    if not given:
-        raise ApiError("admin_key_required", "this route requires the admin key (ATHENA_KEY_12)")
-    if not constant_time_equals(given, rt.admin_key):
+    """Admin routes: only the static ``ATHENA_KEY_12`` passes; anything else is 401."""
+    candidates = presented_keys(ctx, admin=True)
+    if not candidates:
+        raise ApiError(
+            "admin_key_required",
+            "this route requires the admin key (ATHENA_KEY_12) in apikey, x-api-key, "
+            "X-Athena-Key, X-Athena-Admin-Key, Authorization: Bearer or ?api_key=",
+        )
+    if not _is_admin_key(rt, candidates):
         raise ApiError("invalid_admin_key", "the admin key is not valid")
     ctx.key_public_id = "admin"
     return MASTER
@@ -90,10 +121,11 @@ async def authorize(
     ``require_bound_key`` (management routes): a key bound to ``client`` holding ``right`` is
     required whatever the enforcement setting; the master key also passes.
     """
-    given = presented_key(ctx)
-    if given is not None and constant_time_equals(given, rt.admin_key):
+    candidates = presented_keys(ctx)
+    if candidates and _is_admin_key(rt, candidates):
         ctx.key_public_id = "admin"
         return MASTER
+    given = presented_key(ctx)
 
     try:
         if given is None:
@@ -123,6 +155,7 @@ async def authorize(
             raise ApiError(
                 "api_key_client_mismatch",
                 f"the API key is bound to another client than '{client}'",
+                data={"client": client},
             )
         rt.auth_store.mark_used(stored.id)
         principal = Principal(stored.id, stored.public_id, stored.client_name, stored.rights)
@@ -141,7 +174,9 @@ async def authorize(
                 data={"required_right": right},
             )
         return principal
-    except DatabaseUnavailable:
+    except (DatabaseUnavailable, psycopg.Error) as exc:
+        # Fail closed: whatever stops us reading the catalog, the request does not pass.
+        log.warning("API key check failed, catalog unreadable: %s", type(exc).__name__)
         raise ApiError(
             "auth_unavailable", "API keys cannot be checked right now; try again shortly"
         ) from None
