@@ -10,6 +10,8 @@ import psycopg
 import pytest
 from support.servers import AthenaServer
 
+RESULT_CAP = 50
+
 TEST_PIPELINES = """
 pipelines:
   copy_paid:
@@ -96,8 +98,10 @@ def pipelines_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pl_gateway(athena_factory: Callable[..., AthenaServer], pipelines_file: Path) -> AthenaServer:
-    """The gateway under test: client ``athena`` → the test data database; enforcement on."""
-    return athena_factory(pipelines_file=str(pipelines_file))
+    """The gateway under test: client ``athena`` → the test data database; enforcement on.
+
+    ``max_result_rows`` is small so that the response of a large run is seen capped."""
+    return athena_factory(pipelines_file=str(pipelines_file), max_result_rows=str(RESULT_CAP))
 
 
 @pytest.fixture
