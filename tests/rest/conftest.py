@@ -16,7 +16,7 @@ from support.pg import TestPostgres
 from support.servers import AthenaServer
 
 SCHEMA_SQL = """
-DROP TABLE IF EXISTS rest_reviews, rest_books, rest_authors, rest_items, rest_nopk CASCADE;
+DROP TABLE IF EXISTS rest_reviews, rest_books, rest_authors, rest_items, rest_nopk, rest_many CASCADE;
 DROP SCHEMA IF EXISTS rest_extra CASCADE;
 CREATE TABLE rest_authors (
     id integer PRIMARY KEY,
@@ -50,6 +50,8 @@ CREATE TABLE rest_items (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE rest_nopk (a integer, b text);
+CREATE TABLE rest_many (id integer PRIMARY KEY, label text);
+INSERT INTO rest_many SELECT g, 'row ' || g FROM generate_series(1, 150) g;
 CREATE SCHEMA rest_extra;
 CREATE TABLE rest_extra.gadgets (id integer PRIMARY KEY, label text);
 INSERT INTO rest_extra.gadgets VALUES (1, 'sprocket'), (2, 'widget');
