@@ -1,0 +1,323 @@
+"""``athena backup create | list | restore | jobs | download | delete`` — client of a running
+gateway's ``/admin/backups`` API.
+
+The commands talk HTTP to a gateway, not to S3 or PostgreSQL directly: the gateway holds the
+S3 settings, the client URIs and the job records, so a backup taken from the CLI is the same
+job, in the same catalog, as one taken over the API.
+
+Where the gateway is: ``--url``, else ``ATHENA_URL``, else ``http://127.0.0.1:<ATHENA_PORT or
+4052>``. The admin key: ``--admin-key``, else ``ATHENA_KEY_12``, else ``<data-dir>/admin.key``
+(written by ``athena serve`` when it generated the key).
+
+``create`` and ``restore`` follow the job's Server-Sent Events; on a terminal a progress bar is
+drawn on stderr. The result is printed as JSON on stdout. Exit status: 0 done, 1 the gateway
+refused or the job failed, 2 no gateway or no admin key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import quote
+
+import httpx
+
+MB = 1024 * 1024
+
+
+class CliError(Exception):
+    """Printed as one line; ``status`` is the exit code."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def register(subparsers: Any) -> None:
+    backup = subparsers.add_parser("backup", help="back up, list and restore client databases")
+    sub = backup.add_subparsers(dest="backup_command", required=True)
+
+    create = sub.add_parser("create", help="back up a client's database to S3")
+    create.add_argument("client", help="client name")
+    create.add_argument("--label", help="free text stored with the backup")
+    _common(create)
+    create.set_defaults(func=_create)
+
+    listing = sub.add_parser("list", help="list backups, newest first")
+    listing.add_argument("--client", help="only this client's backups")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    _common(listing)
+    listing.set_defaults(func=_list)
+
+    restore = sub.add_parser("restore", help="restore a backup into a client's database")
+    restore.add_argument("key", help="the backup's key (see `athena backup list`)")
+    restore.add_argument("client", help="client whose database is replaced")
+    restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _common(restore)
+    restore.set_defaults(func=_restore)
+
+    jobs = sub.add_parser("jobs", help="list recent backup and restore jobs")
+    jobs.add_argument("--client", help="only this client's jobs")
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--json", action="store_true", help="print JSON")
+    _common(jobs)
+    jobs.set_defaults(func=_jobs)
+
+    download = sub.add_parser("download", help="download a backup archive (.dump.gz)")
+    download.add_argument("key")
+    download.add_argument("-o", "--output", help="file to write (default: the archive's name)")
+    _common(download)
+    download.set_defaults(func=_download)
+
+    delete = sub.add_parser("delete", help="delete a backup from S3")
+    delete.add_argument("key")
+    _common(delete)
+    delete.set_defaults(func=_delete)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="gateway base URL (default $ATHENA_URL or local 4052)")
+    parser.add_argument("--admin-key", help="admin key (default $ATHENA_KEY_12 or data-dir)")
+    parser.add_argument("--data-dir", help="where `athena serve` keeps admin.key (./.athena)")
+
+
+# -- plumbing ------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    url = args.url or os.environ.get("ATHENA_URL")
+    if not url:
+        url = f"http://127.0.0.1:{os.environ.get('ATHENA_PORT') or 4052}"
+    key = args.admin_key or os.environ.get("ATHENA_KEY_12")
+    if not key:
+        data_dir = Path(args.data_dir or os.environ.get("ATHENA_DATA_DIR") or ".athena")
+        try:
+            key = (data_dir / "admin.key").read_text().strip()
+        except OSError:
+            raise CliError(
+                "no admin key: pass --admin-key, set ATHENA_KEY_12, or point --data-dir at the "
+                "gateway's data directory",
+                2,
+            ) from None
+    # Jobs may run for hours: no read timeout on the event stream.
+    return httpx.Client(
+        base_url=url.rstrip("/"),
+        headers={"X-Athena-Admin-Key": key},
+        timeout=httpx.Timeout(30.0, read=None),
+    )
+
+
+def _fail(response: httpx.Response) -> CliError:
+    try:
+        body = response.json()
+        message = body.get("message") or response.reason_phrase
+        detail = body.get("error")
+        if detail and detail != message:
+            message = f"{message}: {detail}"
+    except ValueError:
+        message = f"HTTP {response.status_code}"
+    return CliError(message)
+
+
+def _run(args: argparse.Namespace, action: Any) -> int:
+    try:
+        with _client(args) as client:
+            return int(action(client) or 0)
+    except CliError as exc:
+        print(f"athena: {exc}", file=sys.stderr)
+        return exc.status
+    except httpx.ConnectError:
+        print(
+            "athena: no gateway answers at the given URL (start one with `athena serve`, "
+            "or pass --url)",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _sse(response: httpx.Response) -> Iterator[tuple[str, Any]]:
+    event = "message"
+    data: list[str] = []
+    for line in response.iter_lines():
+        if not line:
+            if data:
+                yield event, json.loads("\n".join(data))
+            event, data = "message", []
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+
+
+class Progress:
+    """A one-line progress display on a terminal; silent otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.started = time.monotonic()
+
+    def update(self, event: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        done = int(event.get("bytes") or 0)
+        total = event.get("total_bytes")
+        rate = done / MB / max(time.monotonic() - self.started, 0.001)
+        phase = str(event.get("phase", ""))
+        if total:
+            width = 30
+            filled = min(width, int(width * done / total))
+            bar = "#" * filled + "." * (width - filled)
+            text = f"[{bar}] {100 * done / total:5.1f}%  {done / MB:8.1f} MB"
+        else:
+            text = f"{done / MB:8.1f} MB"
+        self.stream.write(f"\r{phase:<11} {text}  {rate:6.1f} MB/s ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _follow(client: httpx.Client, url: str, body: dict[str, Any]) -> int:
+    """POST a job with SSE, show its progress, print its result."""
+    progress = Progress(sys.stderr)
+    try:
+        with client.stream(
+            "POST", url, json=body, headers={"Accept": "text/event-stream"}
+        ) as response:
+            if response.status_code != 200:
+                response.read()
+                raise _fail(response)
+            for event, data in _sse(response):
+                if event == "progress":
+                    progress.update(data)
+                elif event == "result":
+                    progress.close()
+                    _print_json(data)
+                    return 0
+                elif event == "error":
+                    progress.close()
+                    message = data.get("message", "the job failed")
+                    raise CliError(f"{message}: {data.get('error', '')}".rstrip(": "))
+    except KeyboardInterrupt:
+        progress.close()
+        print(
+            "athena: stopped following; the job goes on in the gateway (see `athena backup jobs`)",
+            file=sys.stderr,
+        )
+        return 130
+    progress.close()
+    raise CliError("the gateway closed the stream before the job ended (see `athena backup jobs`)")
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"client_name": args.client}
+    if args.label:
+        body["label"] = args.label
+    return _run(args, lambda c: _follow(c, "/admin/backups", body))
+
+
+def _restore(args: argparse.Namespace) -> int:
+    if not args.yes and sys.stdin.isatty():
+        answer = input(
+            f"Replace the database of client '{args.client}' with backup {args.key}? [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            print("athena: restore cancelled", file=sys.stderr)
+            return 1
+    url = f"/admin/backups/{quote(args.key, safe='')}/restore"
+    return _run(args, lambda c: _follow(c, url, {"client_name": args.client}))
+
+
+def _list(args: argparse.Namespace) -> int:
+    def action(client: httpx.Client) -> int:
+        params = {"client_name": args.client} if args.client else {}
+        response = client.get("/admin/backups", params=params)
+        if response.status_code != 200:
+            raise _fail(response)
+        backups = response.json()["backups"]
+        if args.json:
+            _print_json(backups)
+            return 0
+        if not backups:
+            print("no backups", file=sys.stderr)
+        for b in backups:
+            label = f"  {b['label']}" if b.get("label") else ""
+            print(f"{b['created_at']:<32} {b['size_bytes'] / MB:9.1f} MB  {b['key']}{label}")
+        return 0
+
+    return _run(args, action)
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    def action(client: httpx.Client) -> int:
+        params: dict[str, Any] = {"limit": args.limit}
+        if args.client:
+            params["client_name"] = args.client
+        response = client.get("/admin/backups/jobs", params=params)
+        if response.status_code != 200:
+            raise _fail(response)
+        jobs = response.json()["jobs"]
+        if args.json:
+            _print_json(jobs)
+            return 0
+        for j in jobs:
+            error = f"  {j['error']}" if j.get("error") else ""
+            print(
+                f"{j['created_at']:<32} {j['kind']:<7} {j['state']:<9} {j['client_name']:<16} "
+                f"{(j['bytes'] or 0) / MB:9.1f} MB  {j.get('backup_key') or ''}{error}"
+            )
+        return 0
+
+    return _run(args, action)
+
+
+def _download(args: argparse.Namespace) -> int:
+    def action(client: httpx.Client) -> int:
+        url = f"/admin/backups/{quote(args.key, safe='')}/download"
+        with client.stream("GET", url) as response:
+            if response.status_code != 200:
+                response.read()
+                raise _fail(response)
+            output = Path(args.output or args.key.rsplit("/", 1)[-1])
+            total = int(response.headers.get("content-length") or 0)
+            progress = Progress(sys.stderr)
+            done = 0
+            with open(output, "wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+                    done += len(chunk)
+                    progress.update({"phase": "download", "bytes": done, "total_bytes": total})
+            progress.close()
+        print(str(output))
+        return 0
+
+    return _run(args, action)
+
+
+def _delete(args: argparse.Namespace) -> int:
+    def action(client: httpx.Client) -> int:
+        response = client.delete(f"/admin/backups/{quote(args.key, safe='')}")
+        if response.status_code != 200:
+            raise _fail(response)
+        _print_json(response.json())
+        return 0
+
+    return _run(args, action)
