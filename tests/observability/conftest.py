@@ -23,10 +23,11 @@ def own_catalog(pg: TestPostgres) -> Iterator[str]:
 def obs(
     athena_factory: Callable[..., AthenaServer], own_catalog: str, pg: TestPostgres, data_db: str
 ) -> AthenaServer:
-    """A gateway on its own catalog with clients ``athena`` and ``quiet`` (never used)."""
+    """A gateway on its own catalog with clients ``athena``, ``rest`` (real /rest/v1 traffic)
+    and ``quiet`` (never used)."""
     uri = pg.app_uri(data_db)
     return athena_factory(
-        clients={"athena": {"pg_uri": uri}, "quiet": {"pg_uri": uri}},
+        clients={"athena": {"pg_uri": uri}, "rest": {"pg_uri": uri}, "quiet": {"pg_uri": uri}},
         catalog=own_catalog,
         REGISTRY_CACHE_TTL_S="600",
         **FAST,

@@ -163,3 +163,55 @@ def test_24h_aggregates_match_the_log(
     wait_for(metric_matches, what="24h aggregates equal to the log")
     metrics = scrape(obs)
     assert metrics[("athena_request_duration_seconds_avg_24h", (("client", "-"),))] > 0
+
+
+def test_rest_traffic_is_logged_and_counted_per_table(
+    obs: AthenaServer,
+    obs_catalog: psycopg.Connection,
+    data_conn: psycopg.Connection,
+    admin_key: str,
+) -> None:
+    data_conn.execute("DROP TABLE IF EXISTS obs_items")
+    data_conn.execute("CREATE TABLE obs_items (id int PRIMARY KEY, label text)")
+    data_conn.execute("INSERT INTO obs_items VALUES (1, 'a'), (2, 'b')")
+    headers = {"apikey": admin_key, "X-Athena-Client": "rest", "X-User-Id": "u-rest"}
+    with obs.client(**headers) as http:
+        for _ in range(3):
+            assert http.get("/rest/v1/obs_items").status_code == 200
+        assert http.get("/rest/v1/obs_items", params={"id": "eq.not-a-number"}).status_code == 400
+        assert http.get("/rest/v1/obs_missing").status_code == 400  # unknown_table
+
+    rows = wait_for(
+        lambda: (
+            (
+                r := obs_catalog.execute(
+                    "SELECT route, method, client_name, table_name, operation, status_code,"
+                    " api_key_public_id, user_id FROM athena.gateway_request_log"
+                    " WHERE client_name = 'rest' ORDER BY id"
+                ).fetchall()
+            )
+            and len(r) == 5
+            and r
+        ),
+        what="5 REST log rows",
+    )
+    assert [row[3:6] for row in rows] == [
+        ("obs_items", "fetch", 200),
+        ("obs_items", "fetch", 200),
+        ("obs_items", "fetch", 200),
+        ("obs_items", "fetch", 400),
+        ("obs_missing", "fetch", 400),
+    ]
+    assert {row[:3] + row[6:] for row in rows} == {
+        ("/rest/v1/<table>", "GET", "rest", "admin", "u-rest")
+    }
+    with obs.client(apikey=admin_key) as http:
+        detail = wait_for(
+            lambda: (d := _detail(http, "rest"))["statistics"]["total_requests"] == 5 and d,
+            what="the rollup of the REST rows",
+        )
+    assert _numbers(detail["statistics"])[:6] == ("rest", 5, 3, 2, 0, 5)
+    assert [_numbers(t)[:5] for t in detail["tables"]] == [
+        ("rest", "obs_items", "fetch", 4, 1),
+        ("rest", "obs_missing", "fetch", 1, 1),
+    ]
