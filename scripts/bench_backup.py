@@ -121,26 +121,20 @@ def fingerprint(uri: str) -> dict[str, tuple[int, str]]:
 
 
 def streamed(client: httpx.Client, method: str, url: str, body: dict) -> dict:
-    """Run a job with SSE, printing progress on one line; return the result event's data."""
-    with client.stream(method, url, json=body, headers={"Accept": "text/event-stream"}) as resp:
-        resp.raise_for_status()
-        event = None
-        for line in resp.iter_lines():
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                data = json.loads(line[5:])
-                if event == "progress":
-                    print(
-                        f"\r  {data['phase']:<11} {data['bytes'] / MB:9.1f} MB", end="", flush=True
-                    )
-                elif event == "result":
-                    print()
-                    return data
-                elif event == "error":
-                    print()
-                    raise SystemExit(f"job failed: {data}")
-    raise SystemExit("the stream ended without a result")
+    """Run a job with SSE (re-attaching if the stream is cut), printing progress on one line;
+    return the job's result."""
+    from athena.commands.backup import CliError, follow_job
+
+    def show(event: dict) -> None:
+        print(f"\r  {event['phase']:<11} {event['bytes'] / MB:9.1f} MB", end="", flush=True)
+
+    assert method == "POST"
+    try:
+        result = follow_job(client, url, body, show)
+    except CliError as exc:
+        raise SystemExit(f"job failed: {exc}") from None
+    print()
+    return result
 
 
 def main() -> int:

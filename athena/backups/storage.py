@@ -306,6 +306,7 @@ class MultipartUpload:
         self.meta = meta
         self.parts: list[dict[str, Any]] = []
         self.size = 0
+        self.completed = False
 
     async def upload_part(self, data: bytes) -> None:
         number = len(self.parts) + 1
@@ -339,6 +340,7 @@ class MultipartUpload:
                 MultipartUpload={"Parts": self.parts},
             )
         )
+        self.completed = True
         meta = {**self.meta, "size": str(self.size)}
         try:
             await self.storage.call(
@@ -359,13 +361,19 @@ class MultipartUpload:
             log.warning("recording the size of %s in its metadata failed", key, exc_info=True)
 
     async def abort(self) -> None:
-        """Abort the upload (S3 discards the parts). Shielded: it runs while cancelling."""
+        """Abort the upload (S3 discards the parts), or delete the object if the failure
+        came after it was completed: a failed job leaves nothing behind. Shielded: it runs
+        while cancelling."""
+        bucket, key = self.storage.bucket, self.key
         with trio.CancelScope(shield=True), trio.move_on_after(30):
             try:
-                await self.storage.call(
-                    lambda c: c.abort_multipart_upload(
-                        Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id
+                if self.completed:
+                    await self.storage.call(lambda c: c.delete_object(Bucket=bucket, Key=key))
+                else:
+                    await self.storage.call(
+                        lambda c: c.abort_multipart_upload(
+                            Bucket=bucket, Key=key, UploadId=self.upload_id
+                        )
                     )
-                )
             except (StorageError, BackupNotFound):
-                log.warning("aborting the multipart upload of %s failed", self.key, exc_info=True)
+                log.warning("removing the failed upload of %s failed", key, exc_info=True)

@@ -192,27 +192,78 @@ class Progress:
             self.stream.flush()
 
 
-def _follow(client: httpx.Client, url: str, body: dict[str, Any]) -> int:
-    """POST a job with SSE, show its progress, print its result."""
-    progress = Progress(sys.stderr)
+SSE_HEADERS = {"Accept": "text/event-stream"}
+Outcome = tuple[str, dict[str, Any]]  # ("result", body) or ("error", envelope)
+
+
+def follow_job(
+    client: httpx.Client, url: str, body: dict[str, Any], on_progress: Any
+) -> dict[str, Any]:
+    """POST a job with SSE and follow it to its end; its result body, or ``CliError``.
+
+    A stream can be cut before the job ends (a proxy or the server closing a long response);
+    the job goes on in the gateway, so we re-attach to it by id, and poll it when it runs on
+    another instance behind a load balancer.
+    """
+    job: dict[str, str] = {}
+
+    def consume(response: httpx.Response) -> Outcome | None:
+        try:
+            for event, data in _sse(response):
+                if event == "progress":
+                    job.setdefault("id", data["job_id"])
+                    on_progress(data)
+                elif event in ("result", "error"):
+                    return event, data
+        except httpx.TransportError:
+            pass  # cut: re-attach below
+        return None
+
+    with client.stream("POST", url, json=body, headers=SSE_HEADERS) as response:
+        if response.status_code != 200:
+            response.read()
+            raise _fail(response)
+        outcome = consume(response)
+    while outcome is None:
+        if "id" not in job:
+            raise CliError("the gateway closed the stream before the job started")
+        outcome = _reattach(client, job["id"], consume, on_progress)
+    event, data = outcome
+    if event == "result":
+        return data
+    message = data.get("message", "the job failed")
+    raise CliError(f"{message}: {data.get('error', '')}".rstrip(": "))
+
+
+def _reattach(client: httpx.Client, job_id: str, consume: Any, on_progress: Any) -> Outcome | None:
     try:
         with client.stream(
-            "POST", url, json=body, headers={"Accept": "text/event-stream"}
+            "GET", f"/admin/backups/jobs/{job_id}", params={"stream": "true"}, headers=SSE_HEADERS
         ) as response:
             if response.status_code != 200:
                 response.read()
                 raise _fail(response)
-            for event, data in _sse(response):
-                if event == "progress":
-                    progress.update(data)
-                elif event == "result":
-                    progress.close()
-                    _print_json(data)
-                    return 0
-                elif event == "error":
-                    progress.close()
-                    message = data.get("message", "the job failed")
-                    raise CliError(f"{message}: {data.get('error', '')}".rstrip(": "))
+            if response.headers.get("content-type", "").startswith("text/event-stream"):
+                return consume(response)  # type: ignore[no-any-return]
+            response.read()
+            record = response.json()["job"]
+    except httpx.TransportError:
+        time.sleep(1)
+        return None
+    if record["state"] == "succeeded":
+        return "result", record["result"]
+    if record["state"] == "failed":
+        return "error", {"message": f"the {record['kind']} failed", "error": record["error"]}
+    on_progress(record)
+    time.sleep(1)
+    return None
+
+
+def _follow(client: httpx.Client, url: str, body: dict[str, Any]) -> int:
+    """Follow a job with a progress bar; print its result as JSON."""
+    progress = Progress(sys.stderr)
+    try:
+        result = follow_job(client, url, body, progress.update)
     except KeyboardInterrupt:
         progress.close()
         print(
@@ -220,8 +271,12 @@ def _follow(client: httpx.Client, url: str, body: dict[str, Any]) -> int:
             file=sys.stderr,
         )
         return 130
+    except CliError:
+        progress.close()
+        raise
     progress.close()
-    raise CliError("the gateway closed the stream before the job ended (see `athena backup jobs`)")
+    _print_json(result)
+    return 0
 
 
 # -- commands ------------------------------------------------------------------------------
