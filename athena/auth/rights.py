@@ -8,7 +8,12 @@ Required rights look like ``users.read`` (table rights), ``gateway.query`` or
 ``*``          everything
 ``users.*``    every right on table ``users`` (and ``gateway.*``: every gateway right)
 ``*.read``     ``<any table>.read`` and ``gateway.read`` — never a management right
+``*.*``        every table and gateway right — never a management right
 =============  ====================================================================
+
+Matching is exact and case-sensitive, like PostgreSQL's quoted identifiers. A table literally
+named ``management`` collides with the fixed namespace: reading it needs ``management.read``
+itself (no wildcard or gateway fallback), which is the safe side of the collision.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ def _candidates(required: str) -> list[str]:
 def _matches(granted: str, required: str) -> bool:
     if granted == "*" or granted == required:
         return True
+    if granted == "*.*":  # every table right and gateway right, like ``*`` minus management
+        return not required.startswith(_FIXED_PREFIXES)
     if granted.endswith(".*"):
         return required.startswith(granted[:-1])
     if granted.startswith("*."):
