@@ -47,7 +47,13 @@ async def set_ssl_enforcement() -> Response:
     _authorize(creds)
     status, changed = await _client().ensure(creds, enabled)
     word = "enabled" if enabled else "disabled"
-    message = f"SSL enforcement {word}" if changed else f"SSL enforcement already {word}"
+    if not status.applied_successfully:
+        # Supabase accepted the request but reports the change as not (yet) applied.
+        message = f"SSL enforcement {word} was requested but is not applied yet"
+    elif changed:
+        message = f"SSL enforcement {word}"
+    else:
+        message = f"SSL enforcement already {word}"
     return success(message, status.as_json())
 
 

@@ -8,6 +8,7 @@ api.supabase.com. Project refs with special behaviour:
 - ``slow``: answers after ``SLOW_SECONDS`` (longer than the gateway's timeout in these tests)
 - any request without ``Authorization: Bearer <VALID_TOKEN>``: 401 ``{"message": "Unauthorized"}``
 - ``leaky``: 400 whose message echoes the bearer token (the gateway must scrub it)
+- ``pending``: a PUT is accepted but answers ``appliedSuccessfully: false``
 """
 
 from __future__ import annotations
@@ -100,7 +101,10 @@ def _handler(api: FakeManagementApi) -> type[BaseHTTPRequestHandler]:
                         return
                     api.projects[ref] = requested
                 current = api.projects.get(ref, False)
-            self._send(200, {"currentConfig": {"database": current}, "appliedSuccessfully": True})
+            applied = not (ref == "pending" and self.command == "PUT")
+            self._send(
+                200, {"currentConfig": {"database": current}, "appliedSuccessfully": applied}
+            )
 
         def do_GET(self) -> None:
             self._handle()

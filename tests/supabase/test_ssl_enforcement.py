@@ -166,3 +166,18 @@ def test_slow_upstream_times_out_with_504(ssl_gateway: AthenaServer, admin_key: 
     # and it still serves afterwards
     with ssl_gateway.client() as client:
         assert client.get("/ping").text == "pong"
+
+
+def test_a_change_not_yet_applied_is_reported_as_such(
+    ssl_gateway: AthenaServer, fake_api: FakeManagementApi, admin_key: str
+) -> None:
+    with _admin(ssl_gateway, admin_key) as client:
+        response = client.post(PATH, json={"enabled": True, "project_ref": "pending"})
+    assert response.status_code == 200
+    assert response.json()["data"] == {
+        "currentConfig": {"database": True},
+        "appliedSuccessfully": False,
+    }
+    assert (
+        response.json()["message"] == "SSL enforcement enabled was requested but is not applied yet"
+    )
