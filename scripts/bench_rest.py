@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Benchmark ``/rest/v1``: a primary-key lookup and a 100-row page with one embedded relation.
+
+    .venv/bin/python scripts/bench_rest.py [--seconds 10] [--concurrency 32] [--rows 100000]
+
+Starts its own embedded PostgreSQL and ``python -m athena serve`` on loopback, seeds ``t``
+(``--rows`` rows, each pointing at one of 1000 ``owners``), then drives each scenario with a
+closed loop of ``--concurrency`` keep-alive connections for ``--seconds`` and reports req/s and
+latency percentiles (p50/p99), next to the same server's ``/ping`` as a baseline. Responses are PostgREST-native (``X-Athena-Rest-Format:
+postgrest``), i.e. what a stock PostgREST client receives.
+
+    GET /rest/v1/t?id=eq.X                                     (X random per request)
+    GET /rest/v1/t?select=id,label,amount,owner:owners(name)&order=id&limit=100&offset=Y
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import trio
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from athena.db.embedded import EmbeddedPostgres, free_port  # noqa: E402
+
+ADMIN_KEY = "bench_admin_" + secrets.token_hex(16)
+OWNERS = 1000
+
+
+def seed(uri: str, rows: int) -> None:
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute("CREATE TABLE owners (id int PRIMARY KEY, name text NOT NULL)")
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO owners SELECT g, 'owner ' || g FROM generate_series(1, {}) g"
+            ).format(sql.Literal(OWNERS))
+        )
+        conn.execute(
+            "CREATE TABLE t (id int PRIMARY KEY, label text, amount numeric, "
+            "owner_id int REFERENCES owners(id))"
+        )
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO t SELECT g, 'item ' || g, g * 1.5, 1 + g % {} "
+                "FROM generate_series(1, {}) g"
+            ).format(sql.Literal(OWNERS), sql.Literal(rows))
+        )
+        conn.execute("ANALYZE owners; ANALYZE t")
+
+
+def start_gateway(data_dir: Path, catalog_uri: str, data_uri: str) -> tuple:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATHENA_")}
+    env.update(
+        {
+            "ATHENA_CATALOG_URI": catalog_uri,
+            "ATHENA_KEY_12": ADMIN_KEY,
+            "ATHENA_CLIENTS": json.dumps({"bench": {"pg_uri": data_uri}}),
+        }
+    )
+    log = open(data_dir / f"gateway-{port}.log", "ab")  # closed by stop_gateway
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "athena", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"gateway exited early; see {log.name}")
+        try:
+            if httpx.get(f"{url}/ping", timeout=1).text == "pong":
+                return proc, url, log
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("gateway did not start")
+
+
+def stop_gateway(proc: subprocess.Popen, log: object) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()  # type: ignore[attr-defined]
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+async def drive(url: str, make_path, seconds: float, concurrency: int, check) -> dict:
+    headers = {
+        "apikey": ADMIN_KEY,
+        "X-Athena-Client": "bench",
+        "X-Athena-Rest-Format": "postgrest",
+    }
+    latencies: list[float] = []
+    failed = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as c:
+        for _ in range(50):  # warm pools, the schema cache and the connections
+            response = await c.get(make_path())
+            response.raise_for_status()
+            check(response)
+        deadline = trio.current_time() + seconds
+
+        async def worker() -> None:
+            nonlocal failed
+            while trio.current_time() < deadline:
+                started = time.perf_counter()
+                response = await c.get(make_path())
+                elapsed = time.perf_counter() - started
+                if response.status_code == 200:
+                    latencies.append(elapsed)
+                else:
+                    failed += 1
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(concurrency):
+                nursery.start_soon(worker)
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "failed": failed,
+        "rps": len(latencies) / seconds,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="athena-bench-rest-"))
+    pg = EmbeddedPostgres(work / "pg")
+    pg.lock()
+    pg.start()
+    results: dict[str, dict] = {}
+    try:
+        with psycopg.connect(pg.uri(), autocommit=True) as conn:
+            for db in ("bench_catalog", "bench_data"):
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+        seed(pg.uri("bench_data"), args.rows)
+        proc, url, log = start_gateway(work, pg.uri("bench_catalog"), pg.uri("bench_data"))
+        rng = random.Random(5)
+        rows = args.rows
+
+        def by_id() -> str:
+            return f"/rest/v1/t?id=eq.{rng.randint(1, rows)}"
+
+        def page() -> str:
+            offset = rng.randint(0, max(0, rows - 100))
+            return (
+                "/rest/v1/t?select=id,label,amount,owner:owners(name)"
+                f"&order=id&limit=100&offset={offset}"
+            )
+
+        def ping() -> str:
+            return "/ping"
+
+        def pong(response: httpx.Response) -> None:
+            assert response.text == "pong"
+
+        def one_row(response: httpx.Response) -> None:
+            assert len(response.json()) == 1, response.text
+
+        def embedded_page(response: httpx.Response) -> None:
+            body = response.json()
+            assert len(body) == 100 and body[0]["owner"]["name"].startswith("owner"), body[:1]
+
+        try:
+            for name, make, check in (
+                # the same server's floor on this machine, to read the other numbers against
+                ("GET /ping (baseline)", ping, pong),
+                ("GET /rest/v1/t?id=eq.X", by_id, one_row),
+                ("GET 100 rows + embedded owner", page, embedded_page),
+            ):
+                result = trio.run(drive, url, make, args.seconds, args.concurrency, check)
+                results[name] = result
+                print(
+                    f"{name:34s} {result['rps']:8.1f} req/s   p50 {result['p50_ms']:6.1f} ms"
+                    f"   p99 {result['p99_ms']:6.1f} ms   ({result['failed']} non-200)",
+                    flush=True,
+                )
+        finally:
+            stop_gateway(proc, log)
+    finally:
+        pg.stop()
+        pg.unlock()
+    print(
+        f"\n{args.rows} rows in t, {OWNERS} owners; concurrency {args.concurrency}, "
+        f"{args.seconds:g} s per scenario; one gateway worker process; CPU count {os.cpu_count()}"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
