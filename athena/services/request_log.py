@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import trio
+import trio.lowlevel
 from prometheus_client.core import CounterMetricFamily
 from psycopg import sql
 
@@ -129,9 +130,13 @@ class RequestLog:
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
             if len(batch) >= self.batch_size:
+                # Each insert is shielded: without this check a hung catalog would cost every
+                # remaining batch its full write timeout, past the caller's deadline.
+                await trio.lowlevel.checkpoint_if_cancelled()
                 await self._insert(batch)
                 batch = []
         if batch:
+            await trio.lowlevel.checkpoint_if_cancelled()
             await self._insert(batch)
 
     async def _insert(self, batch: list[Row]) -> None:

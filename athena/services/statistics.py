@@ -223,13 +223,6 @@ def table_statistics(conn: psycopg.Connection, client: str) -> list[dict[str, An
         return [_record(r) for r in cur.fetchall()]
 
 
-def has_statistics_row(conn: psycopg.Connection, client: str) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM athena.client_statistics WHERE client_name = %s", (client,)
-    ).fetchone()
-    return row is not None
-
-
 def read_aggregates(conn: psycopg.Connection) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(_AGGREGATES_24H)

@@ -52,8 +52,10 @@ def test_cluster_health_probes_mirrors_in_the_background(
     pg: TestPostgres,
     data_db: str,
     slow_url: str,
+    athena: AthenaServer,
+    obs: AthenaServer,
 ) -> None:
-    mirror_a, mirror_b = athena_factory(), athena_factory()
+    mirror_a, mirror_b = athena, obs  # two live gateways already running
     closed = f"http://127.0.0.1:{free_port()}"
     mirrors = [mirror_a.url, mirror_b.url + "/", closed, slow_url]
     catalog = pg.create_database(owner="postgres")
