@@ -208,6 +208,16 @@ class EventBus:
             sub.send.close()
         return sub
 
+    def wants(self, ev: ChangeEvent) -> bool:
+        """Whether any local subscriber would receive ``ev`` (its rows are not looked at)."""
+        for sub in list(self._subs.values()):
+            try:
+                if not sub.overflowed and sub.matches(ev):
+                    return True
+            except Exception:
+                continue
+        return False
+
     def deliver(self, ev: ChangeEvent) -> int:
         """Fan ``ev`` out to matching local subscribers without waiting; returns how many got it."""
         delivered = 0

@@ -47,8 +47,6 @@ HYPERCORN_MAX_MESSAGE_BYTES = 1024 * 1024
 # Shutdown: time for in-flight requests to finish and their replies to leave, inside hypercorn's
 # 4 s graceful window.
 SHUTDOWN_GRACE_S = 2.5
-# Sending the close frame to a client that does not read must not hold the handler forever.
-CLOSE_TIMEOUT_S = 2.0
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -130,9 +128,7 @@ class Connection:
                 with self._read_scope:
                     await self._read_loop(nursery)
         finally:
-            hub.discard(self)
-            for sub_id in list(self.subscriptions):
-                self._drop_subscription(sub_id)
+            self._release()
             self._events_send.close()
         if self._close is not None:
             await self._send_close(*self._close)
@@ -155,8 +151,17 @@ class Connection:
         if self._close is not None:
             return
         self._close = (code, reason)
+        # Closed as far as anyone else can tell, right now: no more events are queued for it
+        # and it stops counting as open, even while the writer is still stuck behind a client
+        # that does not read (hypercorn's socket write cannot be interrupted).
+        self._release()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+
+    def _release(self) -> None:
+        self.rt.services.get("ws_connections", set()).discard(self)
+        for sub_id in list(self.subscriptions):
+            self._drop_subscription(sub_id)
 
     def close_after_flush(self, code: int, reason: str, *, wait_requests: bool) -> None:
         """Stop reading, let queued replies (and in-flight requests) go out, then close."""
@@ -179,11 +184,14 @@ class Connection:
         self.close_now(code, reason)
 
     async def _send_close(self, code: int, reason: str) -> None:
-        with trio.move_on_after(CLOSE_TIMEOUT_S):
-            try:
-                await self.ws.close(code, reason)
-            except Exception:  # the client went away first: nothing left to tell it
-                log.debug("close of %s failed", self.id, exc_info=True)
+        # No timeout here on purpose: behind a client that stopped reading, the close frame
+        # waits for the frame hypercorn is still writing (its socket write cannot be cancelled);
+        # abandoning it would lose the close code. hypercorn's read timeout bounds the wait for
+        # a dead peer, and a client that disconnects cancels this task.
+        try:
+            await self.ws.close(code, reason)
+        except Exception:  # the client went away first: nothing left to tell it
+            log.debug("close of %s failed", self.id, exc_info=True)
 
     # -- tasks -------------------------------------------------------------------------------
 

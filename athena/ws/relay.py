@@ -94,7 +94,7 @@ class EventRelay:
                     batch.append(self._recv.receive_nowait())
                 except trio.WouldBlock:
                     break
-            payloads = [self._payload(ev) for ev in batch]
+            payloads = [(self._payload(ev), ev) for ev in batch]
             try:
                 await self.rt.catalog.run(lambda conn, p=payloads: self._notify(conn, p))
                 self.sent += len(batch)
@@ -106,18 +106,38 @@ class EventRelay:
     def _payload(self, ev: ChangeEvent) -> str:
         return f'{{"serial":{next(self._serial)},{ev.wire_payload()[1:]}'
 
-    def _notify(self, conn: psycopg.Connection, payloads: list[str]) -> None:
+    def _notify(self, conn: psycopg.Connection, payloads: list[tuple[str, ChangeEvent]]) -> None:
         small: list[str] = []
         with conn.transaction():  # notifications are sent at commit, together with outbox rows
-            for payload in payloads:
+            for payload, ev in payloads:
                 if len(payload.encode("utf-8")) < NOTIFY_LIMIT:
                     small.append(payload)
                     continue
                 row = conn.execute(_OUTBOX_INSERT, (payload,)).fetchone()
                 assert row is not None
-                small.append(json.dumps({"origin": self.instance_id, "outbox_id": row[0]}))
+                reference = self._outbox_reference(ev, row[0])
+                if len(reference.encode("utf-8")) >= NOTIFY_LIMIT:
+                    # Only a pathological event name gets here; one event must not sink the
+                    # whole batch's transaction.
+                    log.warning("event name too long to relay; event stays local")
+                    self.dropped += 1
+                    continue
+                small.append(reference)
                 self.sent_via_outbox += 1
             conn.execute(_NOTIFY_MANY, (CHANNEL, small))
+
+    def _outbox_reference(self, ev: ChangeEvent, outbox_id: int) -> str:
+        """The notification for an outboxed event: its id plus what subscribers match on, so a
+        listener with no matching subscriber never fetches the rows."""
+        head = {
+            "origin": ev.origin,
+            "client": ev.client,
+            "table": ev.table,
+            "operation": ev.operation,
+            "event": ev.event,
+            "outbox_id": outbox_id,
+        }
+        return json.dumps(head, separators=(",", ":"), ensure_ascii=False)
 
     async def run_outbox_sweeper(self) -> None:
         """Supervised task: delete outbox rows every listener has had time to read."""
@@ -168,6 +188,9 @@ class EventRelay:
                 return  # our own event: already delivered locally by publish()
             outbox_id = doc.get("outbox_id")
             if outbox_id is not None:
+                probe = ChangeEvent.from_wire({**doc, "rows": []})
+                if not self.rt.events.wants(probe):
+                    return  # nobody here subscribes to it: do not fetch the rows
                 text = await self.rt.catalog.run(
                     lambda conn: conn.execute(_OUTBOX_READ, (int(outbox_id),)).fetchone()
                 )

@@ -160,19 +160,21 @@ async def test_a_client_answering_pings_stays_connected(quick_idle: AthenaServer
         assert (await ws.request("ping"))["status"] == "success"
 
 
-async def test_server_shutdown_closes_sockets_with_1001(
-    athena_factory: Callable[..., AthenaServer],
+# Last in this module on purpose: it stops the module's extra server.
+async def test_shutdown_finishes_in_flight_requests_then_closes_with_1001(
+    quick_idle: AthenaServer, admin_key: str
 ) -> None:
-    server = athena_factory()
-    async with connect(server) as ws:
+    async with connect(quick_idle, {"apikey": admin_key, "X-Athena-Client": "athena"}) as ws:
         assert (await ws.request("ping"))["status"] == "success"
-        stopping = trio.to_thread.run_sync(server.stop)
+        in_flight = await ws.send("gateway.query", {"query": "SELECT pg_sleep(1.0), 7 AS n"})
+        await trio.sleep(0.2)  # the query is running when the signal arrives
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: stopping)
+            nursery.start_soon(trio.to_thread.run_sync, quick_idle.stop)
             with pytest.raises(ConnectionClosed) as closed:
                 with trio.fail_after(8):
                     while True:
                         await ws.receive()
         assert closed.value.reason.code == 1001
         assert closed.value.reason.reason == "server shutting down"
-    assert server.proc is not None and server.proc.returncode == 0
+        assert ws.replies[in_flight]["data"] == [{"pg_sleep": "", "n": 7}]
+    assert quick_idle.proc is not None and quick_idle.proc.returncode == 0
