@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import httpx
 import psycopg
+from support.keys import seed_key
 from support.servers import AthenaServer
 
 
@@ -152,10 +151,11 @@ def test_bad_requests_are_400_with_stable_codes(
 
 
 def test_rights_source_read_and_sink_write(
-    pl_gateway: AthenaServer,
-    pl_tables: psycopg.Connection,
-    seeded_key: Callable[..., str],
+    pl_gateway: AthenaServer, pl_tables: psycopg.Connection, catalog_uri: str
 ) -> None:
+    def seeded_key(rights: list[str]) -> str:
+        return seed_key(catalog_uri, rights=rights)
+
     headers = {"X-Athena-Client": "athena"}
     with pl_gateway.client(**headers) as anonymous:
         assert anonymous.post("/pipelines", json={"pipeline": "copy_paid"}).status_code == 401
