@@ -155,6 +155,12 @@ def test_a_client_disconnect_does_not_stop_the_job(
         time.sleep(0.2)
     assert job["state"] == "succeeded", job
     assert job["backup_key"] in backup_env.keys()
+    # Re-attaching to the job's stream (as the CLI does after a cut) ends with its result.
+    again = api.get(f"/admin/backups/jobs/{job_id}", params={"stream": "true"})
+    assert again.headers["content-type"].startswith("text/event-stream")
+    events = parse_sse(again.text)
+    assert events[-1][0] == "result"
+    assert json.loads(events[-1][1]) == job["result"]
 
 
 def test_a_restore_waits_for_no_one_but_refuses_to_overlap(
