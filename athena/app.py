@@ -31,6 +31,7 @@ log = logging.getLogger("athena.app")
 # Liveness and scraping must keep working for load balancers even under rate limits.
 _UNLIMITED_ROUTES = frozenset({"/ping", "/metrics"})
 MAX_QUERY_STRING_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 32 * 1024
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                415: "unsupported_media_type"}  # fmt: skip
@@ -73,6 +74,10 @@ def create_app(runtime: Runtime) -> Quart:
         )
         if len(request.query_string) > MAX_QUERY_STRING_BYTES:
             raise ApiError("uri_too_long", "the query string is longer than 8 KiB")
+        # hypercorn's h11 limit only bounds *incomplete* requests; a complete one arriving in
+        # one read passes it, so the total is checked here too.
+        if sum(len(k) + len(v) for k, v in ctx.headers.items()) > MAX_HEADER_BYTES:
+            raise ApiError("headers_too_large", "the request headers are larger than 32 KiB")
         if ctx.route in _UNLIMITED_ROUTES:
             return
         if rate_ip.enabled and ctx.remote_addr:

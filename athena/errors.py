@@ -36,6 +36,7 @@ CODES: dict[str, int] = {
     "delete_requires_conditions": 400,
     "payload_too_large": 413,
     "uri_too_long": 414,
+    "headers_too_large": 431,
     "result_too_large": 413,
     "unsupported_media_type": 415,
     # -- routing: the URL or method does not exist ------------------------------------------

@@ -222,7 +222,7 @@ def test_sigterm_lets_an_in_flight_request_finish(athena_factory, admin_key: str
         try:
             response = httpx.post(
                 f"{server.url}/gateway/query",
-                json={"query": "SELECT pg_sleep(1.5) IS NULL AS slept"},
+                json={"query": "SELECT true AS slept FROM pg_sleep(1.5)"},
                 headers={"apikey": admin_key, "X-Athena-Client": "athena"},
                 timeout=30,
             )
