@@ -16,6 +16,8 @@ from athena.services import api_keys as svc
 
 blueprint = Blueprint("admin_api_keys", __name__)
 
+_MAX_PAGE = 1_000_000_000  # far beyond any catalog; keeps the value inside PostgreSQL's bigint
+
 
 async def _admin() -> None:
     """Admin key check. The body is drained first: hypercorn 0.18 (trio) leaves a keep-alive
@@ -35,6 +37,8 @@ def _paging() -> tuple[int | None, int]:
         raise ApiError("invalid_pagination", "limit and offset must be integers") from None
     if (limit is not None and limit < 0) or offset < 0:
         raise ApiError("invalid_pagination", "limit and offset may not be negative")
+    if (limit or 0) > _MAX_PAGE or offset > _MAX_PAGE:
+        raise ApiError("invalid_pagination", f"limit and offset may not exceed {_MAX_PAGE}")
     return limit, offset
 
 
@@ -151,7 +155,7 @@ async def put_api_key_client(client_name: str) -> Response:
     record = await svc.on_catalog(
         runtime,
         svc.set_client_enforcement,
-        client_name,
+        svc.parse_client_name(client_name),
         req.enforce_api_keys,
         known_clients=svc.known_clients(runtime),
     )
@@ -161,5 +165,7 @@ async def put_api_key_client(client_name: str) -> Response:
 @blueprint.delete("/admin/api-key-clients/<client_name>")
 async def delete_api_key_client(client_name: str) -> Response:
     await _admin()
-    name = await svc.on_catalog(rt(), svc.delete_client_enforcement, client_name)
+    name = await svc.on_catalog(
+        rt(), svc.delete_client_enforcement, svc.parse_client_name(client_name)
+    )
     return json_response({"client_name": name})

@@ -27,6 +27,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from athena.auth.keys import generate_key
+from athena.db.errors import api_error_from_db
 from athena.db.pools import DatabaseUnavailable
 from athena.errors import ApiError
 
@@ -45,6 +46,15 @@ _NAME_MAX = 200
 class _Body(BaseModel):
     # Unknown fields are ignored: clients of other Athena versions send extras.
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold NUL; refuse it here as bad input instead of failing later.
+        items = value if isinstance(value, list) else [value]
+        if any(isinstance(item, str) and "\x00" in item for item in items):
+            raise ValueError("may not contain NUL characters")
+        return value
 
 
 def _optional_text(value: Any) -> Any:
@@ -148,6 +158,18 @@ def parse(model: type[M], body: dict[str, Any]) -> M:
         raise ApiError(
             "validation_error", f"invalid request body ({summary})", data={"errors": problems}
         ) from None
+
+
+def parse_client_name(text: str) -> str:
+    """A client name from a path: non-empty, bounded, no NUL; 400 ``validation_error``."""
+    name = text.strip()
+    if not name or len(name) > _NAME_MAX or "\x00" in name:
+        raise ApiError(
+            "validation_error",
+            f"client_name must be 1 to {_NAME_MAX} characters without NUL",
+            data={"errors": [{"field": "client_name", "problem": "invalid client name"}]},
+        )
+    return name
 
 
 def parse_uuid(text: str, what: str = "id") -> uuid.UUID:
@@ -504,6 +526,11 @@ async def on_catalog(rt: Runtime, fn: Callable[..., T], *args: Any, **kwargs: An
         raise ApiError(
             "catalog_unavailable", "the catalog database is unavailable; try again shortly"
         ) from None
+    except psycopg.Error as exc:
+        # Validation runs first, so this is rare (e.g. a value out of the column's range); it
+        # is still the caller's input or the catalog's state, never a 500 with a traceback.
+        log.warning("catalog statement failed: %s", type(exc).__name__)
+        raise api_error_from_db(exc) from None
     finally:
         rt.auth_store.invalidate()
 

@@ -172,6 +172,12 @@ def test_create_validates_its_input(
         "invalid_json",
     )
     assert_error(admin.post("/admin/api-keys", json=["a"]), 400, "invalid_request")
+    assert_error(admin.post("/admin/api-keys", json={"name": "a\u0000b"}), 400, "validation_error")
+    assert_error(
+        admin.post("/admin/api-keys", json={"name": name, "rights": ["gateway.read\u0000"]}),
+        400,
+        "validation_error",
+    )
     # nothing was half-created by any of the refused requests
     count = catalog_conn.execute(
         "SELECT count(*) FROM athena.api_keys WHERE name = %s", (name,)
@@ -254,6 +260,9 @@ def test_list_pages_with_limit_and_offset(admin: httpx.Client, make_key: MakeKey
     assert [k["id"] for k in page] == [every[1]["id"]]
     assert_error(admin.get("/admin/api-keys", params={"limit": -1}), 400, "invalid_pagination")
     assert_error(admin.get("/admin/api-keys", params={"offset": "x"}), 400, "invalid_pagination")
+    assert_error(
+        admin.get("/admin/api-keys", params={"limit": "9" * 30}), 400, "invalid_pagination"
+    )
 
 
 # -- rights --------------------------------------------------------------------------------
@@ -380,6 +389,11 @@ def test_per_client_overrides(admin: httpx.Client, restore_enforcement: None) ->
         "unknown_client",
     )
     assert_error(admin.put("/admin/api-key-clients/athena", json={}), 400, "validation_error")
+    assert_error(
+        admin.put("/admin/api-key-clients/a%00b", json={"enforce_api_keys": True}),
+        400,
+        "validation_error",
+    )
 
     deleted = admin.delete("/admin/api-key-clients/athena")
     assert deleted.status_code == 200
