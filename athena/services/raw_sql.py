@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from athena.context import CallContext
 from athena.db.errors import api_error_from_db
 from athena.db.pools import ClientEntry, require_db
 from athena.errors import ApiError
-from athena.query.raw import encode_rows, is_ddl, written_rows
+from athena.query.raw import encode_rows, is_ddl, query_text, written_rows
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -106,3 +107,52 @@ def result_too_large(rows_limit: int | None = None, *, bytes_limit: int | None =
         "select fewer columns or rows",
         data={"max_bytes": bytes_limit},
     )
+
+
+POSTGRES_DRIVERS = ("postgresql", "postgres", "supabase")
+DRIVERS = (*POSTGRES_DRIVERS, "athena")
+
+
+def _client_by_name(rt: Runtime, name: Any) -> ClientEntry:
+    """The client ``db_name`` names, checked usable (400 unknown, 403 frozen/inactive)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ApiError(
+            "invalid_request", "db_name must name a configured client", data={"field": "db_name"}
+        )
+    entry = rt.clients.get(name.strip())
+    if entry is None:
+        raise ApiError("unknown_client", f"unknown client '{name}'", data={"client": name})
+    if entry.is_frozen:
+        raise ApiError("client_frozen", f"client '{name}' is frozen", data={"client": name})
+    if not entry.is_active:
+        raise ApiError("client_inactive", f"client '{name}' is inactive", data={"client": name})
+    return entry
+
+
+async def query_sql(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> dict[str, Any]:
+    """``/query/sql``: ``driver`` postgresql|supabase → client ``db_name``'s pool; ``athena`` →
+    ScyllaDB (503 when not configured); anything else 400 ``unsupported_driver``."""
+    from athena.auth.guard import authorize
+
+    driver = body.get("driver")
+    if not isinstance(driver, str) or driver.strip().lower() not in DRIVERS:
+        raise ApiError(
+            "unsupported_driver",
+            "driver must be one of athena, postgresql, supabase",
+            data={"driver": driver, "supported": ["athena", "postgresql", "supabase"]},
+        )
+    driver = driver.strip().lower()
+    ctx.operation = "query"
+    text = query_text(body)
+    if driver == "athena":
+        await authorize(rt, ctx, body.get("db_name") or None, "gateway.query")
+        service = rt.services.get("scylla")
+        if service is None:
+            from athena.services.scylla import unavailable
+
+            raise unavailable()
+        return await service.execute(rt, text)  # type: ignore[no-any-return]
+    entry = _client_by_name(rt, body.get("db_name"))
+    ctx.client_name = entry.name
+    await authorize(rt, ctx, entry.name, "gateway.query")
+    return await execute(rt, entry, text)
