@@ -27,6 +27,10 @@ async def _catalog(call: Callable[[], Awaitable[T]]) -> T:
         raise ApiError(
             "catalog_unavailable", "the catalog database is unavailable; try again shortly"
         ) from None
+    except psycopg.errors.QueryCanceled:
+        raise ApiError(
+            "statement_timeout", "reading the statistics took too long; try again later"
+        ) from None
 
 
 def _service() -> stats.StatisticsService:

@@ -113,6 +113,8 @@ ON CONFLICT (hour, client_name) DO UPDATE SET
     duration_ms_sum = h.duration_ms_sum + EXCLUDED.duration_ms_sum
 """)
 
+_REBUILD_TIMEOUT = sql.SQL("SET LOCAL statement_timeout = '300s'")
+
 _CLEAR = [
     sql.SQL("DELETE FROM athena.client_statistics"),
     sql.SQL("DELETE FROM athena.client_table_statistics"),
@@ -204,6 +206,8 @@ def rebuild(conn: psycopg.Connection) -> None:
     """Recompute every statistics table from the whole log, atomically."""
     high = _safe_max_id(conn)
     with conn.transaction():
+        # An explicit admin action over the whole log may outlast the per-request timeout.
+        conn.execute(_REBUILD_TIMEOUT)
         conn.execute(_LOCK_STATE)  # serializes with a rollup step running elsewhere
         for statement in _CLEAR:
             conn.execute(statement)
