@@ -29,12 +29,21 @@ def _native_error(err: PgrstError) -> Response:
     )
 
 
-@blueprint.route("/rest/v1/<table>", methods=["GET", "HEAD", "POST", "PATCH", "DELETE"])
+@blueprint.route("/rest/v1/<table>", methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "PUT"])
 async def rest_table(table: str) -> Response:
     runtime = rt()
     call = ctx()
     native = is_native(runtime, call)
     try:
+        if request.method == "PUT":  # PostgREST's PUT (single-row upsert) is not offered
+            raise PgrstError(
+                405,
+                "PGRST117",
+                "Unsupported HTTP method: PUT",
+                hint="Use POST with Prefer: resolution=merge-duplicates to upsert.",
+                envelope_code="method_not_allowed",
+                headers={"Allow": "GET, HEAD, POST, PATCH, DELETE"},
+            )
         body = None
         if request.method in ("POST", "PATCH"):
             body = await request.get_data(cache=False)

@@ -238,7 +238,17 @@ class _Call:
     async def _check_embedded(self, plan: ReadPlan) -> None:
         """Embedding reads another table: the caller must be allowed to read it too."""
         seen = {self.rel.name}
+        exposed = exposed_schemas(self.rt)
         for rel in plan.embedded_tables:
+            if rel.schema not in exposed:
+                # a foreign key into a schema that is not exposed must not open a way into it
+                raise PgrstError(
+                    400,
+                    "PGRST200",
+                    f"Could not find a relationship between '{self.rel.name}' and "
+                    f"'{rel.name}' in the schema cache",
+                    envelope_code="invalid_request",
+                )
             if rel.name not in seen:
                 seen.add(rel.name)
                 await authorize(self.rt, self.ctx, self.entry.name, table_right(rel.name, "read"))

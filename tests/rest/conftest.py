@@ -17,7 +17,8 @@ from support.servers import AthenaServer
 
 SCHEMA_SQL = """
 DROP TABLE IF EXISTS rest_reviews, rest_books, rest_authors, rest_items, rest_nopk, rest_many CASCADE;
-DROP SCHEMA IF EXISTS rest_extra CASCADE;
+DROP SCHEMA IF EXISTS rest_extra, rest_hidden CASCADE;
+DROP TABLE IF EXISTS rest_links;
 CREATE TABLE rest_authors (
     id integer PRIMARY KEY,
     name text NOT NULL,
@@ -55,6 +56,12 @@ INSERT INTO rest_many SELECT g, 'row ' || g FROM generate_series(1, 150) g;
 CREATE SCHEMA rest_extra;
 CREATE TABLE rest_extra.gadgets (id integer PRIMARY KEY, label text);
 INSERT INTO rest_extra.gadgets VALUES (1, 'sprocket'), (2, 'widget');
+-- a schema that is NOT exposed, reachable from public only through a foreign key
+CREATE SCHEMA rest_hidden;
+CREATE TABLE rest_hidden.secrets (id integer PRIMARY KEY, secret text);
+INSERT INTO rest_hidden.secrets VALUES (1, 'hunter2');
+CREATE TABLE rest_links (id integer PRIMARY KEY, secret_id integer REFERENCES rest_hidden.secrets(id));
+INSERT INTO rest_links VALUES (1, 1);
 
 INSERT INTO rest_authors VALUES
     (1, 'Ursula Le Guin', 'US'), (2, 'Stanisław Lem', 'PL'), (3, 'Octavia Butler', 'US'),
