@@ -77,7 +77,6 @@ class PipelineResult:
     data_json: bytes
     rows_fetched: int
     rows_inserted: int
-    rows_returned: int
     errors: list[dict[str, Any]]
     error_count: int
     would_insert: int
@@ -345,7 +344,6 @@ def _execute(conn: psycopg.Connection, job: _Job, stop: threading.Event) -> Pipe
         data_json=out.json(),
         rows_fetched=progress.fetched,
         rows_inserted=0 if job.dry_run else progress.inserted,
-        rows_returned=out.rows,
         errors=progress.errors,
         error_count=progress.error_count,
         would_insert=progress.would_insert,

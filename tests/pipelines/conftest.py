@@ -65,6 +65,7 @@ ORDERS = [
 ]
 
 SCHEMA = """
+DROP VIEW IF EXISTS pl_fragile;
 DROP TABLE IF EXISTS pl_orders, pl_paid, pl_revenue, pl_revenue_hour, pl_revenue_minute,
                      pl_revenue_ts, pl_customers, pl_events CASCADE;
 CREATE TABLE pl_orders (

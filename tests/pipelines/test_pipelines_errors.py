@@ -140,6 +140,14 @@ def test_bad_requests_are_400_with_stable_codes(
             "invalid_operator",
         ),
         ({"pipeline": 5}, "invalid_request"),
+        (
+            # PostgreSQL rejects the value when the source cursor opens
+            {
+                "pipeline": "copy_paid",
+                "source": {"conditions": [{"eq_column": "id", "eq_value": "abc"}]},
+            },
+            "invalid_input",
+        ),
     ]
     for body, code in cases:
         response = pl.post("/pipelines", json=body)
@@ -176,3 +184,27 @@ def test_rights_source_read_and_sink_write(
         allowed = client.post("/pipelines", json={"pipeline": "copy_paid"})
     assert allowed.status_code == 200, allowed.text
     assert _count(pl_tables, "pl_paid") == 9
+
+
+def test_a_source_failure_midway_rolls_back_the_batches_already_inserted(
+    pl: httpx.Client, pl_tables: psycopg.Connection
+) -> None:
+    # Reading the view fails at order 5 (division by zero): batches of 2 were inserted before.
+    pl_tables.execute(
+        "CREATE VIEW pl_fragile AS SELECT id, customer, amount / (id - 5) AS amount FROM pl_orders"
+    )
+    response = pl.post(
+        "/pipelines",
+        json={
+            "source": {
+                "view_name": "pl_fragile",
+                "columns": ["customer", "amount"],
+                "batch_size": 2,  # no sort: rows stream in table order, 1 to 4 get inserted
+            },
+            "sink": {"table_name": "pl_events"},
+        },
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_input"
+    assert response.json()["message"] == "division by zero"
+    assert _count(pl_tables, "pl_events") == 0
