@@ -303,6 +303,8 @@ def _transform(
         pending.extend(_summaries(post_process(rows, partial), spec))
         if len(pending) > compact_at:  # keep memory at one summary per group
             pending = _summaries(post_process(pending, partial), spec)
+            # many groups: compact less often, or every batch would re-group all of them
+            compact_at = max(compact_at, 2 * len(pending))
     # … and the summaries grouped once more give the final order and the running totals.
     final = post_process(pending, replace(spec, dedup=False))
     sink_rows = []

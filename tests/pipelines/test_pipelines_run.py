@@ -307,3 +307,43 @@ def test_dry_run_writes_nothing_and_returns_what_would_be_inserted(
     assert _rows(
         pl_tables, "SELECT (SELECT count(*) FROM pl_paid), (SELECT count(*) FROM pl_revenue)"
     ) == [(0, 0)]
+
+
+def test_many_groups_over_many_small_batches(
+    pl: httpx.Client, pl_tables: psycopg.Connection
+) -> None:
+    # 1100 one-minute groups read 5 rows at a time: the per-batch group summaries are compacted
+    # while reading, and the final running totals still match PostgreSQL's own.
+    pl_tables.execute(
+        "INSERT INTO pl_orders SELECT 1000 + g, 'many', 'paid', (g % 7) + 0.01,"
+        " timestamptz '2024-04-01 00:00:00+00' + g * interval '1 minute'"
+        " FROM generate_series(1, 1100) g"
+    )
+    response = pl.post(
+        "/pipelines",
+        json={
+            "source": {
+                "table_name": "pl_orders",
+                "columns": ["created_at", "amount"],
+                "conditions": [{"eq_column": "customer", "eq_value": "many"}],
+                "batch_size": 5,
+            },
+            "transform": {
+                "group_by": "created_at",
+                "time_granularity": "minute",
+                "aggregation_column": "amount",
+                "aggregation_strategy": "cumulative_sum",
+            },
+            "sink": {"table_name": "pl_revenue_minute"},
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert (response.json()["rows_fetched"], response.json()["rows_inserted"]) == (1100, 1100)
+    stored = _rows(pl_tables, "SELECT created_at, amount FROM pl_revenue_minute ORDER BY 1")
+    expected = _rows(
+        pl_tables,
+        "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:00\"Z\"'),"
+        " sum(amount) OVER (ORDER BY created_at) FROM pl_orders WHERE customer = 'many'"
+        " ORDER BY 1",
+    )
+    assert stored == expected
