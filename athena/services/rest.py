@@ -25,7 +25,7 @@ from athena.auth.guard import authorize
 from athena.auth.rights import table_right
 from athena.context import CallContext
 from athena.db.introspection import Relation, SchemaSnapshot
-from athena.db.pools import require_db
+from athena.db.pools import DatabaseUnavailable, require_db
 from athena.errors import ApiError
 from athena.query.postgrest.build import (
     ReadPlan,
@@ -261,14 +261,8 @@ class _Call:
     async def _run(self, fn: Any) -> Any:
         try:
             return await require_db(self.entry).run(fn)
-        except (PgrstError, ApiError):
-            raise
-        except (psycopg.Error, Exception) as exc:
-            from athena.db.pools import DatabaseUnavailable
-
-            if isinstance(exc, (psycopg.Error, DatabaseUnavailable)):
-                raise self._db_error(exc) from None
-            raise
+        except (psycopg.Error, DatabaseUnavailable) as exc:
+            raise self._db_error(exc) from None
 
     def _count_mode(self) -> str | None:
         mode = self.prefs.get("count")
@@ -334,6 +328,8 @@ class _Call:
             limit=limit,
             offset=lower,
             count_exact=mode in ("exact", "estimated"),
+            # estimated: exact up to the row cap, the planner's estimate beyond (PostgREST)
+            count_cap=cap if mode == "estimated" else None,
             strip_nulls=self.accept.strip_nulls,
             body=not head,
         )
@@ -524,6 +520,9 @@ class _Call:
             columns = list(dict.fromkeys(self.query.columns))
         else:
             columns = list(dict.fromkeys(k for r in rows for k in r))
+        if not columns and len(rows) > 1:
+            # DEFAULT VALUES inserts one row; n empty objects cannot be said in one statement
+            raise _invalid_body("an array of empty objects names no column to insert")
         mode = self._return_mode("minimal" if self.native else "representation")
         resolution_pref = self.prefs.get("resolution")
         resolution: Literal["merge", "ignore"] | None = None

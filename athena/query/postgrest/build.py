@@ -407,6 +407,7 @@ def build_read(
     limit: int | None,
     offset: int,
     count_exact: bool = False,
+    count_cap: int | None = None,
     strip_nulls: bool = False,
     body: bool = True,
 ) -> ReadPlan:
@@ -430,12 +431,14 @@ def build_read(
         source = sql.SQL("{} OFFSET {}").format(source, b.bind(offset))
     total: sql.Composable = sql.SQL("NULL::bigint")
     if count_exact:
-        count_src = sql.SQL("SELECT count(*) FROM {} AS {}").format(
+        count_src = sql.SQL("SELECT 1 FROM {} AS {}").format(
             sql.Identifier(*rel.qualified), sql.Identifier(alias)
         )
         if where:
             count_src = sql.SQL("{} WHERE {}").format(count_src, sql.SQL(" AND ").join(where))
-        total = sql.SQL("({})").format(count_src)
+        if count_cap is not None:  # stop counting past the cap (the caller then estimates)
+            count_src = sql.SQL("{} LIMIT {}").format(count_src, b.bind(count_cap + 1))
+        total = sql.SQL("(SELECT count(*) FROM ({}) pgrst_c)").format(count_src)
     b.check_paths()
     statement = sql.SQL("SELECT {}, count(*), {}, NULL FROM ({}) pgrst_r").format(
         total, b.body_sql(source) if body else sql.SQL("NULL"), source
