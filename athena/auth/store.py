@@ -109,8 +109,13 @@ class AuthStore:
             if not self._used:
                 continue
             ids, self._used = sorted(self._used), set()
-
-            await self._catalog.run(partial(_touch_keys, ids=ids))
+            try:
+                await self._catalog.run(partial(_touch_keys, ids=ids))
+            except BaseException:
+                # Keep them for the next attempt (the supervisor restarts this task); a
+                # catalog outage must not lose the record that these keys were used.
+                self._used.update(ids)
+                raise
 
 
 def _touch_keys(conn: psycopg.Connection, ids: list[str]) -> None:
