@@ -6,7 +6,7 @@ Auth: see ``athena.services.schema_info`` (enforcement + ``management.read`` or
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
 from athena.query.ddl import identifier
 from athena.routes._http import ctx, dumps, raw_json_response, rt
@@ -14,6 +14,14 @@ from athena.services import schema_info
 from athena.services.clients import resolve_client
 
 blueprint = Blueprint("schema", __name__)
+
+
+@blueprint.before_request
+async def _read_body_first() -> None:
+    # Answering before the request body is read (an auth error, say) leaves the unread bytes
+    # on a keep-alive connection, and the next request on it can hang (measured: ~1 in 10
+    # with hypercorn's trio worker). Reading it first (bounded by MAX_CONTENT_LENGTH) avoids it.
+    await request.get_data(cache=True)
 
 
 @blueprint.get("/schema/tables")
