@@ -117,8 +117,10 @@ async def dump_to_upload(
                     compressed_total += len(out)
                     progress.dumped(raw_total, compressed_total)
                     while len(part) >= PART_SIZE:
-                        await parts_send.send(bytes(part[:PART_SIZE]))
+                        with memoryview(part) as view:  # one copy, not two
+                            ready = bytes(view[:PART_SIZE])
                         del part[:PART_SIZE]
+                        await parts_send.send(ready)
                 returncode = await proc.wait()
                 with trio.move_on_after(5):
                     await stderr_done.wait()

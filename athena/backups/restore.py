@@ -21,7 +21,7 @@ from athena.backups.storage import BackupStorage
 
 # Decompressed output per step: a small archive chunk can inflate a lot (gzip ratios of
 # 1000:1 exist), so output is produced in bounded slices rather than all at once.
-MAX_INFLATE = 4 * 1024 * 1024
+MAX_INFLATE = 1024 * 1024
 
 
 class RestoreFailed(Exception):

@@ -194,7 +194,9 @@ class BackupStorage:
 
     def owns(self, key: str) -> bool:
         """Whether ``key`` lies under our prefix: keys outside it are not backups (404)."""
-        return key.startswith(self.prefix + "/") and ".." not in key.split("/")
+        return (
+            key.startswith(self.prefix + "/") and ".." not in key.split("/") and "\x00" not in key
+        )
 
     def check_key(self, key: str) -> str:
         key = key.strip()

@@ -52,6 +52,13 @@ def _storage_registry() -> JobRegistry:
     return registry
 
 
+def _text_arg(value: str | None, name: str) -> str | None:
+    """A text filter or field, refused (400) when PostgreSQL could not store it."""
+    if value is not None and "\x00" in value:
+        raise ApiError("invalid_request", f"{name} must not contain NUL characters")
+    return value or None
+
+
 def _wants_stream() -> bool:
     flag = request.args.get("stream", "").strip().lower()
     if flag in ("1", "true", "yes"):
@@ -96,15 +103,16 @@ async def create_backup() -> Response:
         raise ApiError("invalid_request", "label must be a string or null")
     if label is not None and len(label) > MAX_LABEL_CHARS:
         raise ApiError("invalid_request", f"label is longer than {MAX_LABEL_CHARS} characters")
+    label = _text_arg(label, "label")
     ctx().client_name = entry.name
-    job = await registry.start_backup(entry, label or None)
+    job = await registry.start_backup(entry, label)
     return await _answer(registry, job)
 
 
 @blueprint.get("/admin/backups")
 async def list_backups() -> Response:
     registry = _storage_registry()
-    client_name = request.args.get("client_name", "").strip() or None
+    client_name = _text_arg(request.args.get("client_name", "").strip(), "client_name")
     if client_name is not None and "/" in client_name:
         raise ApiError("invalid_request", "client_name must not contain '/'")
     try:
@@ -132,7 +140,10 @@ async def list_jobs() -> Response:
         raise ApiError("invalid_pagination", f"limit must be between 1 and {MAX_JOBS_LISTED}")
     try:
         jobs = await registry.list_jobs(
-            client_name=args.get("client_name") or None, kind=kind, state=state, limit=limit
+            client_name=_text_arg(args.get("client_name"), "client_name"),
+            kind=kind,
+            state=state,
+            limit=limit,
         )
     except DatabaseUnavailable:
         raise ApiError("catalog_unavailable", "the catalog database is unreachable") from None

@@ -67,6 +67,12 @@ def test_bad_requests_are_400(api: httpx.Client) -> None:
         400,
         "invalid_json",
     )
+    _error(
+        api.post("/admin/backups", json={"client_name": "source", "label": "a\u0000b"}),
+        400,
+        "invalid_request",
+    )
+    _error(api.get("/admin/backups/jobs", params={"client_name": "a\x00"}), 400, "invalid_request")
     _error(api.get("/admin/backups/jobs/not-a-uuid"), 400, "invalid_uuid")
     _error(api.get("/admin/backups/jobs", params={"limit": "0"}), 400, "invalid_pagination")
     _error(api.get("/admin/backups/jobs", params={"state": "sleeping"}), 400, "invalid_request")
