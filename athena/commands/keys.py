@@ -16,6 +16,8 @@ from typing import Any
 
 import psycopg
 
+from athena.config import Settings
+from athena.db.catalog import DEFAULT_CLIENT_DATABASE
 from athena.errors import ApiError
 
 
@@ -52,7 +54,8 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace, action: Any) -> int:
-    """Open the catalog, make sure it is migrated, run ``action(conn)``; errors as one line."""
+    """Open the catalog, make sure it is migrated, run ``action(conn, configured clients)``;
+    every failure is one line on stderr and exit code 1."""
     from athena.cli import catalog_connection
     from athena.db.catalog import migrate
 
@@ -60,7 +63,7 @@ def _run(args: argparse.Namespace, action: Any) -> int:
         with catalog_connection(args) as (settings, conn):
             # Idempotent: lets ``keys create`` work before the first ``athena serve``.
             migrate(conn, enforce_api_keys_default=settings.enforce_api_keys)
-            return int(action(conn))
+            return int(action(conn, _configured_clients(settings)))
     except ApiError as exc:
         print(f"athena: {exc.message}", file=sys.stderr)
         return 1
@@ -68,6 +71,15 @@ def _run(args: argparse.Namespace, action: Any) -> int:
         reason = (exc.diag.message_primary if exc.diag else None) or type(exc).__name__
         print(f"athena: catalog error: {reason}", file=sys.stderr)
         return 1
+
+
+def _configured_clients(settings: Settings) -> set[str]:
+    """Clients the configuration defines: valid bindings even before the first ``serve`` has
+    synced them into the catalog (the embedded default always serves ``athena``)."""
+    names = set(settings.clients)
+    if not settings.catalog_uri:
+        names.add(DEFAULT_CLIENT_DATABASE)
+    return names
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -81,8 +93,9 @@ def _create(args: argparse.Namespace) -> int:
         "description": args.description,
     }
 
-    def action(conn: psycopg.Connection) -> int:
-        full, record = svc.create_key(conn, svc.parse(svc.KeyCreate, body))
+    def action(conn: psycopg.Connection, clients: set[str]) -> int:
+        request = svc.parse(svc.KeyCreate, body)
+        full, record = svc.create_key(conn, request, known_clients=clients)
         print(full)
         print(
             f"created key {record['public_id']} (id {record['id']}); "
@@ -97,7 +110,7 @@ def _create(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from athena.services import api_keys as svc
 
-    def action(conn: psycopg.Connection) -> int:
+    def action(conn: psycopg.Connection, clients: set[str]) -> int:
         records = svc.list_keys(conn)
         if args.json:
             print(json.dumps(records, indent=2))
@@ -111,7 +124,7 @@ def _list(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     from athena.services import api_keys as svc
 
-    def action(conn: psycopg.Connection) -> int:
+    def action(conn: psycopg.Connection, clients: set[str]) -> int:
         record = svc.revoke_key(conn, args.id)
         print(f"revoked key {record['public_id']} (id {record['id']})")
         return 0
