@@ -386,3 +386,19 @@ def test_envelope_mode_shapes(rest_server: AthenaServer, admin_key: str, sql: SQ
             nofilter.status_code == 400 and nofilter.json()["code"] == "delete_requires_conditions"
         )
     assert sql("SELECT count(*) AS n FROM rest_nopk") == [{"n": 0}]
+
+
+def test_rest_format_setting_makes_native_the_default(
+    athena_factory: Callable[..., AthenaServer], rest_db: str, admin_key: str
+) -> None:
+    server = athena_factory(rest_format="postgrest")
+    headers = {"apikey": admin_key, "X-Athena-Client": "athena"}
+    with httpx.Client(base_url=server.url, headers=headers) as http:
+        native = http.get("/rest/v1/rest_books?select=id&id=eq.2")
+        assert native.json() == [{"id": 2}]
+        envelope = http.get(
+            "/rest/v1/rest_books?select=id&id=eq.2", headers={"X-Athena-Rest-Format": "envelope"}
+        )
+        assert envelope.json() == {"data": [{"id": 2}]}
+        error = http.get("/rest/v1/rest_books?id=nope.2")
+        assert set(error.json()) == {"code", "message", "details", "hint"}
