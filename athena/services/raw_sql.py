@@ -2,7 +2,7 @@
 
 The caller's text runs in ONE transaction (several ``;``-separated statements are allowed and
 counted) under the pool's statement timeout; the result set of the last statement is returned.
-Afterwards the connection is reset (``DISCARD ALL``) so that a ``SET``, a temporary table or a
+Afterwards the session is reset (see ``_RESET_SESSION``) so that a ``SET``, a temporary table or a
 ``LISTEN`` in one caller's SQL never leaks into the next request that borrows the connection.
 """
 
@@ -36,19 +36,32 @@ class RawOutcome:
     too_many: bool
 
 
+# Puts a connection back the way the pool lent it out, without ``DEALLOCATE ALL``: psycopg's
+# own prepared statements must survive (they are what makes the fetch path one round trip).
+_RESET_SESSION = (
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL; UNLISTEN *;"
+    " SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES"
+)
+# Caller statements that touch prepared statements: the connection's prepared-statement
+# bookkeeping can no longer be trusted, so the connection is closed instead of reused.
+_UNTRUSTED_TAGS = ("DISCARD", "DEALLOCATE", "PREPARE")
+
+
 def _run_raw(conn: psycopg.Connection, text: str, max_rows: int) -> RawOutcome:
     statements = affected = 0
-    ddl = too_many = False
+    ddl = too_many = poisoned = False
     columns: list[str] | None = None
     rows: list[tuple[Any, ...]] = []
     try:
         with conn.transaction(), conn.cursor() as cur:
-            cur.execute(text)  # no parameters → simple protocol: several statements allowed
+            # No parameters and never prepared → the simple protocol: several statements run.
+            cur.execute(text, prepare=False)
             while True:
                 statements += 1
                 tag = cur.statusmessage
                 affected += written_rows(tag)
                 ddl = ddl or is_ddl(tag)
+                poisoned = poisoned or (tag or "").startswith(_UNTRUSTED_TAGS)
                 if cur.description is not None:
                     columns = [d.name for d in cur.description]
                     rows = cur.fetchmany(max_rows + 1)
@@ -58,12 +71,21 @@ def _run_raw(conn: psycopg.Connection, text: str, max_rows: int) -> RawOutcome:
                 if not cur.nextset():
                     break
     finally:
-        if not conn.closed:
-            try:
-                conn.execute("DISCARD ALL")
-            except psycopg.Error:
-                conn.close()  # a connection we cannot reset is not returned for reuse
+        _reset(conn, poisoned)
     return RawOutcome(columns, rows, statements, affected, ddl, too_many)
+
+
+def _reset(conn: psycopg.Connection, poisoned: bool) -> None:
+    """Undo what the caller's SQL may have left on the session (SET, temp tables, LISTEN …)."""
+    if conn.closed:
+        return
+    if poisoned:
+        conn.close()  # the pool replaces a closed connection
+        return
+    try:
+        conn.execute(_RESET_SESSION, prepare=False)
+    except psycopg.Error:
+        conn.close()  # a connection we cannot reset is not reused
 
 
 async def execute(rt: Runtime, entry: ClientEntry, text: str) -> dict[str, Any]:

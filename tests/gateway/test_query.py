@@ -269,3 +269,22 @@ def test_unreachable_client_is_503(
         assert response.status_code == 503
         assert response.json()["code"] == "client_unavailable"
         assert "nobody:pw" not in response.text
+
+
+def test_repeated_multi_statement_queries_and_deallocate_all_keep_working(gw: httpx.Client) -> None:
+    # psycopg prepares a statement after a few identical runs; a multi-statement text can never
+    # be prepared, and a caller's DEALLOCATE ALL must not break the gateway's prepared statements.
+    for _ in range(8):
+        response = gw.post("/gateway/query", json={"query": "SELECT 1 AS a; SELECT 2 AS b"})
+        assert response.json()["data"] == [{"b": 2}], response.text
+    for _ in range(8):
+        discard = gw.post("/gateway/query", json={"query": "DEALLOCATE ALL"})
+        assert discard.status_code == 200, discard.text
+        fetched = gw.post(
+            "/gateway/fetch",
+            json={
+                "table_name": "gw_products",
+                "conditions": [{"eq_column": "sku", "eq_value": "A-1"}],
+            },
+        )
+        assert fetched.status_code == 200, fetched.text
