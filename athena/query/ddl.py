@@ -203,7 +203,7 @@ def parse_data_type(value: Any) -> DataType:
     if match is None or base is None:
         raise ApiError(
             "unsupported_data_type",
-            f"data_type '{value[:80]}' is not supported",
+            "data_type is not one of the allowed column types",
             data={"data_type": value[:80], "allowed": list(ALLOWED_DATA_TYPES)},
         )
     mods: tuple[int, ...] = ()
@@ -217,7 +217,7 @@ def parse_data_type(value: Any) -> DataType:
         else:
             raise ApiError(
                 "unsupported_data_type",
-                f"data_type '{value[:80]}' has modifiers this type does not take",
+                "data_type has modifiers (length/precision) this type does not take",
                 data={"data_type": value[:80]},
             )
     return DataType(base, mods, bool(match.group("array")))
