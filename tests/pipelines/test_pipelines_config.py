@@ -11,7 +11,8 @@ from support.servers import server_env
 
 from athena.config import ConfigError
 from athena.db.embedded import free_port
-from athena.pipelines.config import parse_pipelines
+from athena.errors import ApiError
+from athena.pipelines.config import merge_request, parse_pipelines
 
 GOOD = """
 pipelines:
@@ -136,3 +137,24 @@ def test_server_refuses_a_pipelines_file_that_does_not_exist(
     assert (
         result.stderr.strip().splitlines()[-1] == f"athena: pipelines file {missing} does not exist"
     )
+
+
+def test_inline_sections_merge_key_by_key_over_the_prebuilt_one() -> None:
+    prebuilt = parse_pipelines(
+        "pipelines:\n  p:\n    source: {table_name: t, columns: [a, b], limit: 5}\n"
+        "    transform: {group_by: a}\n    sink: {table_name: s, on_error: skip}\n",
+        "p.yaml",
+    )
+    plan = merge_request({"pipeline": "p", "source": {"limit": 2}}, prebuilt)
+    assert (plan.name, plan.source.relation, plan.source.columns) == ("p", "t", ("a", "b"))
+    assert plan.source.limit == 2
+    assert plan.transform is not None and plan.transform.group_by == "a"
+    assert (plan.sink, plan.on_error) == ("s", "skip")
+    dropped = merge_request(
+        {"pipeline": "p", "transform": None, "sink": {"table_name": "u"}}, prebuilt
+    )
+    assert dropped.transform is None
+    assert (dropped.sink, dropped.on_error) == ("u", "skip")
+    with pytest.raises(ApiError) as unknown:
+        merge_request({"pipeline": "q"}, prebuilt)
+    assert (unknown.value.code, unknown.value.status) == ("unknown_pipeline", 400)
