@@ -126,6 +126,16 @@ _ids = itertools.count(1)
 
 # What a subscriber's queue holds: the subscription it matched, and the event.
 Delivery = tuple[str, ChangeEvent]
+# ("t", client, table) or ("e", client, event name): what an instance's subscribers listen to.
+InterestKey = tuple[str, str, str]
+
+
+def interest_keys_of(ev: ChangeEvent) -> list[InterestKey]:
+    """The interest keys that ``ev`` would be delivered to."""
+    keys: list[InterestKey] = [("t", ev.client, normalize_table(ev.table) or "")]
+    if ev.event is not None:
+        keys.append(("e", ev.client, ev.event))
+    return keys
 
 
 @dataclass(eq=False)
@@ -159,6 +169,13 @@ class Subscription:
         else:
             self.send, self.receive = trio.open_memory_channel[Delivery](self.queue_size)
 
+    @property
+    def interest_key(self) -> InterestKey:
+        """What this subscription listens to, without its filter (for the relay's interest)."""
+        if self.event is not None:
+            return ("e", self.client, self.event)
+        return ("t", self.client, self.table or "")
+
     def matches(self, ev: ChangeEvent) -> bool:
         if ev.client != self.client:
             return False
@@ -181,6 +198,9 @@ class EventBus:
         self.relays: list[Callable[[ChangeEvent], None]] = []
         self.published = 0
         self.overflows = 0
+        # Called (without arguments, must not block) when the set of interest keys may have
+        # changed: the relay tells the other instances what this one wants.
+        self.interest_listeners: list[Callable[[], None]] = []
 
     def __len__(self) -> int:
         return len(self._subs)
@@ -200,13 +220,26 @@ class EventBus:
             raise ValueError("subscribe to exactly one of event or table")
         sub = Subscription(client, event, table, queue_size, allow, on_overflow, channel)
         self._subs[sub.id] = sub
+        self._interest_changed()
         return sub
 
     def unsubscribe(self, sub_id: str) -> Subscription | None:
         sub = self._subs.pop(sub_id, None)
         if sub is not None:
             sub.send.close()
+            self._interest_changed()
         return sub
+
+    def interest(self) -> frozenset[InterestKey]:
+        """Everything the local subscribers listen to."""
+        return frozenset(sub.interest_key for sub in self._subs.values() if not sub.overflowed)
+
+    def _interest_changed(self) -> None:
+        for listener in self.interest_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("interest listener failed")
 
     def wants(self, ev: ChangeEvent) -> bool:
         """Whether any local subscriber would receive ``ev`` (its rows are not looked at)."""
@@ -245,6 +278,7 @@ class EventBus:
         self.overflows += 1
         self._subs.pop(sub.id, None)
         sub.send.close()
+        self._interest_changed()
         if sub.on_overflow is not None:
             try:
                 sub.on_overflow(sub)

@@ -20,8 +20,11 @@ the socket closes (its next request is refused as usual).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from athena.auth.guard import Principal, authorize
 from athena.auth.rights import table_right
@@ -36,6 +39,10 @@ if TYPE_CHECKING:
 
 # Event names are chosen by publishers (X-Publish-Event); bound what a subscriber may send.
 MAX_EVENT_NAME_CHARS = 200
+# A subscribe waits at most this long for its announcement to the other instances.
+ANNOUNCE_TIMEOUT_S = 2.0
+
+log = logging.getLogger("athena.ws")
 
 
 async def dispatch(
@@ -136,12 +143,27 @@ async def _subscribe(
             client=entry.name, event=event, allow=_readable_by(principal) if enforced else None
         )
         data["event"] = event
+    await _announce(conn)
     return protocol.data_reply(
         message.request_id,
         message.action,
         "Subscribed",
         {"subscription_id": sub.id, **data},
     ), 200
+
+
+async def _announce(conn: Connection) -> None:
+    """Tell the other instances about a new subscription before replying (see ws.relay), so a
+    write the client makes after the reply reaches it wherever it is made."""
+    relay = conn.rt.services.get("event_relay")
+    if relay is None:
+        return
+    with trio.move_on_after(ANNOUNCE_TIMEOUT_S):
+        try:
+            await relay.wait_listening()
+            await relay.announce_interest()
+        except Exception:  # catalog trouble: local delivery still works; the refresh retries
+            log.warning("announcing a subscription to other instances failed", exc_info=True)
 
 
 def _readable_by(principal: Principal) -> Any:

@@ -12,6 +12,15 @@ Every instance sharing a catalog runs both halves (no lease: each one must hear 
   another instance (payloads carry the sender's instance id) is decoded — fetched from the outbox
   when it carries an id — and delivered to this instance's subscribers.
 
+* **interest**: an instance only relays an event that some other instance has a subscriber
+  for — otherwise every write (and every large one into the outbox) would be NOTIFYed to a
+  cluster where nobody listens. Each instance announces its interest keys (``("t", client,
+  table)`` / ``("e", client, event)``) on the same channel when they change (a ``subscribe``
+  waits for that announcement before it replies, so a write made after the reply is relayed),
+  every ``INTEREST_REFRESH_S`` (entries expire after ``INTEREST_TTL_S``), and when a starting
+  instance asks. Until it has heard the others (``WARMUP_S`` after its listener starts), or while
+  its listener is down, an instance relays everything.
+
 Delivery is at most once: NOTIFY is not durable, so events published while a listener is
 reconnecting are not replayed to that instance. Outbox rows are deleted after
 ``OUTBOX_RETENTION_S`` by whichever instance gets there first (idempotent).
@@ -29,7 +38,7 @@ import trio
 from psycopg import sql
 
 from athena.metrics import gauge
-from athena.services.events import ChangeEvent
+from athena.services.events import ChangeEvent, InterestKey, interest_keys_of
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -46,10 +55,14 @@ BATCH_SIZE = 200
 LISTEN_POLL_S = 0.5
 OUTBOX_RETENTION_S = 600
 OUTBOX_SWEEP_EVERY_S = 60.0
+INTEREST_REFRESH_S = 10.0
+INTEREST_TTL_S = 35.0  # three refreshes may be lost before an instance is forgotten
+WARMUP_S = 2.0  # time for the others to answer a starting listener's interest request
 
 _NOTIFY_MANY = (
     "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n"
 )
+_NOTIFY_ONE = "SELECT pg_notify(%s, %s)"
 _OUTBOX_INSERT = "INSERT INTO athena.event_outbox (payload) VALUES (%s::jsonb) RETURNING id"
 _OUTBOX_READ = "SELECT payload::text FROM athena.event_outbox WHERE id = %s"
 _OUTBOX_SWEEP = (
@@ -72,12 +85,24 @@ class EventRelay:
         self.sent_via_outbox = 0
         self.dropped = 0
         self.received = 0
+        self.skipped = 0  # not relayed: no other instance subscribes to them
         self.listening = False
+        self._listening_event = trio.Event()
+        # origin → (its interest keys, or None for "everything"; trio time it expires)
+        self.remote: dict[str, tuple[frozenset[InterestKey] | None, float]] = {}
+        self._warm_until = 0.0
+        self._announced: frozenset[InterestKey] | None = None
+        self._announce_lock = trio.Lock()
+        self._interest_dirty = trio.Event()
+        rt.events.interest_listeners.append(self._mark_interest_dirty)
 
     # -- sender ------------------------------------------------------------------------------
 
     def enqueue(self, ev: ChangeEvent) -> None:
         """Relay hook of ``EventBus.publish``: queue without waiting; drop when full."""
+        if not self._remote_wants(ev):
+            self.skipped += 1
+            return
         try:
             self._send.send_nowait(ev)
         except trio.WouldBlock:
@@ -147,6 +172,73 @@ class EventRelay:
                 lambda conn: conn.execute(_OUTBOX_SWEEP, (OUTBOX_RETENTION_S,))
             )
 
+    # -- interest ----------------------------------------------------------------------------
+
+    def _mark_interest_dirty(self) -> None:
+        self._interest_dirty.set()
+
+    def _remote_wants(self, ev: ChangeEvent) -> bool:
+        now = trio.current_time()
+        if not self.listening or now < self._warm_until:
+            return True  # we cannot know what the others want: relay everything
+        keys = interest_keys_of(ev)
+        for origin, (wanted, expires) in list(self.remote.items()):
+            if expires < now:
+                del self.remote[origin]
+            elif wanted is None or any(key in wanted for key in keys):
+                return True
+        return False
+
+    async def wait_listening(self) -> None:
+        """Return once the listener is LISTENing (a subscriber would miss remote events before)."""
+        await self._listening_event.wait()
+
+    async def announce_interest(self, *, force: bool = False) -> None:
+        """NOTIFY this instance's interest keys if they changed (or ``force``).
+
+        Awaited by ``subscribe`` before it replies: PostgreSQL delivers the notification at
+        commit, so the other instances know about the subscriber before its client can make
+        the write it is waiting for.
+        """
+        async with self._announce_lock:
+            keys = self.rt.events.interest()
+            if not force and keys == self._announced:
+                return
+            doc: dict[str, Any] = {
+                "kind": "interest",
+                "origin": self.instance_id,
+                "ttl": INTEREST_TTL_S,
+                "keys": sorted(keys),
+            }
+            payload = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+            if len(payload.encode("utf-8")) >= NOTIFY_LIMIT:
+                doc["keys"] = None  # too many to list: ask for everything
+                payload = json.dumps(doc, separators=(",", ":"))
+            await self.rt.catalog.run(lambda conn: conn.execute(_NOTIFY_ONE, (CHANNEL, payload)))
+            self._announced = keys
+
+    async def run_interest(self) -> None:
+        """Supervised task: announce on change, and every ``INTEREST_REFRESH_S`` anyway."""
+        while True:
+            with trio.move_on_after(INTEREST_REFRESH_S) as waited:
+                await self._interest_dirty.wait()
+            self._interest_dirty = trio.Event()
+            try:
+                await self.announce_interest(force=waited.cancelled_caught)
+            except Exception:
+                log.warning("announcing event interest failed", exc_info=True)
+                await trio.sleep(1.0)
+
+    def _remember_interest(self, doc: dict[str, Any]) -> None:
+        keys = doc.get("keys")
+        wanted = None if keys is None else frozenset(tuple(k) for k in keys if len(k) == 3)
+        ttl = float(doc.get("ttl") or INTEREST_TTL_S)
+        self.remote[str(doc["origin"])] = (wanted, trio.current_time() + ttl)
+
+    async def _request_interest(self) -> None:
+        payload = json.dumps({"kind": "interest_request", "origin": self.instance_id})
+        await self.rt.catalog.run(lambda conn: conn.execute(_NOTIFY_ONE, (CHANNEL, payload)))
+
     # -- listener ----------------------------------------------------------------------------
 
     async def run_listener(self) -> None:
@@ -154,6 +246,10 @@ class EventRelay:
         conn = await trio.to_thread.run_sync(self._connect, limiter=self._listen_limiter)
         try:
             self.listening = True
+            self._listening_event.set()
+            self._warm_until = trio.current_time() + WARMUP_S
+            await self._request_interest()  # the others answer with what they want
+            self._interest_dirty.set()  # … and they learn what we want
             while True:
                 payloads = await trio.to_thread.run_sync(
                     _wait_notifies, conn, LISTEN_POLL_S, limiter=self._listen_limiter
@@ -162,6 +258,7 @@ class EventRelay:
                     await self._handle(payload)
         finally:
             self.listening = False
+            self._listening_event = trio.Event()
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(_close_quietly, conn)
 
@@ -186,6 +283,14 @@ class EventRelay:
             doc: dict[str, Any] = json.loads(payload)
             if not isinstance(doc, dict) or doc.get("origin") == self.instance_id:
                 return  # our own event: already delivered locally by publish()
+            kind = doc.get("kind")
+            if kind == "interest":
+                self._remember_interest(doc)
+                return
+            if kind == "interest_request":
+                self._interest_dirty.set()
+                self._announced = None  # answer even if nothing changed here
+                return
             outbox_id = doc.get("outbox_id")
             if outbox_id is not None:
                 probe = ChangeEvent.from_wire({**doc, "rows": []})
@@ -220,6 +325,7 @@ class EventRelay:
                     (["sent_via_outbox"], self.sent_via_outbox),
                     (["dropped"], self.dropped),
                     (["received"], self.received),
+                    (["skipped_no_remote_subscriber"], self.skipped),
                 ],
             ),
             gauge(
@@ -253,4 +359,5 @@ async def attach(rt: Runtime) -> None:
     rt.background.append(BackgroundTask("event_relay", relay.run_listener))
     rt.background.append(BackgroundTask("event_notify", relay.run_sender))
     rt.background.append(BackgroundTask("event_outbox_sweeper", relay.run_outbox_sweeper))
+    rt.background.append(BackgroundTask("event_interest", relay.run_interest))
     rt.metrics.add_collector(relay.collect)

@@ -175,7 +175,7 @@ async def test_events_reach_subscribers_on_another_instance(
         remote_sub = await _subscribe(remote, table="ws_items")
         remote_event = await _subscribe(remote, event="ws_cross")
         local_sub = await _subscribe(local, table="ws_items")
-        await trio.sleep(0.3)  # the listener of `second` is up once /ping answers; be generous
+        # No waiting: a subscribe replies once the other instances know about it.
 
         await _http_insert(athena, admin_key, "ws_items", {"name": "far"}, event="ws_cross")
         got = [await remote.event(), await remote.event()]
@@ -201,6 +201,37 @@ async def test_events_reach_subscribers_on_another_instance(
         await _http_insert(second, admin_key, "ws_items", {"name": "back"})
         back = await local.event()
         assert back["rows"][0]["name"] == "back"
+
+
+async def test_writes_nobody_subscribes_to_are_not_relayed(
+    athena: AthenaServer,
+    second: AthenaServer,
+    admin_key: str,
+    catalog_conn: psycopg.Connection,
+    items: psycopg.Connection,
+) -> None:
+    def outboxed() -> int:
+        row = catalog_conn.execute(
+            "SELECT count(*) FROM athena.event_outbox WHERE payload->>'table' = 'ws_secrets'"
+        ).fetchone()
+        return row[0] if row else 0
+
+    secret = "z" * 20_000  # would need the outbox
+    before = outboxed()
+    await _http_insert(athena, admin_key, "ws_secrets", {"secret": secret})
+    await trio.sleep(0.5)
+    assert outboxed() == before, "a write nobody subscribes to was relayed"
+    async with httpx.AsyncClient(base_url=athena.url) as http:
+        metrics = (await http.get("/metrics")).text
+    assert 'athena_event_relay{outcome="skipped_no_remote_subscriber"}' in metrics
+
+    # Once a subscriber exists on the other instance, the same kind of write reaches it.
+    async with connect(second, {"apikey": admin_key, "X-Athena-Client": "athena"}) as remote:
+        await _subscribe(remote, table="ws_secrets")
+        await _http_insert(athena, admin_key, "ws_secrets", {"secret": secret})
+        ev = await remote.event()
+        assert ev["rows"][0]["secret"] == secret
+    assert outboxed() == before + 1
 
 
 async def test_slow_consumer_is_closed_with_1013_without_blocking_anyone(
