@@ -416,19 +416,30 @@ def build_read(
     alias = b.alias()
     root = query.root
     where = b.node_conditions(rel, alias, (), query.select)
-    source = sql.SQL("SELECT {} FROM {} AS {}").format(
-        b.projection(rel, alias, (), query.select),
+    embeds = any(isinstance(item, EmbedItem) for item in query.select)
+    # With embeds, page first and project after: PostgreSQL evaluates a projection below
+    # LIMIT/OFFSET, so ``offset=50000`` would otherwise run the embedded sub-selects for every
+    # skipped row.
+    page = sql.SQL("SELECT {} FROM {} AS {}").format(
+        sql.SQL("{}.*").format(sql.Identifier(alias))
+        if embeds
+        else b.projection(rel, alias, (), query.select),
         sql.Identifier(*rel.qualified),
         sql.Identifier(alias),
     )
     if where:
-        source = sql.SQL("{} WHERE {}").format(source, sql.SQL(" AND ").join(where))
+        page = sql.SQL("{} WHERE {}").format(page, sql.SQL(" AND ").join(where))
     if root.order:
-        source = sql.SQL("{} ORDER BY {}").format(source, b.order_sql(rel, alias, root.order))
+        page = sql.SQL("{} ORDER BY {}").format(page, b.order_sql(rel, alias, root.order))
     if limit is not None:
-        source = sql.SQL("{} LIMIT {}").format(source, b.bind(limit))
+        page = sql.SQL("{} LIMIT {}").format(page, b.bind(limit))
     if offset:
-        source = sql.SQL("{} OFFSET {}").format(source, b.bind(offset))
+        page = sql.SQL("{} OFFSET {}").format(page, b.bind(offset))
+    source = page
+    if embeds:
+        source = sql.SQL("SELECT {} FROM ({}) AS {}").format(
+            b.projection(rel, alias, (), query.select), page, sql.Identifier(alias)
+        )
     total: sql.Composable = sql.SQL("NULL::bigint")
     if count_exact:
         count_src = sql.SQL("SELECT 1 FROM {} AS {}").format(
