@@ -64,6 +64,11 @@ def create_app(runtime: Runtime) -> Quart:
 
     @app.before_request
     async def _open_call() -> None:
+        if request.content_length or "transfer-encoding" in request.headers:
+            # Drain the body before anything can answer: with hypercorn 0.18 a keep-alive
+            # connection whose request body was never read hangs on its next request.
+            # Bodies are bounded by MAX_CONTENT_LENGTH (413 beyond).
+            await request.get_data(cache=True)
         ctx = g.athena_ctx = CallContext.from_pairs(
             request.headers.items(),
             request_id=request.headers.get("x-request-id") or new_request_id(),

@@ -113,3 +113,13 @@ def test_metrics_exposes_uptime_requests_and_pools(http: httpx.Client) -> None:
     assert "athena_request_duration_seconds" in families
     pools = {s.labels["client"] for s in families["athena_pool_size"].samples}
     assert {"catalog", "athena"} <= pools
+
+
+def test_keep_alive_survives_requests_whose_body_is_not_used(athena) -> None:  # type: ignore[no-untyped-def]
+    """A body on a route that ignores it (or an error answered early) must not wedge the
+    connection for the next request (hypercorn 0.18 hangs unless the body is drained)."""
+    with httpx.Client(base_url=athena.url, timeout=5) as client:
+        for _ in range(15):
+            assert client.request("GET", "/ping", content=b'{"a":1}').text == "pong"
+            assert client.post("/no/such/route", json={"a": 1}).status_code == 404
+            assert client.post("/ping", json={"a": 1}).status_code == 405
