@@ -1,0 +1,383 @@
+"""Benchmark of the data gateway (issue 4). Run it with ``scripts/bench``.
+
+Starts its own embedded PostgreSQL and its own gateway(s) on loopback, seeds 100k rows, then
+measures at the same concurrency (32 connections by default):
+
+    (a) POST /gateway/fetch by primary key        (b) a 100-row page (keyset, sorted)
+    (c) PUT /gateway/insert of one row            (d) (a)'s exact SQL straight through a psycopg pool
+    (e) GET /ping (the HTTP framework alone)
+
+then (a) and (e) again with ``--workers 2``. The load generator is ``wrk`` (C, cheap; Lua
+scripts build the POST bodies); (d) is driven by Python threads, each borrowing from one
+psycopg ``ConnectionPool`` — the same driver and statement the gateway uses, minus the gateway.
+
+Prints req/s, p50 and p99 for each, the ratios a/e and a/d, and writes the numbers as JSON into
+``bench-results/``. Nothing here is a test: numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from athena.db.catalog import ensure_login_role
+from athena.db.embedded import EmbeddedPostgres, free_port
+from athena.query.fetch import fetch_statement
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_ROLE = "athena_app"
+TABLE = "bench_items"
+
+SEED_SQL = """
+DROP TABLE IF EXISTS bench_items, bench_inserts;
+CREATE TABLE bench_items (
+    id bigint PRIMARY KEY,
+    name text NOT NULL,
+    qty integer NOT NULL,
+    price numeric(10,2),
+    active boolean NOT NULL,
+    created_at timestamptz NOT NULL,
+    note text
+);
+INSERT INTO bench_items
+SELECT g, 'item ' || g, g % 1000, (g % 10000) / 100.0, g % 3 <> 0,
+       timestamptz '2024-01-01' + g * interval '1 minute',
+       CASE WHEN g % 5 = 0 THEN NULL ELSE 'note ' || g END
+  FROM generate_series(1, %s) g;
+CREATE TABLE bench_inserts (
+    id bigserial PRIMARY KEY,
+    name text NOT NULL,
+    qty integer NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+ANALYZE bench_items;
+"""
+
+LUA_HEADERS = """
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["apikey"] = "{key}"
+wrk.headers["X-Athena-Client"] = "athena"
+wrk.headers["X-User-Id"] = "bench"
+wrk.headers["X-Company-Id"] = "bench"
+wrk.headers["X-Organization-Id"] = "bench"
+math.randomseed(os.time())
+"""
+
+LUA = {
+    "fetch_pk": """
+request = function()
+  local id = math.random(1, {rows})
+  return wrk.format("POST", "/gateway/fetch", nil,
+    '{{"table_name":"bench_items","conditions":[{{"eq_column":"id","eq_value":"' .. id .. '"}}]}}')
+end
+""",
+    "page_100": """
+request = function()
+  local after = math.random(0, {rows} - 100)
+  return wrk.format("POST", "/gateway/fetch", nil,
+    '{{"table_name":"bench_items","conditions":[{{"column":"id","operator":"gt","value":' .. after ..
+    '}}],"sort_by":{{"field":"id","direction":"asc"}},"limit":100}}')
+end
+""",
+    "insert": """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("PUT", "/gateway/insert", nil,
+    '{{"table_name":"bench_inserts","insert_body":{{"name":"row ' .. counter .. '","qty":' .. (counter % 100) .. '}}}}')
+end
+""",
+}
+
+
+# -- the pieces --------------------------------------------------------------------------------
+
+
+def start_postgres(work: Path) -> tuple[EmbeddedPostgres, str, str, str]:
+    """An embedded server with a catalog database and a data database owned by the app role."""
+    server = EmbeddedPostgres(work / "pg")
+    server.lock()
+    server.start()
+    password = secrets.token_hex(12)
+    with psycopg.connect(server.uri(), autocommit=True) as conn:
+        ensure_login_role(conn, APP_ROLE, password)
+        for name, owner in (("bench_catalog", "postgres"), ("bench_data", APP_ROLE)):
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(name), sql.Identifier(owner)
+                )
+            )
+    catalog = server.uri("bench_catalog")
+    data = server.uri("bench_data", user=APP_ROLE, password=password)
+    return server, catalog, data, password
+
+
+def seed(data_uri: str, rows: int) -> None:
+    with psycopg.connect(data_uri, autocommit=True) as conn:
+        conn.execute(SEED_SQL.replace("%s", str(int(rows))).encode())
+
+
+class Gateway:
+    """``athena serve`` as a subprocess on a free loopback port."""
+
+    def __init__(self, work: Path, catalog: str, data: str, key: str, workers: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ATHENA_")}
+        env.update(
+            {
+                "ATHENA_CATALOG_URI": catalog,
+                "ATHENA_KEY_12": key,
+                "ATHENA_CLIENTS": json.dumps({"athena": {"pg_uri": data}}),
+                "ATHENA_POOL_MAX_SIZE": os.environ.get("ATHENA_POOL_MAX_SIZE", "16"),
+                "ATHENA_POOL_MIN_SIZE": os.environ.get("ATHENA_POOL_MIN_SIZE", "8"),
+            }
+        )
+        data_dir = work / f"gateway-{self.port}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = data_dir / "server.log"
+        cmd = [
+            sys.executable, "-m", "athena", "serve", "--port", str(self.port),
+            "--data-dir", str(data_dir), "--workers", str(workers),
+        ]  # fmt: skip
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"gateway exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/ping", timeout=1).text == "pong":
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise SystemExit("gateway did not start within 60 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """user+system CPU of ``pid`` and its descendants (the worker processes), from /proc."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICK
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (OSError, IndexError, ValueError):
+            continue
+        todo.extend(int(c) for c in children)
+    return total
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        return float("nan")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def run_wrk(
+    url: str, script: Path | None, *, connections: int, duration: int, threads: int
+) -> dict[str, Any]:
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "--timeout",
+        "10s",
+    ]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(0) if errors else None,
+    }
+
+
+def run_direct(data_uri: str, *, rows: int, connections: int, duration: int) -> dict[str, Any]:
+    """(d): the statement of (a), rendered by the same builder, through a psycopg pool."""
+    shape = (("public", TABLE), None, (("cmp", "id", "eq", False),), (), False)
+    statement = fetch_statement(shape)
+    pool = ConnectionPool(
+        data_uri, min_size=connections, max_size=connections, open=True,
+        kwargs={"autocommit": True},
+    )  # fmt: skip
+    pool.wait(30)
+    latencies: list[list[float]] = [[] for _ in range(connections)]
+    stop_at = time.perf_counter() + duration
+    import random
+
+    def worker(slot: int) -> None:
+        rng = random.Random(slot)
+        mine = latencies[slot]
+        while True:
+            started = time.perf_counter()
+            if started >= stop_at:
+                return
+            with pool.connection() as conn:
+                conn.execute(statement, [str(rng.randint(1, rows)), 100, 0]).fetchone()
+            mine.append(time.perf_counter() - started)
+
+    began = time.perf_counter()
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    elapsed = time.perf_counter() - began
+    pool.close()
+    merged = sorted(x for chunk in latencies for x in chunk)
+    return {
+        "rps": len(merged) / elapsed,
+        "p50_ms": merged[len(merged) // 2] * 1000,
+        "p99_ms": merged[int(len(merged) * 0.99)] * 1000,
+        "non_2xx": 0,
+        "socket_errors": None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--skip-workers", action="store_true", help="skip the --workers 2 runs")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is required (scripts/bench installs it with apt-get when missing)")
+
+    work = Path(tempfile.mkdtemp(prefix="athena-bench-"))
+    key = "bench_admin_" + secrets.token_hex(16)
+    pg, catalog, data, _ = start_postgres(work)
+    results: dict[str, dict[str, Any]] = {}
+    gateway: Gateway | None = None
+    try:
+        print(f"seeding {args.rows} rows …", flush=True)
+        seed(data, args.rows)
+        scripts = {}
+        for name, body in LUA.items():
+            path = work / f"{name}.lua"
+            path.write_text(LUA_HEADERS.format(key=key) + body.format(rows=args.rows))
+            scripts[name] = path
+
+        def measure(label: str, url: str, script: Path | None) -> None:
+            # a short warm-up: pools filled, statements prepared, caches loaded
+            run_wrk(url, script, connections=args.connections, duration=2, threads=args.threads)
+            results[label] = run_wrk(
+                url,
+                script,
+                connections=args.connections,
+                duration=args.duration,
+                threads=args.threads,
+            )
+            r = results[label]
+            print(f"  {label:<28} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
+                  f"  non-2xx {r['non_2xx']}", flush=True)  # fmt: skip
+
+        for workers in (1,) if args.skip_workers else (1, 2):
+            gateway = Gateway(work, catalog, data, key, workers)
+            print(f"gateway with --workers {workers} on {gateway.url}", flush=True)
+            suffix = "" if workers == 1 else " (2 workers)"
+            measure(f"a fetch by pk{suffix}", gateway.url, scripts["fetch_pk"])
+            if workers == 1:
+                measure("b 100-row page", gateway.url, scripts["page_100"])
+                measure("c insert one row", gateway.url, scripts["insert"])
+            measure(f"e GET /ping{suffix}", f"{gateway.url}/ping", None)
+            gateway.stop()
+            gateway = None
+        print("direct psycopg pool (same SQL as a) …", flush=True)
+        run_direct(data, rows=args.rows, connections=args.connections, duration=2)
+        results["d psycopg pool, same SQL"] = run_direct(
+            data, rows=args.rows, connections=args.connections, duration=args.duration
+        )
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        pg.stop()
+        pg.unlock()
+
+    print()
+    print(
+        f"| measurement (c={args.connections}, {args.duration}s) | req/s | p50 ms | p99 ms | non-2xx |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    for label, r in results.items():
+        print(
+            f"| {label} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['non_2xx']} |"
+        )
+    a, e = results["a fetch by pk"]["rps"], results["e GET /ping"]["rps"]
+    d = results["d psycopg pool, same SQL"]["rps"]
+    print()
+    cpu_a = results["a fetch by pk"]["gateway_cpu_us_per_req"]
+    cpu_e = results["e GET /ping"]["gateway_cpu_us_per_req"]
+    print(
+        f"a/e = {a / e:.2f} (target >= 0.6)    a/d = {a / d:.2f}    "
+        f"CPU-based a/e = {cpu_e / cpu_a:.2f} (ping CPU / fetch CPU per request)"
+    )
+    if not args.skip_workers:
+        a2 = results["a fetch by pk (2 workers)"]
+        e2 = results["e GET /ping (2 workers)"]["rps"]
+        print(
+            f"2 workers: a = {a2['rps']:.0f} req/s (target >= 1000), p99 {a2['p99_ms']:.1f} ms "
+            f"(target < 50), a/e = {a2['rps'] / e2:.2f}"
+        )
+    out_dir = ROOT / "bench-results"
+    out_dir.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    (out_dir / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
