@@ -28,10 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from athena.auth.guard import presented_key
 from athena.config import Settings
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
 from athena.services.events import Delivery, Subscription
+from athena.services.ratelimit import TokenBuckets
+from athena.services.ratelimit import check as check_rate
 from athena.ws import protocol
 from athena.ws.actions import dispatch
 
@@ -107,6 +110,7 @@ class Connection:
         self._slots = trio.Semaphore(limits.max_concurrent_requests)
         self._last_seen = trio.current_time()
         self._pinged = False
+        self._in_flight = 0
         self._close: tuple[int, str] | None = None
         self._nursery: trio.Nursery | None = None
         self._read_scope = trio.CancelScope()
@@ -238,6 +242,11 @@ class Connection:
         """Ping a quiet client; close with 1001 when it stays silent past the idle timeout."""
         ping_every, idle_after = self.limits.ping_interval_s, self.limits.idle_timeout_s
         while True:
+            if self._in_flight:
+                # Busy with its requests (the read loop may be waiting for a free slot, so
+                # the client's pongs are not even read yet): that is not idleness.
+                self._last_seen = trio.current_time()
+                self._pinged = False
             quiet = trio.current_time() - self._last_seen
             if idle_after > 0 and quiet >= idle_after:
                 self.close_now(CLOSE_GOING_AWAY, "idle timeout")
@@ -252,6 +261,8 @@ class Connection:
             if ping_every > 0 and not self._pinged:
                 deadlines.append(self._last_seen + ping_every)
             wake = min(deadlines) if deadlines else trio.current_time() + 3600
+            if self._in_flight:
+                wake = min(wake, trio.current_time() + 1.0)  # look again while it is busy
             await trio.sleep_until(max(wake, trio.current_time() + 0.05))
 
     async def _watch_shutdown(self) -> None:
@@ -261,9 +272,12 @@ class Connection:
     # -- messages ----------------------------------------------------------------------------
 
     async def _serve_request(self, message: protocol.ClientMessage) -> None:
+        self._in_flight += 1
         try:
             ctx = self._context(message)
             try:
+                if message.action != "ping":
+                    self._check_rate(ctx)
                 text, status = await dispatch(self, ctx, message)
             except ApiError as err:
                 ctx.error_code = err.code
@@ -284,7 +298,18 @@ class Connection:
             if message.action != "ping":  # heartbeats would flood the request log
                 self._record(ctx, status)
         finally:
+            self._in_flight -= 1
             self._slots.release()
+
+    def _check_rate(self, ctx: CallContext) -> None:
+        """``ATHENA_RATE_LIMIT_PER_IP`` / ``_PER_KEY`` apply per message, as per HTTP request
+        (buckets of the WebSocket gateway, separate from the HTTP ones)."""
+        limits: WsRateLimits | None = self.rt.services.get("ws_rate_limits")
+        if limits is None:
+            limits = self.rt.services["ws_rate_limits"] = WsRateLimits.from_settings(
+                self.rt.settings
+            )
+        limits.check(ctx)
 
     def _context(self, message: protocol.ClientMessage) -> CallContext:
         """The upgrade's headers, overridden by the message's ``headers`` and ``client_name``."""
@@ -360,6 +385,31 @@ class Connection:
             self.limits.event_queue_size,
         )
         self.close_now(CLOSE_TRY_AGAIN_LATER, "slow consumer: event queue overflowed")
+
+
+@dataclass
+class WsRateLimits:
+    """Token buckets per client address and per presented key, like the HTTP ones."""
+
+    per_ip: TokenBuckets
+    per_key: TokenBuckets
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WsRateLimits:
+        burst = settings.rate_limit_burst
+        return cls(
+            TokenBuckets(settings.rate_limit_per_ip, burst),
+            TokenBuckets(settings.rate_limit_per_key, burst),
+        )
+
+    def check(self, ctx: CallContext) -> None:
+        if self.per_ip.enabled and ctx.remote_addr:
+            check_rate(self.per_ip, ctx.remote_addr, "client address")
+        if self.per_key.enabled:
+            key = presented_key(ctx, admin=True)
+            if key:
+                # the public id part names the bucket; the secret never becomes a dict key
+                check_rate(self.per_key, key.partition(".")[0][:32], "API key")
 
 
 def _size(raw: str | bytes, limit: int) -> int:

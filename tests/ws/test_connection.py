@@ -134,7 +134,12 @@ async def _info(server: AthenaServer) -> dict:
 
 @pytest.fixture(scope="module")
 def quick_idle(athena_factory: Callable[..., AthenaServer]) -> AthenaServer:
-    return athena_factory(ws_ping_interval_s="0.3", ws_idle_timeout_s="1.2")
+    return athena_factory(
+        ws_ping_interval_s="0.3",
+        ws_idle_timeout_s="1.2",
+        rate_limit_per_key="1",
+        rate_limit_burst="3",
+    )
 
 
 async def test_idle_client_is_pinged_then_closed_with_1001(quick_idle: AthenaServer) -> None:
@@ -158,6 +163,32 @@ async def test_a_client_answering_pings_stays_connected(quick_idle: AthenaServer
                 await ws.receive()
         assert ws.pings >= 2
         assert (await ws.request("ping"))["status"] == "success"
+
+
+async def test_a_long_request_is_not_mistaken_for_idleness(
+    quick_idle: AthenaServer, admin_key: str
+) -> None:
+    upgrade = {"apikey": admin_key, "X-Athena-Client": "athena"}
+    async with connect(quick_idle, upgrade, auto_pong=False) as ws:
+        # Longer than the idle timeout (1.2 s), and the client never answers a ping.
+        reply = await ws.request("gateway.query", {"query": "SELECT pg_sleep(2.0), 1 AS done"})
+        assert reply["status"] == "success"
+        assert reply["data"][0]["done"] == 1
+
+
+async def test_rate_limits_apply_per_message(quick_idle: AthenaServer) -> None:
+    async with connect(quick_idle, {"apikey": "ath_0123456789abcdef.nope"}) as ws:
+        codes = [
+            (await ws.request("gateway.fetch", {"table_name": "ws_items"}, client_name="athena"))[
+                "code"
+            ]
+            for _ in range(5)
+        ]
+        assert codes[:3] == ["invalid_api_key"] * 3  # the burst
+        assert codes[3:] == ["rate_limited"] * 2
+        limited = await ws.request("gateway.fetch", {"table_name": "ws_items"})
+        assert limited["data"]["retry_after_seconds"] >= 1
+        assert (await ws.request("ping"))["status"] == "success"  # heartbeats are not limited
 
 
 # Last in this module on purpose: it stops the module's extra server.
