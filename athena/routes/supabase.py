@@ -1,9 +1,8 @@
 """``/api/v2/supabase/ssl_enforcement``: a Supabase project's SSL enforcement.
 
-``POST`` (the spec) turns it on or off: ``{"enabled": bool, "access_token"?, "project_ref"?}``.
-``GET`` (an addition) reads it: ``?project_ref=`` and the ``X-Supabase-Access-Token`` header
-(never a query parameter, so the token stays out of access logs), each falling back to
-``PROJECT_REF`` / ``SUPABASE_ACCESS_TOKEN``.
+``POST`` turns it on or off: ``{"enabled": bool, "access_token"?, "project_ref"?}``, falling
+back to ``SUPABASE_ACCESS_TOKEN`` / ``PROJECT_REF``. (Only the spec's operation is served, so
+``GET /`` lists exactly the documented API.)
 
 Who may call: a request that brings its own access token is authenticated by Supabase itself;
 a request that would use the gateway's own ``SUPABASE_ACCESS_TOKEN`` must carry the admin key
@@ -12,7 +11,7 @@ a request that would use the gateway's own ``SUPABASE_ACCESS_TOKEN`` must carry 
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 from athena.auth.guard import require_admin
 from athena.errors import ApiError
@@ -55,14 +54,3 @@ async def set_ssl_enforcement() -> Response:
     else:
         message = f"SSL enforcement already {word}"
     return success(message, status.as_json())
-
-
-@blueprint.get(PATH)
-async def get_ssl_enforcement() -> Response:
-    creds = resolve_credentials(
-        request.headers.get("x-supabase-access-token"), request.args.get("project_ref")
-    )
-    _authorize(creds)
-    status = await _client().get(creds)
-    word = "enabled" if status.database else "disabled"
-    return success(f"SSL enforcement is {word}", status.as_json())

@@ -67,20 +67,6 @@ def test_body_credentials_override_environment_and_need_no_admin_key(
     assert fake_api.calls("PUT")[0]["path"] == "/v1/projects/otherproject1/ssl-enforcement"
 
 
-def test_get_reads_current_config(
-    ssl_gateway: AthenaServer, fake_api: FakeManagementApi, admin_key: str
-) -> None:
-    fake_api.projects[PROJECT] = True
-    with _admin(ssl_gateway, admin_key) as client:
-        response = client.get(PATH)
-    assert response.status_code == 200
-    assert response.json()["data"] == {
-        "currentConfig": {"database": True},
-        "appliedSuccessfully": True,
-    }
-    assert fake_api.calls("PUT") == []
-
-
 def test_gateway_token_needs_the_admin_key(
     ssl_gateway: AthenaServer, fake_api: FakeManagementApi
 ) -> None:
