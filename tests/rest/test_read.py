@@ -402,3 +402,30 @@ def test_rest_format_setting_makes_native_the_default(
         assert envelope.json() == {"data": [{"id": 2}]}
         error = http.get("/rest/v1/rest_books?id=nope.2")
         assert set(error.json()) == {"code", "message", "details", "hint"}
+
+
+def test_nested_embeds_with_filters_and_or_at_each_level(
+    pgrst: SyncPostgrestClient, sql: SQL
+) -> None:
+    rows = (
+        pgrst.from_("rest_authors")
+        .select("id,rest_books(id,rest_reviews(stars))")
+        .or_("pages.gt.300,title.eq.Solaris", reference_table="rest_books")
+        .eq("rest_books.rest_reviews.stars", 5)
+        .order("id")
+        .order("id", foreign_table="rest_books")
+        .execute()
+        .data
+    )
+    expected = sql(
+        """SELECT a.id, (SELECT coalesce(json_agg(x), '[]') FROM (
+                 SELECT b.id, (SELECT coalesce(json_agg(y), '[]') FROM (
+                     SELECT r.stars FROM rest_reviews r WHERE r.book_id = b.id AND r.stars = 5) y)
+                   AS rest_reviews
+                   FROM rest_books b
+                  WHERE b.author_id = a.id AND (b.pages > 300 OR b.title = 'Solaris')
+                  ORDER BY b.id) x) AS rest_books
+             FROM rest_authors a ORDER BY a.id"""
+    )
+    assert rows == expected
+    assert rows[1]["rest_books"] == [{"id": 3, "rest_reviews": [{"stars": 5}]}]
