@@ -163,6 +163,22 @@ async def test_unsubscribe_stops_delivery(
         assert again["code"] == "unknown_subscription"
 
 
+async def test_subscriptions_per_socket_are_bounded(
+    athena: AthenaServer, admin_key: str, items: psycopg.Connection
+) -> None:
+    async with connect(athena, {"apikey": admin_key, "X-Athena-Client": "athena"}) as ws:
+        limit = ws.hello["data"]["limits"]["max_subscriptions"]
+        ids = [await ws.send("subscribe", {"table": "ws_items"}) for _ in range(limit)]
+        subs = [(await ws.reply(rid))["data"]["subscription_id"] for rid in ids]
+        assert len(set(subs)) == limit
+        over = await ws.request("subscribe", {"table": "ws_items"})
+        assert over["code"] == "too_many_subscriptions"
+        assert (await ws.request("unsubscribe", {"subscription_id": subs[0]}))[
+            "status"
+        ] == "success"
+        assert (await ws.request("subscribe", {"event": "ws_again"}))["status"] == "success"
+
+
 async def test_events_reach_subscribers_on_another_instance(
     athena: AthenaServer,
     second: AthenaServer,
