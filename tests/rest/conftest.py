@@ -16,7 +16,7 @@ from support.pg import TestPostgres
 from support.servers import AthenaServer
 
 SCHEMA_SQL = """
-DROP TABLE IF EXISTS rest_reviews, rest_books, rest_authors, rest_items, rest_nopk, rest_many CASCADE;
+DROP TABLE IF EXISTS rest_book_shelves, rest_shelves, rest_reviews, rest_books, rest_authors, rest_items, rest_nopk, rest_many CASCADE;
 DROP SCHEMA IF EXISTS rest_extra, rest_hidden CASCADE;
 DROP TABLE IF EXISTS rest_links;
 CREATE TABLE rest_authors (
@@ -74,6 +74,15 @@ INSERT INTO rest_books (id, title, author_id, pages, price, tags, meta, publishe
     (5, 'Kindred', 3, 264, 7.25, '{slavery,time travel}', '{"lang":"en"}', '1979-06-01', '[1979,1980)', true),
     (6, 'Parable of the Sower', 3, 345, 10.00, '{dystopia}', NULL, '1993-10-01', '[1993,1994)', true),
     (7, 'Untitled, "draft" (1)', NULL, NULL, NULL, '{}', NULL, NULL, NULL, NULL);
+-- many-to-many: books ↔ shelves through rest_book_shelves
+CREATE TABLE rest_shelves (id integer PRIMARY KEY, label text NOT NULL);
+CREATE TABLE rest_book_shelves (
+    book_id integer REFERENCES rest_books(id),
+    shelf_id integer REFERENCES rest_shelves(id),
+    PRIMARY KEY (book_id, shelf_id)
+);
+INSERT INTO rest_shelves VALUES (1, 'favourites'), (2, 'to read'), (3, 'lent out');
+INSERT INTO rest_book_shelves VALUES (1, 1), (1, 2), (3, 1), (5, 2), (5, 3);
 INSERT INTO rest_reviews VALUES
     (1, 1, 5, 'brilliant'), (2, 1, 4, 'dense'), (3, 3, 5, 'ocean!'), (4, 5, 3, NULL),
     (5, 5, 5, 'haunting'), (6, 2, 4, 'cold');

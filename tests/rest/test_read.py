@@ -185,6 +185,40 @@ def test_embedding_inner_filters_order_and_limit(pgrst: SyncPostgrestClient, sql
     assert [len(r["rest_books"]) for r in loose] == [0, 1, 0, 0]
 
 
+def test_embedding_many_to_many_through_a_join_table(pgrst: SyncPostgrestClient, sql: SQL) -> None:
+    rows = (
+        pgrst.from_("rest_books")
+        .select("id,rest_shelves(label)")
+        .in_("id", [1, 3, 5, 6])
+        .order("id")
+        .order("label", foreign_table="rest_shelves")
+        .execute()
+        .data
+    )
+    expected = sql(
+        """SELECT b.id, (SELECT coalesce(json_agg(x), '[]') FROM (
+                 SELECT s.label FROM rest_shelves s
+                  WHERE EXISTS (SELECT 1 FROM rest_book_shelves bs
+                                 WHERE bs.shelf_id = s.id AND bs.book_id = b.id)
+                  ORDER BY s.label) x) AS rest_shelves
+             FROM rest_books b WHERE b.id IN (1, 3, 5, 6) ORDER BY b.id"""
+    )
+    assert rows == expected
+    assert rows[0]["rest_shelves"] == [{"label": "favourites"}, {"label": "to read"}]
+    inner = (
+        pgrst.from_("rest_shelves")
+        .select("label,rest_books!inner(id)")
+        .eq("rest_books.id", 5)
+        .order("id")
+        .execute()
+        .data
+    )
+    assert inner == [
+        {"label": "to read", "rest_books": [{"id": 5}]},
+        {"label": "lent out", "rest_books": [{"id": 5}]},
+    ]
+
+
 def test_embedding_through_fk_column_and_hint(pgrst: SyncPostgrestClient) -> None:
     by_column = pgrst.from_("rest_books").select("id,author_id(name)").eq("id", 3).execute().data
     assert by_column == [{"id": 3, "author_id": {"name": "Stanisław Lem"}}]

@@ -92,6 +92,11 @@ class Relationship:
     to_one: bool
     pairs: tuple[tuple[str, str], ...]
     fk: ForeignKey
+    # many-to-many: the join table, its (parent col, junction col) and (target col, junction
+    # col) pairs; ``pairs`` is unused then
+    junction: Relation | None = None
+    parent_pairs: tuple[tuple[str, str], ...] = ()
+    target_pairs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -222,6 +227,8 @@ class _Builder:
                     pairs = tuple(zip(fk.ref_columns, fk.columns, strict=True))
                     # a self-reference is both directions: both are candidates, a hint picks
                     candidates.append(Relationship(target, False, pairs, fk))
+            if not candidates:
+                candidates = self._many_to_many(parent, target)
         else:
             # ``select=owner_id(*)`` / ``select=fk_name(*)``: embed through the FK column/name
             for fk in parent.foreign_keys:
@@ -246,7 +253,9 @@ class _Builder:
                 envelope_code="invalid_request",
             )
         if len(candidates) > 1:
-            options = ", ".join(f"'{item.name}!{c.fk.name}'" for c in candidates)
+            options = ", ".join(
+                f"'{item.name}!{c.junction.name if c.junction else c.fk.name}'" for c in candidates
+            )
             raise PgrstError(
                 300,
                 "PGRST201",
@@ -258,6 +267,37 @@ class _Builder:
                 envelope_code="invalid_request",
             )
         return candidates[0]
+
+    def _many_to_many(self, parent: Relation, target: Relation) -> list[Relationship]:
+        """Join tables with one foreign key to ``parent`` and another to ``target``."""
+        found = []
+        for junction in self.snapshot.relations.values():
+            if junction.qualified in (parent.qualified, target.qualified):
+                continue
+            to_parent = [
+                fk
+                for fk in junction.foreign_keys
+                if (fk.ref_schema, fk.ref_table) == parent.qualified
+            ]
+            to_target = [
+                fk
+                for fk in junction.foreign_keys
+                if (fk.ref_schema, fk.ref_table) == target.qualified
+            ]
+            for fp in to_parent:
+                for ft in to_target:
+                    found.append(
+                        Relationship(
+                            target,
+                            False,
+                            (),
+                            ft,
+                            junction=junction,
+                            parent_pairs=tuple(zip(fp.ref_columns, fp.columns, strict=True)),
+                            target_pairs=tuple(zip(ft.ref_columns, ft.columns, strict=True)),
+                        )
+                    )
+        return found
 
     def node_conditions(
         self, rel: Relation, alias: str, path: tuple[str, ...], items: tuple[SelectItem, ...]
@@ -281,8 +321,22 @@ class _Builder:
                 )
         return conds
 
-    @staticmethod
-    def join_sql(rship: Relationship, parent_alias: str, child_alias: str) -> sql.Composable:
+    def join_sql(self, rship: Relationship, parent_alias: str, child_alias: str) -> sql.Composable:
+        if rship.junction is not None:
+            # EXISTS rather than a join: two links between the same rows must not duplicate
+            j = self.alias()
+            links = [
+                sql.SQL("{} = {}").format(sql.Identifier(j, jc), sql.Identifier(child_alias, tc))
+                for tc, jc in rship.target_pairs
+            ] + [
+                sql.SQL("{} = {}").format(sql.Identifier(j, jc), sql.Identifier(parent_alias, pc))
+                for pc, jc in rship.parent_pairs
+            ]
+            return sql.SQL("EXISTS (SELECT 1 FROM {} AS {} WHERE {})").format(
+                sql.Identifier(*rship.junction.qualified),
+                sql.Identifier(j),
+                sql.SQL(" AND ").join(links),
+            )
         return sql.SQL(" AND ").join(
             sql.SQL("{} = {}").format(
                 sql.Identifier(child_alias, cc), sql.Identifier(parent_alias, pc)
@@ -295,6 +349,8 @@ class _Builder:
     ) -> sql.Composable:
         rship = self.resolve(parent, item)
         self.embedded_tables.append(rship.target)
+        if rship.junction is not None:
+            self.embedded_tables.append(rship.junction)
         child_path = (*path, item.output_name)
         self.used_paths.add(child_path)
         child_alias = self.alias()
@@ -378,6 +434,8 @@ class _Builder:
 
 
 def _hint_matches(rship: Relationship, hint: str) -> bool:
+    if rship.junction is not None:
+        return hint == rship.junction.name
     fk = rship.fk
     return (
         hint in (fk.name, rship.target.name) or fk.columns == (hint,) or fk.ref_columns == (hint,)
