@@ -122,12 +122,15 @@ def fingerprint(uri: str) -> dict[str, tuple[int, str]]:
         }
 
 
-def streamed(client: httpx.Client, method: str, url: str, body: dict) -> dict:
-    """Run a job with SSE (re-attaching if the stream is cut), printing progress on one line;
-    return the job's result."""
+def streamed(
+    client: httpx.Client, method: str, url: str, body: dict, phases: dict[str, float]
+) -> dict:
+    """Run a job with SSE (re-attaching if the stream is cut), printing progress on one line
+    and noting in ``phases`` when each phase was first seen; return the job's result."""
     from athena.commands.backup import CliError, follow_job
 
     def show(event: dict) -> None:
+        phases.setdefault(event["phase"], time.perf_counter())
         print(f"\r  {event['phase']:<11} {event['bytes'] / MB:9.1f} MB", end="", flush=True)
 
     assert method == "POST"
@@ -135,8 +138,15 @@ def streamed(client: httpx.Client, method: str, url: str, body: dict) -> dict:
         result = follow_job(client, url, body, show)
     except CliError as exc:
         raise SystemExit(f"job failed: {exc}") from None
+    phases.setdefault("done", time.perf_counter())
     print()
     return result
+
+
+def phase_seconds(phases: dict[str, float]) -> dict[str, float]:
+    """How long each phase lasted (until the next one started)."""
+    ordered = sorted(phases.items(), key=lambda item: item[1])
+    return {name: round(ordered[i + 1][1] - at, 1) for i, (name, at) in enumerate(ordered[:-1])}
 
 
 def main() -> int:
@@ -228,17 +238,20 @@ def main() -> int:
         print(f"backing up {db_bytes / MB:.1f} MB …", flush=True)
         sampler.reset()
         t0 = time.perf_counter()
+        backup_phases: dict[str, float] = {}
         backup = streamed(
-            client, "POST", "/admin/backups", {"client_name": "src", "label": "bench"}
-        )
+            client, "POST", "/admin/backups", {"client_name": "src", "label": "bench"},
+            backup_phases,
+        )  # fmt: skip
         backup_s = time.perf_counter() - t0
         backup_peak = sampler.peak
 
         print(f"restoring {backup['size_bytes'] / MB:.1f} MB archive …", flush=True)
         sampler.reset()
         t0 = time.perf_counter()
+        restore_phases: dict[str, float] = {}
         streamed(client, "POST", f"/admin/backups/{quote(backup['key'], safe='')}/restore",
-                 {"client_name": "dst"})  # fmt: skip
+                 {"client_name": "dst"}, restore_phases)  # fmt: skip
         restore_s = time.perf_counter() - t0
         restore_peak = sampler.peak
         sampler.stop()
@@ -251,7 +264,9 @@ def main() -> int:
             "pg_dump_alone_seconds": round(pg_dump_alone_s, 1),
             "backup_seconds": round(backup_s, 1),
             "backup_mb_per_s": round(db_bytes / MB / backup_s, 1),
+            "backup_phase_seconds": phase_seconds(backup_phases),
             "restore_seconds": round(restore_s, 1),
+            "restore_phase_seconds": phase_seconds(restore_phases),
             "restore_mb_per_s": round(db_bytes / MB / restore_s, 1),
             "gateway_rss_baseline_mb": round(baseline / 1024, 1),
             "gateway_rss_peak_backup_mb": round(backup_peak / 1024, 1),
