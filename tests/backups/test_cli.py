@@ -18,6 +18,7 @@ def _athena(backup_env: BackupEnv, *args: str, key: str | None = None, cwd: Path
     return subprocess.run(
         [sys.executable, "-m", "athena", "backup", *args, "--url", backup_env.server.url],
         env=env,
+        stdin=subprocess.DEVNULL,  # not a terminal: `restore` must not ask for confirmation
         capture_output=True,
         text=True,
         timeout=120,
