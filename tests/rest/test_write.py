@@ -224,3 +224,38 @@ def test_write_representation_can_embed(pgrst: SyncPostgrestClient, sql: Any) ->
         assert res.data == [{"id": 100, "stars": 2, "rest_books": {"title": "Solaris"}}]
     finally:
         sql("DELETE FROM rest_reviews WHERE id = 100")
+
+
+def test_insert_and_update_typed_columns(pgrst: SyncPostgrestClient, sql: Any) -> None:
+    row = {
+        "id": 50,
+        "title": "Typed",
+        "tags": ["a b", 'quote"d', "c,d"],
+        "meta": {"lang": "de", "series": {"n": 1}},
+        "published": "2001-02-03",
+        "during": "[2001,2002)",
+        "price": 1.5,
+        "available": False,
+    }
+    try:
+        created = pgrst.from_("rest_books").insert(row).execute().data[0]
+        stored = sql(
+            "SELECT tags, meta, published::text, during::text, price::float8 AS price, available "
+            "FROM rest_books WHERE id = 50"
+        )[0]
+        assert stored == {
+            "tags": ["a b", 'quote"d', "c,d"],
+            "meta": {"lang": "de", "series": {"n": 1}},
+            "published": "2001-02-03",
+            "during": "[2001,2002)",
+            "price": 1.5,
+            "available": False,
+        }
+        assert created["tags"] == row["tags"] and created["meta"] == row["meta"]
+        assert created["search"]  # the generated column is computed and returned
+        pgrst.from_("rest_books").update({"meta": None, "tags": []}).eq("id", 50).execute()
+        assert sql("SELECT meta, tags FROM rest_books WHERE id = 50") == [
+            {"meta": None, "tags": []}
+        ]
+    finally:
+        sql("DELETE FROM rest_books WHERE id = 50")
