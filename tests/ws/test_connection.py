@@ -118,6 +118,15 @@ async def test_oversize_message_gets_an_error_then_close_1009(athena: AthenaServ
         assert closed.value.reason.code == 1009
 
 
+async def test_a_message_over_the_frame_limit_is_closed_with_1009(athena: AthenaServer) -> None:
+    async with connect(athena) as ws:
+        await ws.ws.send_message("x" * (1024 * 1024 + 1))  # beyond hypercorn's 1 MiB frames
+        with pytest.raises(ConnectionClosed) as closed:
+            with trio.fail_after(5):
+                await ws.receive()
+        assert closed.value.reason.code == 1009
+
+
 async def test_a_message_just_under_the_limit_is_served(athena: AthenaServer) -> None:
     limit = (await _info(athena))["limits"]["max_message_bytes"]
     async with connect(athena) as ws:
