@@ -153,3 +153,57 @@ def test_freeze_and_delete_while_requests_run(pair: Pair, pg: TestPostgres) -> N
                 admin.delete(f"/admin/clients/{name}")
         for db in dbs:
             pg.drop_database(db)
+
+
+def test_data_requests_in_flight_survive_freeze_and_delete(pair: Pair, pg: TestPostgres) -> None:
+    db = pg.create_database()
+    name = "hot_cli"
+    sleepy = {"query": "SELECT 1 AS one FROM pg_sleep(1.5)"}
+    try:
+        with pair.admin(pair.a) as admin:
+            made = admin.post(
+                "/admin/clients", json={"client_name": name, "pg_uri": pg.app_uri(db)}
+            )
+            assert made.status_code == 201, made.text
+        with ThreadPoolExecutor(2) as pool, pair.admin(pair.a) as admin:
+
+            def slow() -> httpx.Response:
+                with pair.admin(pair.a, **{"X-Athena-Client": name}) as c:
+                    return c.post("/gateway/query", json=sleepy)
+
+            running = pool.submit(slow)
+            time.sleep(0.5)
+            assert (
+                admin.put(f"/admin/clients/{name}/freeze", json={"is_frozen": True}).status_code
+                == 200
+            )
+            finished = running.result(timeout=20)
+            assert finished.status_code == 200, finished.text
+            assert finished.json()["data"] == [{"one": 1}]
+
+            with pair.admin(pair.a, **{"X-Athena-Client": name}) as c:
+                for method, path, body in [
+                    ("POST", "/gateway/query", {"query": "SELECT 1"}),
+                    ("POST", "/gateway/fetch", {"table_name": "x"}),
+                ]:
+                    refused = c.request(method, path, json=body)
+                    assert refused.status_code == 403, refused.text
+                    assert refused.json()["code"] == "client_frozen"
+                assert c.get("/schema/tables").status_code == 200
+
+            assert (
+                admin.put(f"/admin/clients/{name}/freeze", json={"is_frozen": False}).status_code
+                == 200
+            )
+            running = pool.submit(slow)
+            time.sleep(0.5)
+            assert admin.delete(f"/admin/clients/{name}").status_code == 200
+            finished = running.result(timeout=20)
+            assert finished.status_code == 200, finished.text
+            with pair.admin(pair.a, **{"X-Athena-Client": name}) as c:
+                gone = c.post("/gateway/query", json={"query": "SELECT 1"})
+                assert gone.status_code == 400 and gone.json()["code"] == "unknown_client"
+    finally:
+        with pair.admin(pair.a) as admin:
+            admin.delete(f"/admin/clients/{name}")
+        pg.drop_database(db)
