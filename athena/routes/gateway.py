@@ -25,9 +25,23 @@ _DATA_FIELDS = (
 )  # fmt: skip
 
 
+_HEADS: dict[str, bytes] = {}
+
+
 def _respond(result: GatewayResult) -> Response:
+    """The success envelope around the JSON text PostgreSQL built (never decoded here)."""
+    extras = result.extras
+    if len(extras) == 1 and type(extras.get("count")) is int:
+        # The hot path (plain fetch/insert/update/delete): the envelope's head is a constant
+        # per message, so it is encoded once instead of per request.
+        head = _HEADS.get(result.message)
+        if head is None:
+            head = success_bytes(result.message, b"")[:-1]
+            _HEADS[result.message] = head
+        body = b"".join((head, result.data_json, b',"count":', str(extras["count"]).encode(), b"}"))
+        return raw_json_response(body, result.status)
     return raw_json_response(
-        success_bytes(result.message, result.data_json, **result.extras), result.status
+        success_bytes(result.message, result.data_json, **extras), result.status
     )
 
 
