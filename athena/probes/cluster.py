@@ -141,6 +141,7 @@ class ClusterHealth:
     interval_s: float
     timeout_s: float
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    read_at: float = 0.0  # monotonic time of the last read: ages keep growing if reads stop
     probes_run: int = 0
 
     @property
@@ -160,6 +161,7 @@ class ClusterHealth:
             if touch:
                 last_touch = time.monotonic()
             self.rows = {r["url"]: r for r in rows}
+            self.read_at = time.monotonic()
             await trio.sleep(CACHE_REFRESH_S)
 
     def snapshot(self) -> list[dict[str, Any]]:
@@ -178,8 +180,8 @@ class ClusterHealth:
             }
             if row is None or row["checked_at"] is None:
                 item["message"] = "not probed yet"
-            elif row["age_s"] is not None and float(row["age_s"]) > self.stale_after_s:
-                item["message"] = f"no probe result for {float(row['age_s']):.0f} s"
+            elif (age := self._age(row)) > self.stale_after_s:
+                item["message"] = f"no probe result for {age:.0f} s"
                 item["checked_at"] = _iso(row["checked_at"])
             else:
                 for key in ("status", "latency_ms", "download_bytes_per_sec"):
@@ -189,6 +191,10 @@ class ClusterHealth:
                 item["checked_at"] = _iso(row["checked_at"])
             out.append(item)
         return out
+
+    def _age(self, row: dict[str, Any]) -> float:
+        """Seconds since the mirror was probed, as of now (not as of the last catalog read)."""
+        return float(row["age_s"] or 0.0) + (time.monotonic() - self.read_at)
 
     # -- once per deployment: the prober -------------------------------------------------
 
