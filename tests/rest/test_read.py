@@ -463,3 +463,22 @@ def test_nested_embeds_with_filters_and_or_at_each_level(
     )
     assert rows == expected
     assert rows[1]["rest_books"] == [{"id": 3, "rest_reviews": [{"stars": 5}]}]
+
+
+def test_order_by_an_embedded_to_one_column(pgrst: SyncPostgrestClient, sql: SQL) -> None:
+    rows = (
+        pgrst.from_("rest_books")
+        .select("id,writer:rest_authors(name)")
+        .order("writer(name)", desc=True, nullsfirst=False)
+        .order("id")
+        .execute()
+        .data
+    )
+    expected = sql(
+        "SELECT b.id FROM rest_books b LEFT JOIN rest_authors a ON a.id = b.author_id "
+        "ORDER BY a.name DESC NULLS LAST, b.id"
+    )
+    assert ids(rows) == ids(expected)
+    with pytest.raises(APIError) as info:  # a to-many embed has no single value to order by
+        pgrst.from_("rest_authors").select("id,rest_books(id)").order("rest_books(id)").execute()
+    assert info.value.code == "PGRST118"

@@ -195,18 +195,50 @@ class _Builder:
         )
         return sql.SQL("NOT {}").format(inner) if cond.negate else inner
 
-    def order_sql(self, rel: Relation, alias: str, terms: list[OrderTerm]) -> sql.Composable:
+    def order_sql(
+        self,
+        rel: Relation,
+        alias: str,
+        terms: list[OrderTerm],
+        items: tuple[SelectItem, ...] = (),
+    ) -> sql.Composable:
         parts = []
         for term in terms:
-            piece = sql.SQL("{} {}").format(
-                self.field_sql(rel, alias, term.field), sql.SQL("DESC" if term.desc else "ASC")
-            )
+            if term.embed is not None:
+                expr = self.embedded_order_expr(rel, alias, term, items)
+            else:
+                expr = self.field_sql(rel, alias, term.field)
+            piece = sql.SQL("{} {}").format(expr, sql.SQL("DESC" if term.desc else "ASC"))
             if term.nulls:
                 piece = sql.SQL("{} {}").format(
                     piece, sql.SQL("NULLS FIRST" if term.nulls == "first" else "NULLS LAST")
                 )
             parts.append(piece)
         return sql.SQL(", ").join(parts)
+
+    def embedded_order_expr(
+        self, rel: Relation, alias: str, term: OrderTerm, items: tuple[SelectItem, ...]
+    ) -> sql.Composable:
+        """``order=author(name)``: the to-one embed's column as a scalar sub-select."""
+        item = next(
+            (i for i in items if isinstance(i, EmbedItem) and i.output_name == term.embed), None
+        )
+        rship = self.resolve(rel, item) if item is not None else None
+        if rship is None or not rship.to_one:
+            raise PgrstError(
+                400,
+                "PGRST118",
+                f"A related order on '{term.embed}' is not possible",
+                hint=f"'{term.embed}' must be a to-one resource embedded in 'select'.",
+                envelope_code="invalid_request",
+            )
+        child = self.alias()
+        return sql.SQL("(SELECT {} FROM {} AS {} WHERE {} LIMIT 1)").format(
+            self.field_sql(rship.target, child, term.field),
+            sql.Identifier(*rship.target.qualified),
+            sql.Identifier(child),
+            self.join_sql(rship, alias, child),
+        )
 
     # -- embedding -------------------------------------------------------------------------
 
@@ -370,7 +402,7 @@ class _Builder:
             )
         if opts.order:
             inner = sql.SQL("{} ORDER BY {}").format(
-                inner, self.order_sql(rship.target, child_alias, opts.order)
+                inner, self.order_sql(rship.target, child_alias, opts.order, item.children)
             )
         if opts.limit is not None:
             inner = sql.SQL("{} LIMIT {}").format(inner, self.bind(opts.limit))
@@ -488,7 +520,9 @@ def build_read(
     if where:
         page = sql.SQL("{} WHERE {}").format(page, sql.SQL(" AND ").join(where))
     if root.order:
-        page = sql.SQL("{} ORDER BY {}").format(page, b.order_sql(rel, alias, root.order))
+        page = sql.SQL("{} ORDER BY {}").format(
+            page, b.order_sql(rel, alias, root.order, query.select)
+        )
     if limit is not None:
         page = sql.SQL("{} LIMIT {}").format(page, b.bind(limit))
     if offset:
@@ -646,7 +680,7 @@ def _mutation_where(b: _Builder, rel: Relation, alias: str, query: ParsedQuery) 
             inner = sql.SQL("{} WHERE {}").format(inner, sql.SQL(" AND ").join(inner_conds))
         if root.order:
             inner = sql.SQL("{} ORDER BY {}").format(
-                inner, b.order_sql(rel, inner_alias, root.order)
+                inner, b.order_sql(rel, inner_alias, root.order, query.select)
             )
         inner = sql.SQL("{} LIMIT {}").format(inner, b.bind(root.limit))
         if root.offset:

@@ -99,6 +99,7 @@ class OrderTerm:
     field: Field
     desc: bool = False
     nulls: Literal["first", "last"] | None = None
+    embed: str | None = None  # ``order=author(name)``: a column of an embedded to-one resource
 
 
 @dataclass(frozen=True)
@@ -409,7 +410,13 @@ def parse_order(value: str) -> list[OrderTerm]:
                 desc = mod == "desc"
             else:
                 nulls = "first" if mod == "nullsfirst" else "last"
-        terms.append(OrderTerm(parse_field(".".join(parts)), desc, nulls))
+        text = ".".join(parts)
+        embed: str | None = None
+        if text.endswith(")") and "(" in text:
+            embed, _, inner = text[:-1].partition("(")
+            embed = _name(embed, "order")
+            text = inner
+        terms.append(OrderTerm(parse_field(text), desc, nulls, embed))
     return terms
 
 
