@@ -427,7 +427,13 @@ class ClientCatalog:
                 if current is not None and current.kind != "postgres":
                     continue  # another capability's client (e.g. custom_supabase)
                 if current is None or _state(current) != _state(entry):
-                    await self.rt.replace_client(entry)
+                    try:
+                        await self.rt.replace_client(entry)
+                    except Exception:
+                        # A row edited by hand into something libpq cannot use must not stop
+                        # every other client's changes from being applied.
+                        log.warning("client %s cannot be applied; skipped", name, exc_info=True)
+                        continue
                     self.rt.introspection.invalidate(name)
                     log.info("client %s updated from the catalog", name)
                 self.managed.add(name)
