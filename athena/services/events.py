@@ -193,6 +193,9 @@ class EventBus:
         # Tags every event published here, so the relay can skip our own NOTIFYs.
         self.instance_id = instance_id or uuid.uuid4().hex
         self._subs: dict[str, Subscription] = {}
+        # The same subscriptions by what they listen to: a delivery only visits its matches,
+        # however many sockets listen to other things.
+        self._by_key: dict[InterestKey, dict[str, Subscription]] = {}
         # Extra sinks (the NOTIFY relay to other instances) called for local publishes.
         # A relay must not block: it queues the event for its own background sender.
         self.relays: list[Callable[[ChangeEvent], None]] = []
@@ -220,19 +223,35 @@ class EventBus:
             raise ValueError("subscribe to exactly one of event or table")
         sub = Subscription(client, event, table, queue_size, allow, on_overflow, channel)
         self._subs[sub.id] = sub
+        self._by_key.setdefault(sub.interest_key, {})[sub.id] = sub
         self._interest_changed()
         return sub
 
     def unsubscribe(self, sub_id: str) -> Subscription | None:
-        sub = self._subs.pop(sub_id, None)
+        sub = self._subs.get(sub_id)
         if sub is not None:
+            self._remove(sub)
             sub.send.close()
             self._interest_changed()
         return sub
 
+    def _remove(self, sub: Subscription) -> None:
+        self._subs.pop(sub.id, None)
+        same = self._by_key.get(sub.interest_key)
+        if same is not None:
+            same.pop(sub.id, None)
+            if not same:
+                del self._by_key[sub.interest_key]
+
+    def _candidates(self, ev: ChangeEvent) -> list[Subscription]:
+        found: list[Subscription] = []
+        for key in interest_keys_of(ev):
+            found.extend(self._by_key.get(key, {}).values())
+        return found
+
     def interest(self) -> frozenset[InterestKey]:
         """Everything the local subscribers listen to."""
-        return frozenset(sub.interest_key for sub in self._subs.values() if not sub.overflowed)
+        return frozenset(self._by_key)
 
     def _interest_changed(self) -> None:
         for listener in self.interest_listeners:
@@ -243,7 +262,7 @@ class EventBus:
 
     def wants(self, ev: ChangeEvent) -> bool:
         """Whether any local subscriber would receive ``ev`` (its rows are not looked at)."""
-        for sub in list(self._subs.values()):
+        for sub in self._candidates(ev):
             try:
                 if not sub.overflowed and sub.matches(ev):
                     return True
@@ -254,7 +273,7 @@ class EventBus:
     def deliver(self, ev: ChangeEvent) -> int:
         """Fan ``ev`` out to matching local subscribers without waiting; returns how many got it."""
         delivered = 0
-        for sub in list(self._subs.values()):
+        for sub in self._candidates(ev):
             if sub.overflowed:
                 continue
             try:
@@ -270,13 +289,13 @@ class EventBus:
             except trio.WouldBlock:
                 self._overflow(sub)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
-                self._subs.pop(sub.id, None)
+                self._remove(sub)
         return delivered
 
     def _overflow(self, sub: Subscription) -> None:
         sub.overflowed = True
         self.overflows += 1
-        self._subs.pop(sub.id, None)
+        self._remove(sub)
         sub.send.close()
         self._interest_changed()
         if sub.on_overflow is not None:
