@@ -86,7 +86,12 @@ async def provision(rt: Runtime, body: dict[str, Any]) -> dict[str, Any]:
     """Apply the provisioning SQL to ``uri`` or a registered ``client_name``; maybe register."""
     import trio
 
-    from athena.services.client_catalog import catalog_of, safe_uri, validate_pg_uri
+    from athena.services.client_catalog import (
+        CLIENT_NAME,
+        catalog_of,
+        safe_uri,
+        validate_pg_uri,
+    )
 
     uri_value, client_name = body.get("uri"), body.get("client_name")
     register = body.get("register", False)
@@ -95,8 +100,15 @@ async def provision(rt: Runtime, body: dict[str, Any]) -> dict[str, Any]:
         raise ApiError("invalid_request", "register must be a boolean")
     if (uri_value is None) == (client_name is None):
         raise ApiError("invalid_request", "give exactly one of uri or client_name to provision")
-    if register_name is not None and not isinstance(register_name, str):
-        raise ApiError("invalid_request", "register_name must be a string")
+    if register_name is not None and (
+        not isinstance(register_name, str) or not CLIENT_NAME.fullmatch(register_name)
+    ):
+        # checked before anything runs, so a bad name never leaves a provisioned-but-unregistered
+        # database behind
+        raise ApiError(
+            "invalid_request",
+            "register_name must match [A-Za-z0-9_][A-Za-z0-9_.-]* (at most 63 characters)",
+        )
     timeout = rt.settings.connect_timeout_s
     registered: str | None = None
     if client_name is not None:

@@ -341,6 +341,23 @@ def test_provision_errors(scratch: Scratch, admin_key: str) -> None:
             "client_unavailable",
         )
         assert "s3cret" not in str(down)
+        _err(
+            c.post(
+                "/admin/provision",
+                json={
+                    "uri": scratch.pg.app_uri(scratch.db),
+                    "register": True,
+                    "register_name": "bad name",
+                },
+            ),
+            400,
+            "invalid_request",
+        )
+        _err(
+            c.post("/admin/provision", json={"client_name": scratch.name, "register": "yes"}),
+            400,
+            "invalid_request",
+        )
         _err(c.get("/admin/provision/status"), 400, "invalid_request")
         _err(
             c.get("/admin/provision/status", params={"client_name": "no_such"}),
