@@ -482,3 +482,21 @@ def test_order_by_an_embedded_to_one_column(pgrst: SyncPostgrestClient, sql: SQL
     with pytest.raises(APIError) as info:  # a to-many embed has no single value to order by
         pgrst.from_("rest_authors").select("id,rest_books(id)").order("rest_books(id)").execute()
     assert info.value.code == "PGRST118"
+
+
+def test_spread_lifts_a_to_one_row_into_its_parent(pgrst: SyncPostgrestClient, sql: SQL) -> None:
+    rows = (
+        pgrst.from_("rest_books")
+        .select("id,...rest_authors(writer:name,country)")
+        .order("id")
+        .execute()
+        .data
+    )
+    expected = sql(
+        "SELECT b.id, a.name AS writer, a.country FROM rest_books b "
+        "LEFT JOIN rest_authors a ON a.id = b.author_id ORDER BY b.id"
+    )
+    assert rows == expected
+    with pytest.raises(APIError) as info:
+        pgrst.from_("rest_authors").select("id,...rest_books(title)").execute()
+    assert info.value.code == "PGRST119"

@@ -412,6 +412,68 @@ class _Builder:
             "(SELECT coalesce(json_agg({row}), '[]'::json) FROM ({inner}) {row})"
         ).format(row=row, inner=inner)
 
+    def column_expr(self, rel: Relation, alias: str, item: ColumnItem) -> sql.Composable:
+        expr = self.field_sql(rel, alias, item.field)
+        if item.cast is None:
+            return expr
+        cast = CASTS.get(item.cast)
+        if cast is None:
+            raise PgrstError(
+                400,
+                "PGRST100",
+                f"failed to parse select parameter (::{item.cast})",
+                details=f"unsupported cast '{item.cast}'; allowed: " + ", ".join(sorted(CASTS)),
+                envelope_code="invalid_request",
+            )
+        return sql.SQL("CAST({} AS {})").format(expr, sql.SQL(cast))
+
+    def spread_columns(
+        self, parent: Relation, parent_alias: str, path: tuple[str, ...], item: EmbedItem
+    ) -> list[sql.Composable]:
+        """``...author(name,country)``: one scalar sub-select per column of the to-one row."""
+        rship = self.resolve(parent, item)
+        if not rship.to_one:
+            raise PgrstError(
+                400,
+                "PGRST119",
+                f"A spread operation on '{item.name}' is not possible",
+                hint="Spread works on a to-one (many-to-one) resource only.",
+                envelope_code="invalid_request",
+            )
+        self.embedded_tables.append(rship.target)
+        child_path = (*path, item.output_name)
+        self.used_paths.add(child_path)
+        columns: list[ColumnItem] = []
+        for child in item.children:
+            if isinstance(child, StarItem):
+                ordered = sorted(rship.target.columns.values(), key=lambda c: c.position)
+                columns.extend(ColumnItem(Field(c.name)) for c in ordered)
+            elif isinstance(child, ColumnItem):
+                columns.append(child)
+            else:
+                raise PgrstError(
+                    400,
+                    "PGRST100",
+                    f"failed to parse select parameter (...{item.name})",
+                    details="embedding inside a spread resource is not supported",
+                    envelope_code="invalid_request",
+                )
+        parts = []
+        for column in columns:
+            child_alias = self.alias()
+            where = [self.join_sql(rship, parent_alias, child_alias)]
+            where += self.node_conditions(rship.target, child_alias, child_path, ())
+            parts.append(
+                sql.SQL("(SELECT {} FROM {} AS {} WHERE {} LIMIT 1) AS {}").format(
+                    self.column_expr(rship.target, child_alias, column),
+                    sql.Identifier(*rship.target.qualified),
+                    sql.Identifier(child_alias),
+                    sql.SQL(" AND ").join(where),
+                    sql.Identifier(column.output_name),
+                )
+            )
+        return parts
+
     def projection(
         self, rel: Relation, alias: str, path: tuple[str, ...], items: tuple[SelectItem, ...]
     ) -> sql.Composable:
@@ -420,20 +482,10 @@ class _Builder:
             if isinstance(item, StarItem):
                 parts.append(sql.SQL("{}.*").format(sql.Identifier(alias)))
             elif isinstance(item, ColumnItem):
-                expr = self.field_sql(rel, alias, item.field)
-                if item.cast is not None:
-                    cast = CASTS.get(item.cast)
-                    if cast is None:
-                        raise PgrstError(
-                            400,
-                            "PGRST100",
-                            f"failed to parse select parameter (::{item.cast})",
-                            details=f"unsupported cast '{item.cast}'; allowed: "
-                            + ", ".join(sorted(CASTS)),
-                            envelope_code="invalid_request",
-                        )
-                    expr = sql.SQL("CAST({} AS {})").format(expr, sql.SQL(cast))
+                expr = self.column_expr(rel, alias, item)
                 parts.append(sql.SQL("{} AS {}").format(expr, sql.Identifier(item.output_name)))
+            elif item.spread:
+                parts.extend(self.spread_columns(rel, alias, path, item))
             else:
                 parts.append(
                     sql.SQL("{} AS {}").format(

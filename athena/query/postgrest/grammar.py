@@ -127,6 +127,7 @@ class EmbedItem:
     alias: str | None = None
     hint: str | None = None
     inner: bool = False
+    spread: bool = False  # ``...author(name)``: the to-one row's columns join the parent's
 
     @property
     def output_name(self) -> str:
@@ -469,7 +470,12 @@ def _split_alias(raw: str) -> tuple[str | None, str]:
 def _parse_select_item(raw: str, *, whole: str) -> SelectItem:
     if raw == "*":
         return StarItem()
+    spread = raw.startswith("...")
+    if spread:
+        raw = raw[3:]
     alias, rest = _split_alias(raw)
+    if spread and not (rest.endswith(")") and "(" in rest):
+        raise ParseError(f"failed to parse select parameter ({whole})", "... needs a resource(…)")
     if rest.endswith(")") and "(" in rest and not rest.startswith('"'):
         head, _, body = rest.partition("(")
         body = body[:-1]
@@ -487,7 +493,7 @@ def _parse_select_item(raw: str, *, whole: str) -> SelectItem:
             else:
                 raise ParseError(f"failed to parse select parameter ({whole})", "empty hint")
         children = parse_select(body) if body.strip() else (StarItem(),)
-        return EmbedItem(name, children, alias, hint, inner)
+        return EmbedItem(name, children, alias, hint, inner, spread)
     if "(" in rest and not rest.startswith('"'):
         raise ParseError(
             f"failed to parse select parameter ({whole})", f'unexpected "(" in "{rest}"'
