@@ -267,3 +267,60 @@ def test_table_lifecycle_with_audit_after_each_step(scratch: Scratch) -> None:
         "set_default", "set_not_null", "drop_not_null", "create_index", "create_index",
         "drop_index", "drop_index", "drop_column", "drop_table",
     ]  # fmt: skip
+
+
+def test_other_schemas_and_metrics(scratch: Scratch) -> None:
+    with scratch.pg.connect(scratch.db) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS app")
+    with scratch.client() as c:
+        _ok(
+            c.post(
+                "/management/tables",
+                json={
+                    "schema_name": "app",
+                    "table_name": "items",
+                    "columns": [{"name": "sku", "data_type": "text"}],
+                },
+            ),
+            201,
+        )
+        # schema.table in the path, or schema_name in the body
+        _ok(
+            c.patch(
+                "/management/tables/app.items",
+                json={"operations": [{"type": "set_not_null", "column_name": "sku"}]},
+            )
+        )
+        _ok(
+            c.post(
+                "/management/indexes",
+                json={"schema_name": "app", "table_name": "items", "columns": ["sku"]},
+            ),
+            201,
+        )
+        _ok(c.request("DELETE", "/management/indexes/items_sku_idx", json={"schema_name": "app"}))
+        cols = c.get(
+            "/schema/columns", params={"table_name": "items", "schema_name": "app"}
+        ).json()["columns"]
+        assert {x["column_name"]: x["is_nullable"] for x in cols}["sku"] == "NO"
+        # a public table of the same name does not exist: the path without schema is a 404
+        missing = c.delete("/management/tables/items")
+        assert missing.status_code == 404
+        _ok(c.request("DELETE", "/management/tables/items", json={"schema_name": "app"}))
+    with scratch.conn() as conn:
+        assert conn.execute("SELECT to_regclass('app.items')").fetchone()[0] is None
+        audit = conn.execute(
+            "SELECT operation FROM database_audit_log WHERE schema_name = 'app' ORDER BY id"
+        ).fetchall()
+    assert [a[0] for a in audit] == [
+        "create_table",
+        "set_not_null",
+        "create_index",
+        "drop_index",
+        "drop_table",
+    ]
+    metrics = scratch.server.client().get("/metrics").text
+    assert (
+        f'athena_management_mutations_total{{client="{scratch.name}",operation="create_table"}}'
+        in metrics
+    )
