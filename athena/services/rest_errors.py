@@ -30,6 +30,9 @@ _STATUS_BY_STATE: dict[str, int] = {
     "42P01": 404,
     "42P17": 500,
     "42501": 403,  # PostgREST says 401 for the anonymous role; a gateway key is never anonymous
+    # PostgREST answers 500 for class 57; a statement timeout is the gateway's configured limit,
+    # not a bug, so it is 504 here as in the envelope format
+    "57014": 504,
     "P0001": 400,
 }
 _STATUS_BY_CLASS: dict[str, int] = {
