@@ -254,6 +254,9 @@ class JobRegistry:
                 job.error = "the gateway shut down before the job finished"
             elif isinstance(failure, JobError):
                 job.error_code, job.error = failure.code, failure.reason
+            elif isinstance(failure, DatabaseUnavailable):
+                job.error_code = "catalog_unavailable"
+                job.error = "the catalog database became unreachable while the job started"
             else:
                 log.error("%s job %s crashed", job.kind, job.id, exc_info=failure or exc)
                 job.error_code = "internal_error"
