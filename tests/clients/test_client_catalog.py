@@ -250,3 +250,33 @@ def test_frozen_client_keeps_admin_reads(pair: Pair, pg: TestPostgres, scratch_d
         listed = {c["client_name"]: c for c in a.get("/admin/clients").json()["runtime"]}
         assert listed["cold"]["is_frozen"] is True
         assert a.delete("/admin/clients/cold").status_code == 200
+
+
+def test_a_hand_edit_of_the_catalog_is_picked_up_and_stamped(
+    pair: Pair, pg: TestPostgres, scratch_db: str
+) -> None:
+    with pair.admin(pair.a, **{"X-Athena-Client": "by_hand"}) as a:
+        assert (
+            a.post(
+                "/admin/clients", json={"client_name": "by_hand", "pg_uri": pg.app_uri(scratch_db)}
+            ).status_code
+            == 201
+        )
+        with pg.connect(pair.catalog, superuser=True) as conn:
+            before = conn.execute(
+                "SELECT updated_at FROM athena.athena_clients WHERE client_name = 'by_hand'"
+            ).fetchone()[0]
+            conn.execute(
+                "UPDATE athena.athena_clients SET is_frozen = true WHERE client_name = 'by_hand'"
+            )
+            after = conn.execute(
+                "SELECT updated_at FROM athena.athena_clients WHERE client_name = 'by_hand'"
+            ).fetchone()[0]
+        assert after > before  # the 0060 trigger keeps updated_at truthful
+        wait_for(
+            lambda: (
+                a.post("/management/tables", json={"table_name": "t"}).json().get("code")
+                == "client_frozen"
+            )
+        )
+        assert a.delete("/admin/clients/by_hand").status_code == 200
