@@ -189,3 +189,24 @@ def test_a_restore_waits_for_no_one_but_refuses_to_overlap(
     finally:
         with backup_env.pg.connect(backup_env.catalog_db, superuser=True) as conn:
             conn.execute("DELETE FROM athena.backup_jobs WHERE id = %s", (job_id,))
+
+
+def test_a_job_of_a_dead_gateway_does_not_block_the_client(
+    backup_env: BackupEnv, api: httpx.Client
+) -> None:
+    """A "running" job without a heartbeat for minutes belongs to a gateway that died."""
+    job_id = str(uuid.uuid4())
+    with backup_env.pg.connect(backup_env.catalog_db, superuser=True) as conn:
+        conn.execute(
+            """INSERT INTO athena.backup_jobs (id, kind, client_name, state, heartbeat_at,
+                                               created_at)
+               VALUES (%s, 'restore', 'target2', 'running', now() - interval '10 minutes',
+                       now() - interval '10 minutes')""",
+            (job_id,),
+        )
+    try:
+        response = api.post("/admin/backups", json={"client_name": "target2"})
+        assert response.status_code == 200, response.text
+    finally:
+        with backup_env.pg.connect(backup_env.catalog_db, superuser=True) as conn:
+            conn.execute("DELETE FROM athena.backup_jobs WHERE id = %s", (job_id,))
