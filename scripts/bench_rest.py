@@ -6,7 +6,9 @@
 Starts its own embedded PostgreSQL and ``python -m athena serve`` on loopback, seeds ``t``
 (``--rows`` rows, each pointing at one of 1000 ``owners``), then drives each scenario with a
 closed loop of ``--concurrency`` keep-alive connections for ``--seconds`` and reports req/s and
-latency percentiles (p50/p99), next to the same server's ``/ping`` as a baseline. Responses are PostgREST-native (``X-Athena-Rest-Format:
+latency percentiles (p50/p99) and the gateway's CPU time per request (from /proc, which a busy
+machine does not distort the way it distorts req/s), next to the same server's ``/ping`` as a
+baseline. Responses are PostgREST-native (``X-Athena-Rest-Format:
 postgrest``), i.e. what a stock PostgREST client receives.
 
     GET /rest/v1/t?id=eq.X                                     (X random per request)
@@ -104,6 +106,25 @@ def stop_gateway(proc: subprocess.Popen, log: object) -> None:
         proc.kill()
         proc.wait()
     log.close()  # type: ignore[attr-defined]
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """user+system CPU of ``pid`` and its descendants, from /proc: the gateway's own cost per
+    request, which (unlike req/s) does not depend on what else the machine is doing."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICK
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (OSError, IndexError, ValueError):
+            continue
+        todo.extend(int(c) for c in children)
+    return total
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -261,11 +282,17 @@ def main() -> None:
                 ("GET /rest/v1/t?id=eq.X", by_id, one_row),
                 ("GET 100 rows + embedded owner", page, embedded_page),
             ):
+                cpu_before = tree_cpu_seconds(proc.pid)
                 result = trio.run(drive, url, make, args.seconds, args.concurrency, check)
+                cpu = tree_cpu_seconds(proc.pid) - cpu_before
+                # warm-up requests are a handful; dividing by the timed ones slightly overstates
+                result["gateway_cpu_us_per_req"] = cpu / max(1, result["requests"]) * 1e6
                 results[name] = result
                 print(
                     f"{name:34s} {result['rps']:8.1f} req/s   p50 {result['p50_ms']:6.1f} ms"
-                    f"   p99 {result['p99_ms']:6.1f} ms   ({result['failed']} non-200)",
+                    f"   p99 {result['p99_ms']:6.1f} ms   gateway CPU"
+                    f" {result['gateway_cpu_us_per_req']:5.0f} us/req"
+                    f"   ({result['failed']} non-200)",
                     flush=True,
                 )
         finally:
