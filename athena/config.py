@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     event_relay_queue_size: int = 10_000
 
     # integrations
-    scylla_hosts: list[str] = Field(default_factory=list)
+    scylla_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     supabase_api_url: str = "https://api.supabase.com"
     supabase_api_timeout_s: float = 10.0
     pipelines_file: str = "config/pipelines.yaml"

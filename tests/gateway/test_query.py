@@ -212,9 +212,11 @@ def test_no_key_is_401(athena: AthenaServer, gw_schema: None) -> None:
 
 @pytest.fixture(scope="module")
 def tight(athena_factory: Callable[..., AthenaServer], gw_schema: None) -> AthenaServer:
+    from athena.db.embedded import free_port
+
     return athena_factory(
         statement_timeout_ms="300", max_result_rows="3", max_result_bytes="4000",
-        require_context_headers="false",
+        require_context_headers="false", scylla_hosts=f"127.0.0.1:{free_port()}",
     )  # fmt: skip
 
 
@@ -288,3 +290,17 @@ def test_repeated_multi_statement_queries_and_deallocate_all_keep_working(gw: ht
             },
         )
         assert fetched.status_code == 200, fetched.text
+
+
+def test_configured_but_unreachable_scylla_is_503(tight_client: httpx.Client) -> None:
+    response = tight_client.post(
+        "/query/sql",
+        json={
+            "query": "SELECT release_version FROM system.local",
+            "driver": "athena",
+            "db_name": "ks",
+        },
+    )
+    assert response.status_code == 503, response.text
+    assert response.json()["message"] == "Athena/Scylla unavailable"
+    assert tight_client.get("/").json()["athena_scylladb"] == "offline"
