@@ -8,7 +8,7 @@ Every instance sharing a catalog runs both halves (no lease: each one must hear 
   ``pg_notify('athena_events', payload)``. A payload of ``NOTIFY_LIMIT`` bytes or more (PostgreSQL
   refuses 8000) is stored in ``athena.event_outbox`` and the notification carries its id.
 * **listener** (``event_relay`` task): a dedicated connection (outside the pool: a LISTEN lives on
-  one session) waits in a worker thread with ``conn.notifies()``; each notification from
+  one session), read on the event loop when its socket is readable; each notification from
   another instance (payloads carry the sender's instance id) is decoded — fetched from the outbox
   when it carries an id — and delivered to this instance's subscribers.
 
@@ -50,9 +50,6 @@ CHANNEL = "athena_events"
 NOTIFY_LIMIT = 7900
 # Events per NOTIFY transaction: one round trip carries many events under load.
 BATCH_SIZE = 200
-# How long a listener waits for notifications per thread hop. Shutdown waits at most this long
-# for the thread (it is not abandoned, so the connection is never closed under its feet).
-LISTEN_POLL_S = 0.5
 OUTBOX_RETENTION_S = 600
 OUTBOX_SWEEP_EVERY_S = 60.0
 INTEREST_REFRESH_S = 10.0
@@ -242,20 +239,29 @@ class EventRelay:
     # -- listener ----------------------------------------------------------------------------
 
     async def run_listener(self) -> None:
-        """Supervised task: LISTEN on a dedicated connection, deliver others' events locally."""
+        """Supervised task: LISTEN on a dedicated connection, deliver others' events locally.
+
+        The connection is opened in a thread, then read on the event loop itself: trio waits
+        for its socket to be readable and libpq's non-blocking ``consume_input`` /
+        ``notifies`` take what arrived. A worker thread blocked in ``conn.notifies()`` would
+        need the GIL back from a busy event loop several times per notification (the switch
+        interval is 5 ms), which under fan-out load made cross-instance delivery lag.
+        """
         conn = await trio.to_thread.run_sync(self._connect, limiter=self._listen_limiter)
         try:
+            pgconn = conn.pgconn
+            encoding = conn.info.encoding
+            fd = pgconn.socket
             self.listening = True
             self._listening_event.set()
             self._warm_until = trio.current_time() + WARMUP_S
             await self._request_interest()  # the others answer with what they want
             self._interest_dirty.set()  # … and they learn what we want
             while True:
-                payloads = await trio.to_thread.run_sync(
-                    _wait_notifies, conn, LISTEN_POLL_S, limiter=self._listen_limiter
-                )
-                for payload in payloads:
-                    await self._handle(payload)
+                while (note := pgconn.notifies()) is not None:
+                    await self._handle(note.extra.decode(encoding))
+                await trio.lowlevel.wait_readable(fd)
+                pgconn.consume_input()  # raises OperationalError when the connection broke
         finally:
             self.listening = False
             self._listening_event = trio.Event()
@@ -335,11 +341,6 @@ class EventRelay:
                 [([], len(self.rt.events))],
             ),
         ]
-
-
-def _wait_notifies(conn: psycopg.Connection, timeout: float) -> list[str]:
-    """Block (in a worker thread) until at least one notification arrives or ``timeout``."""
-    return [n.payload for n in conn.notifies(timeout=timeout, stop_after=1)]
 
 
 def _close_quietly(conn: psycopg.Connection) -> None:
