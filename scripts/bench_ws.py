@@ -14,7 +14,7 @@ processes sharing them, on loopback. Then, against gateway A:
    in flight on each (the HTTP figure, same run, same server; rounds alternate 1-3 and report
    medians);
 4. event fan-out: ``--subscribers`` sockets subscribe to a table; one writer inserts ``--events``
-   rows one by one over HTTP (``PUT /gateway/insert``); for every delivery the latency from the
+   rows one by one over HTTP (``PUT /gateway/insert``), ``--event-interval`` seconds apart; for every delivery the latency from the
    insert's acknowledgement (HTTP response received) to the event's arrival is recorded — it is
    negative when the event arrives before the ack (publishing happens before the response is
    written). Run once with the subscribers on A (local delivery) and once on gateway B (across
@@ -240,7 +240,11 @@ def summary(count: int, elapsed: float, latencies: list[float]) -> dict:
 
 
 async def run_fanout(
-    writer: AthenaServer, listeners_on: AthenaServer, subscribers: int, events: int
+    writer: AthenaServer,
+    listeners_on: AthenaServer,
+    subscribers: int,
+    events: int,
+    interval: float = 0.05,
 ) -> dict:
     acked: dict[int, float] = {}
     sent: dict[int, float] = {}
@@ -291,7 +295,7 @@ async def run_fanout(
                 acked[seq] = time.perf_counter()
                 if response.status_code != 200:
                     raise RuntimeError(f"insert failed: {response.text}")
-                await trio.sleep(0.02)  # ~50 events/s: latency, not throughput
+                await trio.sleep(interval)  # paced: this measures latency, not throughput
         with trio.fail_after(60):
             await finished.wait()
 
@@ -341,7 +345,9 @@ async def bench(a: AthenaServer, b: AthenaServer, args: argparse.Namespace) -> d
 
     for name, listeners in (("fanout_local", a), ("fanout_cross_instance", b)):
         print(f"  {name} …", file=sys.stderr, flush=True)
-        results[name] = await run_fanout(a, listeners, args.subscribers, args.events)
+        results[name] = await run_fanout(
+            a, listeners, args.subscribers, args.events, args.event_interval
+        )
         print(f"    {results[name]}", file=sys.stderr, flush=True)
     return results
 
@@ -352,6 +358,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--events", type=int, default=200)
+    parser.add_argument(
+        "--event-interval", type=float, default=0.05, help="seconds between inserts (fan-out)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
