@@ -152,8 +152,12 @@ def hypercorn_config(settings: Settings, fd: int) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [f"fd://{fd}"]
     config.graceful_timeout = GRACEFUL_SECONDS
+    # Idle keep-alive connections are closed after 30 s. No read timeout: hypercorn applies it
+    # to client bytes even while a response streams, which cut backups and downloads at 60 s.
+    # Slow clients cost one trio task and a socket each, so they do not tie the server up
+    # (tests/core/test_limits.py holds 200 of them open while serving normally).
     config.keep_alive_timeout = 30
-    config.read_timeout = 60  # slow-loris: a connection that sends nothing is dropped
+    config.read_timeout = None
     config.h11_max_incomplete_size = 64 * 1024  # request line + headers
     config.websocket_max_message_size = 1024 * 1024
     config.accesslog = None

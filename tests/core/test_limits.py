@@ -79,3 +79,23 @@ def test_oversized_headers_are_refused_without_hurting_the_server(athena: Athena
         except httpx.RemoteProtocolError:
             pass  # hypercorn may drop the connection outright: also a refusal
         assert client.get("/ping").text == "pong"
+
+
+def test_slow_loris_clients_do_not_tie_up_the_server(athena: AthenaServer) -> None:
+    """200 connections that never finish their headers; normal requests are still served."""
+    import socket
+    import time
+
+    stalled = []
+    try:
+        for _ in range(200):
+            sock = socket.create_connection(("127.0.0.1", athena.port), timeout=5)
+            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            stalled.append(sock)
+        started = time.monotonic()
+        with httpx.Client(base_url=athena.url, timeout=10) as client:
+            assert all(client.get("/ping").text == "pong" for _ in range(20))
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in stalled:
+            sock.close()
