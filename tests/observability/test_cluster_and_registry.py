@@ -73,8 +73,9 @@ def test_cluster_health_probes_mirrors_in_the_background(
     def settled() -> dict | None:
         started = time.monotonic()
         body = httpx.get(f"{main.url}/health/cluster", timeout=5).json()
-        # served from memory: never waits for the slow mirror (10 s) or the probe timeout
-        assert time.monotonic() - started < 0.5
+        # Served from memory: a response that waited for a probe would take at least the probe
+        # timeout (the slow mirror answers after 10 s). The margin absorbs a loaded machine.
+        assert time.monotonic() - started < PROBE_TIMEOUT_S * 0.75
         by_url = {m["url"]: m for m in body["mirrors"]}
         done = all(by_url[u]["message"] != "not probed yet" for u in by_url)
         return body if done and by_url[mirror_a.url]["status"] == "online" else None
@@ -117,6 +118,8 @@ def test_cluster_health_probes_mirrors_in_the_background(
         what="the peer's view",
     )
     assert [m["url"] for m in peer_body["mirrors"]] == [mirror_a.url]
+    # Stop probing the shared gateways now: their logged traffic is counted by other tests.
+    assert peer.stop() == 0 and main.stop() == 0
 
 
 def test_cluster_health_without_mirrors(http: httpx.Client) -> None:
