@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
-import httpx
 import pytest
+from clients_support import POLL_SECONDS, Pair
 from support.pg import TestPostgres
 from support.servers import AthenaServer
-
-POLL_SECONDS = "0.5"
-
-
-@dataclass
-class Pair:
-    a: AthenaServer
-    b: AthenaServer
-    catalog: str
-    admin_key: str
-
-    def admin(self, server: AthenaServer, **headers: str) -> httpx.Client:
-        return server.client(apikey=self.admin_key, **headers)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Pair
+from clients_support import Pair
 from support.pg import TestPostgres
 
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from conftest import Pair
+from clients_support import Pair
 from support.pg import TestPostgres
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import Pair
+from clients_support import Pair
 from support.pg import TestPostgres
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import Scratch
+from management_support import Scratch
 from support.keys import seed_key
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Scratch
+from management_support import Scratch
 
 HOSTILE_NAMES = [
     'x"; DROP TABLE victim; --',

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from conftest import Scratch
+from management_support import Scratch
 
 
 def _ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
