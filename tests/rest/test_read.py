@@ -500,3 +500,28 @@ def test_spread_lifts_a_to_one_row_into_its_parent(pgrst: SyncPostgrestClient, s
     with pytest.raises(APIError) as info:
         pgrst.from_("rest_authors").select("id,...rest_books(title)").execute()
     assert info.value.code == "PGRST119"
+
+
+def test_null_filtering_on_embedded_resources(pgrst: SyncPostgrestClient, sql: SQL) -> None:
+    with_five = (
+        pgrst.from_("rest_books")
+        .select("id,rest_reviews(stars)")
+        .eq("rest_reviews.stars", 5)
+        .not_.is_("rest_reviews", None)
+        .order("id")
+        .execute()
+        .data
+    )
+    expected = sql(
+        "SELECT id FROM rest_books b WHERE EXISTS "
+        "(SELECT 1 FROM rest_reviews r WHERE r.book_id = b.id AND r.stars = 5) ORDER BY id"
+    )
+    assert ids(with_five) == ids(expected) == [1, 3, 5]
+    without_author = (
+        pgrst.from_("rest_books")
+        .select("id,rest_authors(name)")
+        .is_("rest_authors", None)
+        .execute()
+        .data
+    )
+    assert without_author == [{"id": 7, "rest_authors": None}]

@@ -142,11 +142,34 @@ class _Builder:
 
     # -- filters ---------------------------------------------------------------------------
 
-    def filter_sql(self, rel: Relation, alias: str, flt: Filter) -> sql.Composable:
+    def filter_sql(
+        self,
+        rel: Relation,
+        alias: str,
+        flt: Filter,
+        items: tuple[SelectItem, ...] = (),
+        path: tuple[str, ...] = (),
+    ) -> sql.Composable:
+        if (
+            flt.op == "is"
+            and flt.value in ("null", "not_null")
+            and not flt.field.path
+            and flt.field.name not in rel.columns
+        ):
+            embed = next(
+                (i for i in items if isinstance(i, EmbedItem) and i.output_name == flt.field.name),
+                None,
+            )
+            if embed is not None:
+                # ``author=not.is.null``: PostgREST's null filtering on an embedded resource
+                exists = self.exists_sql(rel, alias, embed, path)
+                present = flt.value == "not_null"
+                expr: sql.Composable = exists if present else sql.SQL("NOT {}").format(exists)
+                return sql.SQL("NOT ({})").format(expr) if flt.negate else expr
         lhs = self.field_sql(rel, alias, flt.field)
         op = flt.op
         if op == "is":
-            expr: sql.Composable = sql.SQL("{} {}").format(lhs, sql.SQL(IS_SQL[str(flt.value)]))
+            expr = sql.SQL("{} {}").format(lhs, sql.SQL(IS_SQL[str(flt.value)]))
         elif op == "in":
             expr = sql.SQL("{} = ANY({})").format(lhs, self.bind(array_literal(flt.value)))
         elif op in FTS_FUNCTIONS:
@@ -186,12 +209,19 @@ class _Builder:
                 expr = sql.SQL("{} {} {}").format(lhs, sql_op, self.bind(value))
         return sql.SQL("NOT ({})").format(expr) if flt.negate else expr
 
-    def condition_sql(self, rel: Relation, alias: str, cond: Condition) -> sql.Composable:
+    def condition_sql(
+        self,
+        rel: Relation,
+        alias: str,
+        cond: Condition,
+        items: tuple[SelectItem, ...] = (),
+        path: tuple[str, ...] = (),
+    ) -> sql.Composable:
         if isinstance(cond, Filter):
-            return self.filter_sql(rel, alias, cond)
+            return self.filter_sql(rel, alias, cond, items, path)
         joiner = sql.SQL(" AND ") if cond.op == "and" else sql.SQL(" OR ")
         inner = sql.SQL("({})").format(
-            joiner.join(self.condition_sql(rel, alias, c) for c in cond.items)
+            joiner.join(self.condition_sql(rel, alias, c, items, path) for c in cond.items)
         )
         return sql.SQL("NOT {}").format(inner) if cond.negate else inner
 
@@ -336,22 +366,26 @@ class _Builder:
     ) -> list[sql.Composable]:
         """This node's filters plus ``EXISTS`` for every ``!inner`` child embed."""
         opts = self.query.nodes.get(path) or NodeOptions()
-        conds = [self.condition_sql(rel, alias, c) for c in opts.conditions]
+        conds = [self.condition_sql(rel, alias, c, items, path) for c in opts.conditions]
         for item in items:
             if isinstance(item, EmbedItem) and item.inner:
-                rship = self.resolve(rel, item)
-                child_path = (*path, item.output_name)
-                child_alias = self.alias()
-                inner = [self.join_sql(rship, alias, child_alias)]
-                inner += self.node_conditions(rship.target, child_alias, child_path, item.children)
-                conds.append(
-                    sql.SQL("EXISTS (SELECT 1 FROM {} AS {} WHERE {})").format(
-                        sql.Identifier(*rship.target.qualified),
-                        sql.Identifier(child_alias),
-                        sql.SQL(" AND ").join(inner),
-                    )
-                )
+                conds.append(self.exists_sql(rel, alias, item, path))
         return conds
+
+    def exists_sql(
+        self, rel: Relation, alias: str, item: EmbedItem, path: tuple[str, ...]
+    ) -> sql.Composable:
+        """``EXISTS`` a row of the embedded resource (with its own filters) for this row."""
+        rship = self.resolve(rel, item)
+        child_path = (*path, item.output_name)
+        child_alias = self.alias()
+        inner = [self.join_sql(rship, alias, child_alias)]
+        inner += self.node_conditions(rship.target, child_alias, child_path, item.children)
+        return sql.SQL("EXISTS (SELECT 1 FROM {} AS {} WHERE {})").format(
+            sql.Identifier(*rship.target.qualified),
+            sql.Identifier(child_alias),
+            sql.SQL(" AND ").join(inner),
+        )
 
     def join_sql(self, rship: Relationship, parent_alias: str, child_alias: str) -> sql.Composable:
         if rship.junction is not None:
