@@ -29,6 +29,11 @@ from athena.errors import ApiError
 if TYPE_CHECKING:
     from athena.db.introspection import Column, Relation
 
+MAX_EXPRESSION_LENGTH = 64 * 1024
+# Logic trees deeper than this are refused: nobody writes them by hand, and the planner and
+# renderer recurse once per level.
+MAX_NESTING = 32
+
 # Canonical operator names, with the aliases PostgREST and older clients use.
 OPERATORS: dict[str, str] = {
     "eq": "eq", "=": "eq", "==": "eq",
@@ -115,6 +120,22 @@ def canonical_operator(name: Any) -> str:
 
 def parse_conditions(raw: Any) -> list[Node]:
     """The caller's ``conditions`` as nodes (ANDed). Absent/null → no conditions."""
+    try:
+        nodes = _parse_list(raw)
+    except RecursionError:  # `not` nested in `not` … hundreds deep
+        raise _bad("conditions are nested too deeply") from None
+    if any(_depth(node) > MAX_NESTING for node in nodes):
+        raise _bad(f"conditions are nested deeper than {MAX_NESTING} levels")
+    return nodes
+
+
+def _depth(node: Node) -> int:
+    if isinstance(node, Filter):
+        return 1
+    return 1 + max((_depth(item) for item in node.items), default=0)
+
+
+def _parse_list(raw: Any) -> list[Node]:
     if raw is None:
         return []
     if isinstance(raw, dict):
@@ -163,7 +184,7 @@ def _not_target(column: Any, value: Any, index: int) -> Node:
     """What ``not`` negates: ``a.eq.1`` / ``a.eq.1,b.gt.2`` (AND of them), or, with a
     ``column``, PostgREST's ``a=not.eq.1`` form ``{column: a, value: "eq.1"}``."""
     if isinstance(value, list) and all(isinstance(v, dict) for v in value):
-        nodes = parse_conditions(value)
+        nodes = _parse_list(value)
         return nodes[0] if len(nodes) == 1 else Group("and", tuple(nodes))
     if not isinstance(value, str) or not value.strip():
         raise _bad(f"condition {index}: 'not' needs a PostgREST expression value", index=index)
@@ -184,13 +205,19 @@ def _negate(node: Node) -> Node:
 
 def _expression_nodes(value: Any, index: int) -> list[Node]:
     if isinstance(value, list) and all(isinstance(v, dict) for v in value):
-        return parse_conditions(value)
+        return _parse_list(value)
     if not isinstance(value, str) or not value.strip():
         raise _bad(f"condition {index}: expected a PostgREST expression such as 'a.eq.1,b.gt.2'")
+    if len(value) > MAX_EXPRESSION_LENGTH:
+        raise _bad(f"condition {index}: expression longer than {MAX_EXPRESSION_LENGTH} characters")
+    if _max_depth(value) > MAX_NESTING:
+        raise _bad(f"condition {index}: expression nested deeper than {MAX_NESTING} levels")
     try:
         return parse_expression(value)
     except ValueError as exc:
         raise _bad(f"condition {index}: {exc}", "invalid_value", index=index) from None
+    except RecursionError:  # and(or(and(… thousands deep: refuse, never a 500
+        raise _bad(f"condition {index}: expression nested too deeply", "invalid_value") from None
 
 
 def parse_expression(text: str) -> list[Node]:
@@ -289,6 +316,17 @@ def _closing(text: str, start: int) -> int:
                 return i
         i += 1
     return -1
+
+
+def _max_depth(text: str) -> int:
+    depth = deepest = 0
+    for ch in text:
+        if ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth -= 1
+    return deepest
 
 
 def split_top_level(text: str) -> list[str]:

@@ -146,3 +146,14 @@ def test_identifiers_are_quoted_not_spliced() -> None:
     shape = plan_where(weird, parse_conditions([{"eq_column": 'a"b', "eq_value": 1}]), params)
     assert where_sql(shape).as_string(None) == ' WHERE "a""b" = %s'
     assert isinstance(where_sql(shape), sql.Composable)
+
+
+def test_absurd_nesting_is_400_not_a_crash() -> None:
+    deep_text = "and(" * 3000 + "id.eq.1" + ")" * 3000
+    nested: Any = [{"column": "id", "operator": "eq", "value": 1}]
+    for _ in range(900):
+        nested = [{"operator": "not", "value": nested}]
+    for conditions in ([{"operator": "or", "value": deep_text}], nested):
+        with pytest.raises(ApiError) as caught:
+            parse_conditions(conditions)
+        assert caught.value.status == 400
