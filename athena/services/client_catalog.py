@@ -173,6 +173,9 @@ class ClientCatalog:
         self.managed: set[str] = {e.name for e in rt.clients.entries() if e.kind == "postgres"}
         self._lock = trio.Lock()
         self.last_sync_error: str | None = None
+        # client → metadata.schema_version last seen: a change means another instance ran DDL
+        # through /management, so this instance's introspection cache of it is stale.
+        self._schema_versions: dict[str, Any] = {}
 
     # -- catalog access --------------------------------------------------------------------
 
@@ -417,10 +420,42 @@ class ClientCatalog:
             )
         return wanted
 
+    async def note_schema_change(self, name: str) -> None:
+        """Bump the client's ``metadata.schema_version`` so every instance re-introspects it.
+
+        Best effort: the DDL has already committed; if the catalog is briefly unreachable the
+        other instances still refresh on their next cache miss.
+        """
+
+        def bump(conn: psycopg.Connection) -> None:
+            conn.execute(
+                """UPDATE athena.athena_clients
+                      SET metadata = metadata || jsonb_build_object('schema_version',
+                              coalesce((metadata->>'schema_version')::bigint, 0) + 1)
+                    WHERE client_name = %s""",
+                (name,),
+            )
+
+        try:
+            await self._run(bump)
+        except ApiError:
+            log.warning("could not record the schema change of client %s in the catalog", name)
+            return
+        await self.sync()
+
+    def _note_schema_versions(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            name = row["client_name"]
+            version = (row.get("metadata") or {}).get("schema_version")
+            if name in self._schema_versions and self._schema_versions[name] != version:
+                self.rt.introspection.invalidate(name)
+            self._schema_versions[name] = version
+
     async def sync(self) -> None:
         """Re-read the rows and make the registry match them (only changed clients move)."""
         rows = await self.rows()
         async with self._lock:
+            self._note_schema_versions(rows)
             wanted = self.desired(rows)
             for name, entry in wanted.items():
                 current = self.rt.clients.get(name)

@@ -12,7 +12,8 @@ with enforcement off, anyone. Frozen clients can still be read (admin reads keep
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import psycopg
 
@@ -26,6 +27,7 @@ from athena.query import ddl
 if TYPE_CHECKING:
     from athena.runtime import Runtime
 
+T = TypeVar("T")
 READ_RIGHTS = ("management.read", "gateway.read")
 
 _TABLES_SQL = """
@@ -81,7 +83,8 @@ async def authorize_schema_read(rt: Runtime, ctx: CallContext, entry: ClientEntr
         )
 
 
-async def _run(entry: ClientEntry, fn):  # type: ignore[no-untyped-def]
+async def _run(entry: ClientEntry, fn: Callable[[psycopg.Connection], T]) -> T:
+    """``fn`` on the client's pool; database failures become their API errors (503 if down)."""
     try:
         return await require_db(entry).run(fn)
     except ApiError:
@@ -97,7 +100,7 @@ async def tables_json(entry: ClientEntry, schema: str | None) -> str:
         row = conn.execute(_TABLES_SQL, (schema, schema)).fetchone()
         return row[0] if row else "[]"
 
-    return await _run(entry, fetch)  # type: ignore[no-any-return]
+    return await _run(entry, fetch)
 
 
 def split_table_param(table: str | None, schema: str | None) -> tuple[str | None, str]:
@@ -134,7 +137,7 @@ async def columns_json(entry: ClientEntry, table: str, schema: str | None) -> st
         raise ApiError(
             "unknown_table", f"table or view '{shown}' does not exist", data={"table": shown}
         )
-    return text  # type: ignore[no-any-return]
+    return text
 
 
 async def migrations_json(entry: ClientEntry) -> str | None:
@@ -148,4 +151,4 @@ async def migrations_json(entry: ClientEntry) -> str | None:
         found = conn.execute(_MIGRATIONS_SQL).fetchone()
         return found[0] if found else "[]"
 
-    return await _run(entry, fetch)  # type: ignore[no-any-return]
+    return await _run(entry, fetch)

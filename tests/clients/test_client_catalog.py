@@ -280,3 +280,42 @@ def test_a_hand_edit_of_the_catalog_is_picked_up_and_stamped(
             )
         )
         assert a.delete("/admin/clients/by_hand").status_code == 200
+
+
+def test_ddl_on_one_instance_refreshes_the_others_schema_cache(
+    pair: Pair, pg: TestPostgres, scratch_db: str
+) -> None:
+    name = "ddl_shared"
+    with pair.admin(pair.a) as admin:
+        made = admin.post(
+            "/admin/provision",
+            json={"uri": pg.app_uri(scratch_db), "register": True, "register_name": name},
+        )
+        assert made.status_code == 200, made.text
+    on_a = pair.admin(pair.a, **{"X-Athena-Client": name})
+    on_b = pair.admin(pair.b, **{"X-Athena-Client": name})
+    with on_a as a, on_b as b:
+        assert a.post("/management/tables", json={"table_name": "shared_t"}).status_code == 201
+        wait_for(
+            lambda: (
+                b.post(
+                    "/gateway/fetch", json={"table_name": "shared_t", "columns": ["id"]}
+                ).status_code
+                == 200
+            )
+        )
+        add = {
+            "operations": [{"type": "add_column", "column": {"name": "late", "data_type": "int"}}]
+        }
+        assert a.patch("/management/tables/shared_t", json=add).status_code == 200
+        # B cached shared_t without "late"; the catalog's schema_version tells it to reload
+        waited = wait_for(
+            lambda: (
+                b.post(
+                    "/gateway/fetch", json={"table_name": "shared_t", "columns": ["late"]}
+                ).status_code
+                == 200
+            )
+        )
+        assert waited < 3.0
+        assert a.delete(f"/admin/clients/{name}").status_code == 200
