@@ -204,6 +204,8 @@ class EventBus:
         # Called (without arguments, must not block) when the set of interest keys may have
         # changed: the relay tells the other instances what this one wants.
         self.interest_listeners: list[Callable[[], None]] = []
+        # Whether some other instance wants an event (the relay's view of the cluster).
+        self.remote_interest: list[Callable[[ChangeEvent], bool]] = []
 
     def __len__(self) -> int:
         return len(self._subs)
@@ -269,6 +271,15 @@ class EventBus:
             except Exception:
                 continue
         return False
+
+    def is_wanted(self, client: str, table: str | None, event: str | None = None) -> bool:
+        """Whether a write to ``client``/``table`` (published as ``event``) would reach any
+        subscriber, here or on another instance. Publishers may skip decoding rows (and
+        ``publish``) when it would not."""
+        probe = ChangeEvent(client, table, "insert", [], event=event, origin=self.instance_id)
+        if self._candidates(probe):
+            return True
+        return any(wanted(probe) for wanted in self.remote_interest)
 
     def deliver(self, ev: ChangeEvent) -> int:
         """Fan ``ev`` out to matching local subscribers without waiting; returns how many got it."""

@@ -97,7 +97,7 @@ class EventRelay:
 
     def enqueue(self, ev: ChangeEvent) -> None:
         """Relay hook of ``EventBus.publish``: queue without waiting; drop when full."""
-        if not self._remote_wants(ev):
+        if not self.remote_wants(ev):
             self.skipped += 1
             return
         try:
@@ -174,7 +174,8 @@ class EventRelay:
     def _mark_interest_dirty(self) -> None:
         self._interest_dirty.set()
 
-    def _remote_wants(self, ev: ChangeEvent) -> bool:
+    def remote_wants(self, ev: ChangeEvent) -> bool:
+        """Whether another instance has a subscriber for ``ev`` (True when unsure)."""
         now = trio.current_time()
         if not self.listening or now < self._warm_until:
             return True  # we cannot know what the others want: relay everything
@@ -357,6 +358,7 @@ async def attach(rt: Runtime) -> None:
     relay = EventRelay(rt, rt.settings.event_relay_queue_size)
     rt.services["event_relay"] = relay
     rt.events.relays.append(relay.enqueue)
+    rt.events.remote_interest.append(relay.remote_wants)
     rt.background.append(BackgroundTask("event_relay", relay.run_listener))
     rt.background.append(BackgroundTask("event_notify", relay.run_sender))
     rt.background.append(BackgroundTask("event_outbox_sweeper", relay.run_outbox_sweeper))

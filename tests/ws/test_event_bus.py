@@ -68,3 +68,14 @@ def test_wire_format_round_trips_without_re_encoding_rows() -> None:
         '{"type":"event","subscription_id":"sub_9","client":"shop","table":"orders",'
         '"operation":"delete","rows":[{"id":7}]}'
     )
+
+
+async def test_is_wanted_asks_local_subscribers_then_the_relay() -> None:
+    bus = EventBus()
+    assert not bus.is_wanted("shop", "orders")
+    bus.subscribe(client="shop", event="order_created")
+    assert bus.is_wanted("shop", "orders", "order_created")
+    assert not bus.is_wanted("shop", "orders")
+    bus.remote_interest.append(lambda ev: ev.table == "orders")
+    assert bus.is_wanted("shop", "orders")
+    assert not bus.is_wanted("shop", "users")
