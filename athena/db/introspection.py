@@ -241,9 +241,17 @@ class IntrospectionCache:
             self._snapshots[entry.name] = snap
             return snap
 
-    async def relation(self, entry: ClientEntry, name: str, schema: str | None = None) -> Relation:
-        """The relation ``name`` of the client, or 400 ``unknown_table`` naming it."""
+    async def relation(
+        self, entry: ClientEntry, name: str, schema: str | None = None, *, stale: bool = False
+    ) -> Relation:
+        """The relation ``name`` of the client, or 400 ``unknown_table`` naming it.
+
+        ``stale=True``: the caller found the cached relation lacking (a column it names is not
+        there); reload it first unless it was loaded less than ``MISS_REFRESH_SECONDS`` ago.
+        """
         snap = await self.snapshot(entry)
+        if stale and time.monotonic() - snap.loaded_at > MISS_REFRESH_SECONDS:
+            snap = await self.snapshot(entry, refresh=True)
         rel = snap.find(name, schema)
         if rel is None and time.monotonic() - snap.loaded_at > MISS_REFRESH_SECONDS:
             snap = await self.snapshot(entry, refresh=True)

@@ -16,8 +16,9 @@ The path of a fetch, kept lean on purpose (it is the hot path):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from athena.auth.guard import authorize
 from athena.auth.rights import table_right
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from athena.db.introspection import Relation
     from athena.runtime import Runtime
 
+T = TypeVar("T")
 CUSTOM_SUPABASE = "custom_supabase"
 CONTEXT_HEADERS = ("X-User-Id", "X-Company-Id", "X-Organization-Id")
 # SQLSTATEs meaning the cached schema is stale (a table or column vanished under us).
@@ -119,6 +121,24 @@ async def _run(
     return data, count
 
 
+async def _planned(
+    rt: Runtime, entry: ClientEntry, table: str, plan: Callable[[Relation], T]
+) -> tuple[Relation, T]:
+    """``plan(relation)`` against the cached schema; when it names a column the cache does not
+    know, reload the schema once (rate-limited) and plan again — a column added by a migration
+    outside Athena works without a restart."""
+    relation = await rt.introspection.relation(entry, table)
+    try:
+        return relation, plan(relation)
+    except ApiError as exc:
+        if exc.code != "unknown_column":
+            raise
+        fresh = await rt.introspection.relation(entry, table, stale=True)
+        if fresh is relation:
+            raise
+        return fresh, plan(fresh)
+
+
 def _event_name(relation: Relation) -> str:
     return relation.name if relation.schema == "public" else f"{relation.schema}.{relation.name}"
 
@@ -178,9 +198,13 @@ async def fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayR
 
         return await custom_supabase.fetch(rt, ctx, body)
     entry, request = await _prepare_read(rt, ctx, body)
-    relation = await rt.introspection.relation(entry, request.relation)
-    _check_post_processing(relation, request)
-    shape, params = plan_fetch(relation, request, max_rows=rt.settings.max_result_rows)
+    max_rows = rt.settings.max_result_rows
+
+    def plan(relation: Relation) -> tuple[tuple[Any, ...], list[Any]]:
+        _check_post_processing(relation, request)
+        return plan_fetch(relation, request, max_rows=max_rows)
+
+    _, (shape, params) = await _planned(rt, entry, request.relation, plan)
     data, count = await _run(rt, entry, fetch_statement(shape), params)
     extras: dict[str, Any] = {"count": count}
     if request.post is not None:
@@ -226,8 +250,9 @@ async def insert(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> Gateway
         default_to_null=body.get("default_to_null") is True,
         strip_nulls=strip_nulls_flag(body, ctx.header("x-strip-nulls")),
     )
-    relation = await rt.introspection.relation(entry, table)
-    shape, params = plan_insert(relation, request)
+    relation, (shape, params) = await _planned(
+        rt, entry, table, lambda rel: plan_insert(rel, request)
+    )
     data, count = await _run(rt, entry, mutation_statement(shape), params)
     _publish(rt, ctx, entry, relation, "insert", data, count)
     return GatewayResult("Data inserted successfully", data, {"count": count})
@@ -246,10 +271,12 @@ async def update(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> Gateway
     conditions = parse_conditions(body.get("conditions"))
     returning = parse_columns(body.get("columns"))
     strip = strip_nulls_flag(body, ctx.header("x-strip-nulls"))
-    relation = await rt.introspection.relation(entry, table)
-    shape, params = plan_update(
-        relation, body["update_body"], conditions, returning=returning, strip_nulls=strip
-    )
+    relation, (shape, params) = await _planned(
+        rt, entry, table,
+        lambda rel: plan_update(
+            rel, body["update_body"], conditions, returning=returning, strip_nulls=strip
+        ),
+    )  # fmt: skip
     data, count = await _run(rt, entry, mutation_statement(shape), params)
     _publish(rt, ctx, entry, relation, "update", data, count)
     return GatewayResult("Data updated successfully", data, {"count": count})
@@ -267,10 +294,12 @@ async def delete(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> Gateway
     conditions = parse_conditions(body.get("conditions"))
     returning = parse_columns(body.get("columns"))
     strip = strip_nulls_flag(body, ctx.header("x-strip-nulls"))
-    relation = await rt.introspection.relation(entry, table)
-    shape, params = plan_delete(
-        relation, body.get("resource_id"), conditions, returning=returning, strip_nulls=strip
-    )
+    relation, (shape, params) = await _planned(
+        rt, entry, table,
+        lambda rel: plan_delete(
+            rel, body.get("resource_id"), conditions, returning=returning, strip_nulls=strip
+        ),
+    )  # fmt: skip
     data, count = await _run(rt, entry, mutation_statement(shape), params)
     _publish(rt, ctx, entry, relation, "delete", data, count)
     return GatewayResult("Data deleted successfully", data, {"count": count})
