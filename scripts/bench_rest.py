@@ -22,6 +22,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -234,6 +235,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--profile", help="run the gateway under cProfile, stats to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="athena-bench-rest-"))
@@ -300,6 +302,8 @@ def main() -> None:
     finally:
         pg.stop()
         pg.unlock()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)  # ~70 MB of PostgreSQL data per run
     print(
         f"\n{args.rows} rows in t, {OWNERS} owners; concurrency {args.concurrency}, "
         f"{args.seconds:g} s per scenario; one gateway worker process; CPU count {os.cpu_count()}"
