@@ -18,6 +18,7 @@ from athena.errors import ApiError
 _BY_STATE: dict[str, str] = {
     "23505": "unique_violation",
     "23503": "foreign_key_violation",
+    "23001": "foreign_key_violation",  # restrict_violation: still referenced (ON DELETE RESTRICT)
     "23514": "check_violation",
     "23502": "not_null_violation",
     "23P01": "exclusion_violation",
@@ -42,6 +43,8 @@ _BY_CLASS: dict[str, str] = {
     "53": "service_unavailable",
     "42": "query_failed",  # syntax error or access rule violation
     "54": "invalid_request",  # program limit exceeded
+    "58": "service_unavailable",  # system error (I/O) on the database server: not the caller's
+    "XX": "service_unavailable",  # internal error of PostgreSQL (e.g. corruption): not the caller's
 }
 
 

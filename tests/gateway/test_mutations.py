@@ -283,3 +283,24 @@ def test_200_parallel_inserts_all_land_once(gw: httpx.Client, db: psycopg.Connec
     assert statuses == [200] * 200
     rows = db.execute("SELECT n FROM gw_burst WHERE tag = %s ORDER BY n", (tag,)).fetchall()
     assert [r[0] for r in rows] == list(range(200))
+
+
+def test_deleting_a_referenced_row_is_409_and_keeps_it(
+    gw: httpx.Client, db: psycopg.Connection
+) -> None:
+    who = owner()
+    item = insert(gw, {"owner": who, "name": "kept"}).json()["data"][0]
+    order = gw.put(
+        "/gateway/insert",
+        json={"table_name": "gw_orders", "insert_body": {"item_id": item["id"], "amount": "9.99"}},
+    )
+    assert order.status_code == 200, order.text
+    assert order.json()["data"][0]["amount"] == 9.99
+    refused = gw.request(
+        "DELETE", "/gateway/delete", json={"table_name": "gw_items", "resource_id": item["id"]}
+    )
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "foreign_key_violation"
+    assert db.execute("SELECT count(*) FROM gw_items WHERE id = %s", (item["id"],)).fetchone() == (
+        1,
+    )
