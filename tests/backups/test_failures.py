@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import AWS_ENV, PREFIX, BackupEnv, parse_sse, table_fingerprints
+from backup_support import AWS_ENV, PREFIX, BackupEnv, parse_sse, table_fingerprints
 from support.servers import AthenaServer
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-from conftest import (
+from backup_support import (
     AWS_ENV,
     BUCKET,
     PREFIX,

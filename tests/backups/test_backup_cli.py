@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import BackupEnv, table_fingerprints
+from backup_support import BackupEnv, table_fingerprints
 
 
 def _athena(backup_env: BackupEnv, *args: str, key: str | None = None, cwd: Path | None = None):
