@@ -525,4 +525,10 @@ async def attach(rt: Runtime) -> None:
 
     catalog = ClientCatalog(rt)
     rt.services["client_catalog"] = catalog
+    try:
+        # Apply what start-up loading does not (clients whose URI is an environment variable
+        # named in their row) before the first request rather than one poll later.
+        await catalog.sync()
+    except ApiError as exc:
+        log.warning("initial client catalog sync failed: %s", exc.message)
     rt.background.append(BackgroundTask("client_catalog_sync", catalog.run_sync_loop))
