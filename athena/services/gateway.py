@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import trio
+
 from athena.auth.guard import authorize
 from athena.auth.rights import table_right
 from athena.context import CallContext
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
     from athena.runtime import Runtime
 
 T = TypeVar("T")
+# JSON bigger than this is decoded in a worker thread, so the event loop never stalls on it.
+OFFLOAD_BYTES = 256 * 1024
 CUSTOM_SUPABASE = "custom_supabase"
 CONTEXT_HEADERS = ("X-User-Id", "X-Company-Id", "X-Organization-Id")
 # SQLSTATEs meaning the cached schema is stale (a table or column vanished under us).
@@ -143,7 +147,7 @@ def _event_name(relation: Relation) -> str:
     return relation.name if relation.schema == "public" else f"{relation.schema}.{relation.name}"
 
 
-def _publish(
+async def _publish(
     rt: Runtime, ctx: CallContext, entry: ClientEntry, relation: Relation, operation: str,
     data: bytes, count: int,
 ) -> None:  # fmt: skip
@@ -152,7 +156,10 @@ def _publish(
     bus = rt.events
     if count == 0 or not (event or getattr(bus, "_subs", None) or bus.relays):
         return
-    rows = json.loads(data)
+    if len(data) > OFFLOAD_BYTES:
+        rows = await trio.to_thread.run_sync(json.loads, data, limiter=rt.limiter)
+    else:
+        rows = json.loads(data)
     bus.publish(ChangeEvent(entry.name, _event_name(relation), operation, rows, event=event))
 
 
@@ -208,7 +215,13 @@ async def fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayR
     data, count = await _run(rt, entry, fetch_statement(shape), params)
     extras: dict[str, Any] = {"count": count}
     if request.post is not None:
-        extras["post_processing"] = post_process(json.loads(data), request.post)
+        spec = request.post
+        if len(data) > OFFLOAD_BYTES:  # decoding and grouping a big result: off the event loop
+            extras["post_processing"] = await trio.to_thread.run_sync(
+                lambda: post_process(json.loads(data), spec), limiter=rt.limiter
+            )
+        else:
+            extras["post_processing"] = post_process(json.loads(data), spec)
     return GatewayResult("Data fetched successfully", data, extras)
 
 
@@ -254,7 +267,7 @@ async def insert(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> Gateway
         rt, entry, table, lambda rel: plan_insert(rel, request)
     )
     data, count = await _run(rt, entry, mutation_statement(shape), params)
-    _publish(rt, ctx, entry, relation, "insert", data, count)
+    await _publish(rt, ctx, entry, relation, "insert", data, count)
     return GatewayResult("Data inserted successfully", data, {"count": count})
 
 
@@ -278,7 +291,7 @@ async def update(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> Gateway
         ),
     )  # fmt: skip
     data, count = await _run(rt, entry, mutation_statement(shape), params)
-    _publish(rt, ctx, entry, relation, "update", data, count)
+    await _publish(rt, ctx, entry, relation, "update", data, count)
     return GatewayResult("Data updated successfully", data, {"count": count})
 
 
@@ -301,7 +314,7 @@ async def delete(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> Gateway
         ),
     )  # fmt: skip
     data, count = await _run(rt, entry, mutation_statement(shape), params)
-    _publish(rt, ctx, entry, relation, "delete", data, count)
+    await _publish(rt, ctx, entry, relation, "delete", data, count)
     return GatewayResult("Data deleted successfully", data, {"count": count})
 
 

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 class RawOutcome:
     """What running the caller's SQL produced."""
 
-    columns: list[str] | None  # None: the last statement returned no rows
-    rows: list[tuple[Any, ...]]
+    data: bytes  # the last statement's rows as a JSON array (encoded in the worker thread)
+    row_count: int
     statement_count: int
     rows_affected: int
     ddl: bool
@@ -72,7 +72,9 @@ def _run_raw(conn: psycopg.Connection, text: str, max_rows: int) -> RawOutcome:
                     break
     finally:
         _reset(conn, poisoned)
-    return RawOutcome(columns, rows, statements, affected, ddl, too_many)
+    # Encoded here, in the worker thread: a large result never stalls the event loop.
+    data = encode_rows(columns, rows) if columns is not None and not too_many else b"[]"
+    return RawOutcome(data, len(rows), statements, affected, ddl, too_many)
 
 
 def _reset(conn: psycopg.Connection, poisoned: bool) -> None:
@@ -102,16 +104,16 @@ async def execute(rt: Runtime, entry: ClientEntry, text: str) -> dict[str, Any]:
         rt.introspection.invalidate(entry.name)
     if outcome.too_many:
         raise result_too_large(settings.max_result_rows)
-    data = encode_rows(outcome.columns, outcome.rows) if outcome.columns is not None else b"[]"
+    data = outcome.data
     if len(data) > settings.max_result_bytes:
         raise result_too_large(bytes_limit=settings.max_result_bytes)
     meta = {
         "backend": "postgresql",
-        "returned_row_count": len(outcome.rows),
+        "returned_row_count": outcome.row_count,
         "rows_affected": outcome.rows_affected,
         "statement_count": outcome.statement_count,
     }
-    return {"data_json": data, "meta": meta, "count": len(outcome.rows)}
+    return {"data_json": data, "meta": meta, "count": outcome.row_count}
 
 
 def result_too_large(rows_limit: int | None = None, *, bytes_limit: int | None = None) -> ApiError:

@@ -74,7 +74,8 @@ class ScyllaService:
             self.online = True
             return self._session
 
-    def _execute(self, text: str, max_rows: int) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+    def _execute(self, text: str, max_rows: int) -> tuple[bytes, int, bool]:
+        """Runs in a worker thread: query, then encode there (never on the event loop)."""
         session = self._connect()
         result = session.execute(text, timeout=QUERY_TIMEOUT_S)
         columns = list(result.column_names or [])
@@ -82,8 +83,8 @@ class ScyllaService:
         for row in result:
             rows.append(tuple(row))
             if len(rows) > max_rows:
-                return columns, rows, True
-        return columns, rows, False
+                return b"[]", len(rows), True
+        return encode_rows(columns, rows), len(rows), False
 
     async def execute(self, rt: Runtime, text: str) -> dict[str, Any]:
         """Run CQL ``text``; ``{data_json, meta, count}`` like the PostgreSQL path."""
@@ -91,7 +92,7 @@ class ScyllaService:
 
         max_rows = rt.settings.max_result_rows
         try:
-            columns, rows, too_many = await trio.to_thread.run_sync(
+            data, count, too_many = await trio.to_thread.run_sync(
                 self._execute, text, max_rows, limiter=rt.limiter, abandon_on_cancel=True
             )
         except Exception as exc:
@@ -108,14 +109,13 @@ class ScyllaService:
             raise unavailable(name) from None
         if too_many:
             raise result_too_large(max_rows)
-        data = encode_rows(columns, rows)
         meta = {
             "backend": "scylla",
-            "returned_row_count": len(rows),
+            "returned_row_count": count,
             "rows_affected": 0,
             "statement_count": 1,
         }
-        return {"data_json": data, "meta": meta, "count": len(rows)}
+        return {"data_json": data, "meta": meta, "count": count}
 
 
 async def attach(rt: Runtime) -> None:
