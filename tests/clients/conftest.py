@@ -22,8 +22,14 @@ def pair(
         "athena": {"pg_uri": pg.app_uri(data_db), "description": "default"},
         "cfg_only": {"pg_uri": pg.app_uri(data_db), "description": "from config"},
     }
-    a = athena_factory(clients=clients, catalog=catalog, catalog_poll_seconds=POLL_SECONDS)
-    b = athena_factory(clients=clients, catalog=catalog, catalog_poll_seconds=POLL_SECONDS)
+    # a URI only reachable through an environment variable (clients saved with pg_uri_env_var)
+    env_uri = {"ATHENA_TEST_CLIENT_URI": pg.app_uri(data_db)}
+    a = athena_factory(
+        clients=clients, catalog=catalog, catalog_poll_seconds=POLL_SECONDS, **env_uri
+    )
+    b = athena_factory(
+        clients=clients, catalog=catalog, catalog_poll_seconds=POLL_SECONDS, **env_uri
+    )
     yield Pair(a, b, catalog, admin_key)
     a.stop()
     b.stop()

@@ -319,3 +319,23 @@ def test_ddl_on_one_instance_refreshes_the_others_schema_cache(
         )
         assert waited < 3.0
         assert a.delete(f"/admin/clients/{name}").status_code == 200
+
+
+def test_a_client_can_take_its_uri_from_an_environment_variable(
+    pair: Pair, pg: TestPostgres
+) -> None:
+    with pair.admin(pair.a) as admin:
+        made = admin.post(
+            "/admin/clients",
+            json={"client_name": "from_env", "pg_uri_env_var": "ATHENA_TEST_CLIENT_URI"},
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["client"]["pg_uri"] is None
+        assert made.json()["client"]["pg_uri_env_var"] == "ATHENA_TEST_CLIENT_URI"
+        runtime = {c["client_name"]: c for c in admin.get("/admin/clients").json()["runtime"]}
+        assert runtime["from_env"]["pg_uri"].endswith(f":***@127.0.0.1:{pg.port}/athena_data")
+    for server in (pair.a, pair.b):  # B resolves the variable in its own environment
+        with pair.admin(server, **{"X-Athena-Client": "from_env"}) as c:
+            wait_for(lambda: c.get("/schema/tables").status_code == 200)
+    with pair.admin(pair.a) as admin:
+        assert admin.delete("/admin/clients/from_env").status_code == 200
