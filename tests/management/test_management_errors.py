@@ -3,6 +3,7 @@ real server, in the error envelope with a stable code."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
@@ -364,3 +365,30 @@ def test_provision_errors(scratch: Scratch, admin_key: str) -> None:
             400,
             "unknown_client",
         )
+
+
+def test_a_locked_table_is_409_conflict_and_dependents_need_cascade(scratch: Scratch) -> None:
+    with scratch.client() as c:
+        assert c.post("/management/tables", json={"table_name": "locked_t"}).status_code == 201
+        with scratch.conn() as holder:
+            holder.autocommit = False
+            holder.execute("LOCK TABLE locked_t IN ACCESS EXCLUSIVE MODE")
+            add = {
+                "operations": [{"type": "add_column", "column": {"name": "x", "data_type": "int"}}]
+            }
+            started = time.monotonic()
+            busy = _err(c.patch("/management/tables/locked_t", json=add), 409, "conflict")
+            assert 4 < time.monotonic() - started < 12  # lock_timeout, not the statement timeout
+            assert "locked" in str(busy["message"])
+            holder.rollback()
+        assert "x" not in scratch.columns("locked_t")
+
+        with scratch.pg.connect(scratch.db) as conn:
+            conn.execute("CREATE VIEW locked_v AS SELECT id FROM locked_t")
+        refused = c.delete("/management/tables/locked_t")
+        assert refused.status_code == 400 and refused.json()["data"]["sqlstate"] == "2BP01"
+        assert scratch.columns("locked_t")
+        dropped = c.request("DELETE", "/management/tables/locked_t", json={"cascade": True})
+        assert dropped.status_code == 200 and dropped.json()["data"]["cascade"] is True
+        assert scratch.columns("locked_t") == {}
+        assert scratch.audit()[-1]["ddl"].endswith("CASCADE")
