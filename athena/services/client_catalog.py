@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("athena.client_catalog")
 T = TypeVar("T")
 
+# The client the embedded default layout adds (athena.runtime._load_clients); not in settings.
+EMBEDDED_DEFAULT_CLIENT = "athena"
 # Client names travel in headers and URL paths; keep them to a safe, readable alphabet.
 CLIENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
 _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -162,11 +164,12 @@ class ClientCatalog:
             self.baseline[name] = ClientEntry(
                 name, cfg.resolve_uri(), "config", cfg.description, cfg.pg_uri_env_var
             )
-        for entry in rt.clients.entries():
-            if entry.source == "config" and entry.name not in self.baseline:
+        default = rt.clients.get(EMBEDDED_DEFAULT_CLIENT)
+        if default is not None and default.source == "config" and default.uri:
+            if EMBEDDED_DEFAULT_CLIENT not in self.baseline:
                 # the embedded default client: its URI exists only in the registry
-                self.baseline[entry.name] = ClientEntry(
-                    entry.name, entry.uri, "config", entry.description, entry.pg_uri_env_var
+                self.baseline[default.name] = ClientEntry(
+                    default.name, default.uri, "config", default.description
                 )
         # Names this catalog put in the registry; entries other capabilities add are never
         # touched.
@@ -399,6 +402,8 @@ class ClientCatalog:
             base = self.baseline.get(name)
             if row.get("deleted_at") is not None:
                 continue  # a config client cannot be deleted, so its baseline entry stays
+            if row["source"] == "config" and base is None:
+                continue  # removed from the configuration since it was synced: not served
             if base is not None and row["source"] != "database":
                 uri = base.uri
             else:

@@ -339,3 +339,20 @@ def test_a_client_can_take_its_uri_from_an_environment_variable(
             wait_for(lambda: c.get("/schema/tables").status_code == 200)
     with pair.admin(pair.a) as admin:
         assert admin.delete("/admin/clients/from_env").status_code == 200
+
+
+def test_a_config_client_dropped_from_config_is_not_served(
+    pair: Pair, pg: TestPostgres, data_db: str, athena_factory: Callable[..., Any]
+) -> None:
+    # same catalog (which has a 'cfg_only' row from the pair's configuration), but this
+    # gateway's configuration no longer lists cfg_only
+    c = athena_factory(clients={"athena": {"pg_uri": pg.app_uri(data_db)}}, catalog=pair.catalog)
+    try:
+        with pair.admin(c) as admin:
+            listing = admin.get("/admin/clients").json()
+            assert "cfg_only" in {r["client_name"] for r in listing["clients"]}  # the row stays
+            assert "cfg_only" not in {r["client_name"] for r in listing["runtime"]}
+            gone = admin.get("/schema/tables", headers={"X-Athena-Client": "cfg_only"})
+            assert gone.status_code == 400 and _code(gone) == "unknown_client"
+    finally:
+        c.stop()
