@@ -125,8 +125,13 @@ def _operand(node: Filter, *, in_tree: bool = False) -> str:
             keyword, negate = "null", not negate
         text = f"is.{keyword}"
     elif op == "in":
-        items = value if isinstance(value, list) else [value]
-        text = "in.(" + ",".join(_quoted(v) for v in items) + ")"
+        if isinstance(value, str):  # "(a,b)" / "a,b": already a list in PostgREST's syntax
+            inner = value.strip()
+            inner = inner[1:-1] if inner.startswith("(") and inner.endswith(")") else inner
+            text = f"in.({inner})"
+        else:
+            items = value if isinstance(value, list) else [value]
+            text = "in.(" + ",".join(_quoted(v) for v in items) + ")"
     elif op in ("contains", "containedBy"):
         literal = array_literal(value) if isinstance(value, list) else _value_text(value)
         text = f"{_OPS[op]}." + (_quoted(literal) if in_tree else literal)
