@@ -106,9 +106,14 @@ def _one_row(conn: psycopg.Connection, statement: bytes, params: list[Any]) -> t
 
 
 async def _run(
-    rt: Runtime, entry: ClientEntry, statement: bytes, params: list[Any]
+    rt: Runtime, entry: ClientEntry, statement: bytes, params: list[Any], *, capped: bool = True
 ) -> tuple[bytes, int]:
-    """Run one JSON-returning statement; ``(json_bytes, row_count)``; DB errors → ApiError."""
+    """Run one JSON-returning statement; ``(json_bytes, row_count)``; DB errors → ApiError.
+
+    ``capped``: reads answer 413 above the result limits. Writes are not capped: their rows
+    are already committed when they come back, and a 413 would hide a write that happened
+    (their size is bounded by the request body limit anyway).
+    """
     db = require_db(entry)
     try:
         text, count = await db.run(lambda conn: _one_row(conn, statement, params))
@@ -117,6 +122,8 @@ async def _run(
             rt.introspection.invalidate(entry.name)
         raise api_error_from_db(exc, client=entry.name) from None
     data = text.encode() if isinstance(text, str) else bytes(text)
+    if not capped:
+        return data, count
     settings = rt.settings
     if count > settings.max_result_rows:
         raise raw_sql.result_too_large(settings.max_result_rows)
@@ -266,7 +273,7 @@ async def insert(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> Gateway
     relation, (shape, params) = await _planned(
         rt, entry, table, lambda rel: plan_insert(rel, request)
     )
-    data, count = await _run(rt, entry, mutation_statement(shape), params)
+    data, count = await _run(rt, entry, mutation_statement(shape), params, capped=False)
     await _publish(rt, ctx, entry, relation, "insert", data, count)
     return GatewayResult("Data inserted successfully", data, {"count": count})
 
@@ -290,7 +297,7 @@ async def update(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> Gateway
             rel, body["update_body"], conditions, returning=returning, strip_nulls=strip
         ),
     )  # fmt: skip
-    data, count = await _run(rt, entry, mutation_statement(shape), params)
+    data, count = await _run(rt, entry, mutation_statement(shape), params, capped=False)
     await _publish(rt, ctx, entry, relation, "update", data, count)
     return GatewayResult("Data updated successfully", data, {"count": count})
 
@@ -313,7 +320,7 @@ async def delete(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> Gateway
             rel, body.get("resource_id"), conditions, returning=returning, strip_nulls=strip
         ),
     )  # fmt: skip
-    data, count = await _run(rt, entry, mutation_statement(shape), params)
+    data, count = await _run(rt, entry, mutation_statement(shape), params, capped=False)
     await _publish(rt, ctx, entry, relation, "delete", data, count)
     return GatewayResult("Data deleted successfully", data, {"count": count})
 

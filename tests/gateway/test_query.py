@@ -240,6 +240,19 @@ def test_result_caps_are_413(tight_client: httpx.Client) -> None:
     assert wide.status_code == 413
 
 
+def test_writes_are_not_hidden_behind_the_result_cap(
+    tight_client: httpx.Client, db: psycopg.Connection
+) -> None:
+    tag = "cap-" + secrets.token_hex(4)
+    response = tight_client.put(
+        "/gateway/insert",
+        json={"table_name": "gw_burst", "insert_body": [{"n": i, "tag": tag} for i in range(5)]},
+    )
+    assert response.status_code == 200, response.text  # 5 rows > the cap of 3: still reported
+    assert response.json()["count"] == 5
+    assert db.execute("SELECT count(*) FROM gw_burst WHERE tag = %s", (tag,)).fetchone() == (5,)
+
+
 def test_statement_timeout_is_504(tight_client: httpx.Client) -> None:
     response = tight_client.post("/gateway/query", json={"query": "SELECT pg_sleep(2)"})
     assert response.status_code == 504
