@@ -155,6 +155,22 @@ def test_freeze_and_delete_while_requests_run(pair: Pair, pg: TestPostgres) -> N
             pg.drop_database(db)
 
 
+def _wait_until_sleeping(pg: TestPostgres, db: str) -> None:
+    """Block until the slow query is running in ``db`` (a fixed sleep is flaky under load)."""
+    deadline = time.monotonic() + 15
+    with pg.connect("postgres", superuser=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = %s AND state = 'active' AND query LIKE '%%pg_sleep%%'",
+                (db,),
+            ).fetchone()
+            if row and row[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the slow query never started")
+
+
 def test_data_requests_in_flight_survive_freeze_and_delete(pair: Pair, pg: TestPostgres) -> None:
     db = pg.create_database()
     name = "hot_cli"
@@ -172,7 +188,7 @@ def test_data_requests_in_flight_survive_freeze_and_delete(pair: Pair, pg: TestP
                     return c.post("/gateway/query", json=sleepy)
 
             running = pool.submit(slow)
-            time.sleep(0.5)
+            _wait_until_sleeping(pg, db)
             assert (
                 admin.put(f"/admin/clients/{name}/freeze", json={"is_frozen": True}).status_code
                 == 200
@@ -196,7 +212,7 @@ def test_data_requests_in_flight_survive_freeze_and_delete(pair: Pair, pg: TestP
                 == 200
             )
             running = pool.submit(slow)
-            time.sleep(0.5)
+            _wait_until_sleeping(pg, db)
             assert admin.delete(f"/admin/clients/{name}").status_code == 200
             finished = running.result(timeout=20)
             assert finished.status_code == 200, finished.text
