@@ -70,6 +70,9 @@ def _run_raw(conn: psycopg.Connection, text: str, max_rows: int) -> RawOutcome:
                     columns, rows, too_many = None, [], False
                 if not cur.nextset():
                     break
+            if too_many:
+                # The caller is told 413; roll back so that nothing they wrote half-happened.
+                raise psycopg.Rollback()
     finally:
         _reset(conn, poisoned)
     # Encoded here, in the worker thread: a large result never stalls the event loop.

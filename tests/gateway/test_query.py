@@ -251,6 +251,16 @@ def test_writes_are_not_hidden_behind_the_result_cap(
     assert response.status_code == 200, response.text  # 5 rows > the cap of 3: still reported
     assert response.json()["count"] == 5
     assert db.execute("SELECT count(*) FROM gw_burst WHERE tag = %s", (tag,)).fetchone() == (5,)
+    raw_tag = "rawcap-" + secrets.token_hex(4)
+    raw = tight_client.post(
+        "/gateway/query",
+        json={
+            "query": "INSERT INTO gw_burst (n, tag) SELECT g, %s FROM generate_series(1, 5) g "
+            "RETURNING *".replace("%s", f"'{raw_tag}'")
+        },
+    )
+    assert raw.status_code == 413  # a raw statement's oversized result rolls it back
+    assert db.execute("SELECT count(*) FROM gw_burst WHERE tag = %s", (raw_tag,)).fetchone() == (0,)
 
 
 def test_statement_timeout_is_504(tight_client: httpx.Client) -> None:
