@@ -16,13 +16,14 @@ def spec_bytes(name: str = "openapi.yaml") -> bytes:
 
 @cache
 def summaries() -> dict[tuple[str, str], str]:
-    """(path template, METHOD) → the spec's summary."""
-    doc = yaml.safe_load(spec_bytes())
+    """(path template, METHOD) → the summary in openapi.yaml (or openapi-wss.yaml)."""
     found: dict[tuple[str, str], str] = {}
-    for path, ops in (doc.get("paths") or {}).items():
-        for method, op in ops.items():
-            if isinstance(op, dict) and "summary" in op:
-                found[(path, method.upper())] = op["summary"]
+    for name in ("openapi-wss.yaml", "openapi.yaml"):  # the HTTP contract wins on overlap
+        doc = yaml.safe_load(spec_bytes(name))
+        for path, ops in (doc.get("paths") or {}).items():
+            for method, op in ops.items():
+                if isinstance(op, dict) and "summary" in op:
+                    found[(path, method.upper())] = op["summary"]
     return found
 
 

@@ -64,6 +64,7 @@ def test_root_lists_exactly_the_served_routes_with_spec_summaries(http: httpx.Cl
         ]
         if documented:
             assert route["summary"] in documented
+        assert route["summary"], f"{path} has no summary in openapi.yaml or openapi-wss.yaml"
 
 
 def test_docs_redirects_permanently(http: httpx.Client) -> None:
