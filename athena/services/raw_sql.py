@@ -34,6 +34,7 @@ class RawOutcome:
     rows_affected: int
     ddl: bool
     too_many: bool
+    too_big: bool
 
 
 # Puts a connection back the way the pool lent it out, without ``DEALLOCATE ALL``: psycopg's
@@ -47,9 +48,10 @@ _RESET_SESSION = (
 _UNTRUSTED_TAGS = ("DISCARD", "DEALLOCATE", "PREPARE")
 
 
-def _run_raw(conn: psycopg.Connection, text: str, max_rows: int) -> RawOutcome:
+def _run_raw(conn: psycopg.Connection, text: str, max_rows: int, max_bytes: int) -> RawOutcome:
     statements = affected = 0
-    ddl = too_many = poisoned = False
+    ddl = too_many = too_big = poisoned = False
+    data = b"[]"
     columns: list[str] | None = None
     rows: list[tuple[Any, ...]] = []
     try:
@@ -70,14 +72,17 @@ def _run_raw(conn: psycopg.Connection, text: str, max_rows: int) -> RawOutcome:
                     columns, rows, too_many = None, [], False
                 if not cur.nextset():
                     break
-            if too_many:
-                # The caller is told 413; roll back so that nothing they wrote half-happened.
+            # Encoded here, in the worker thread (a large result never stalls the event loop),
+            # and before COMMIT: an oversized result is told 413 AND rolled back, so that a
+            # 413 never hides a write that happened.
+            if not too_many and columns is not None:
+                data = encode_rows(columns, rows)
+                too_big = len(data) > max_bytes
+            if too_many or too_big:
                 raise psycopg.Rollback()
     finally:
         _reset(conn, poisoned)
-    # Encoded here, in the worker thread: a large result never stalls the event loop.
-    data = encode_rows(columns, rows) if columns is not None and not too_many else b"[]"
-    return RawOutcome(data, len(rows), statements, affected, ddl, too_many)
+    return RawOutcome(data, len(rows), statements, affected, ddl, too_many, too_big)
 
 
 def _reset(conn: psycopg.Connection, poisoned: bool) -> None:
@@ -98,7 +103,14 @@ async def execute(rt: Runtime, entry: ClientEntry, text: str) -> dict[str, Any]:
     settings = rt.settings
     db = require_db(entry)
     try:
-        outcome = await db.run(partial(_run_raw, text=text, max_rows=settings.max_result_rows))
+        outcome = await db.run(
+            partial(
+                _run_raw,
+                text=text,
+                max_rows=settings.max_result_rows,
+                max_bytes=settings.max_result_bytes,
+            )
+        )
     except ApiError:
         raise
     except Exception as exc:
@@ -108,7 +120,7 @@ async def execute(rt: Runtime, entry: ClientEntry, text: str) -> dict[str, Any]:
     if outcome.too_many:
         raise result_too_large(settings.max_result_rows)
     data = outcome.data
-    if len(data) > settings.max_result_bytes:
+    if outcome.too_big:
         raise result_too_large(bytes_limit=settings.max_result_bytes)
     meta = {
         "backend": "postgresql",
