@@ -2,8 +2,9 @@
 
 Every identifier a request names is checked here before any SQL exists. The cache is loaded in
 one query per client (PostgreSQL builds the JSON), refreshed after DDL made through Athena
-(``invalidate``) and on a miss (at most once per ``MISS_REFRESH_SECONDS`` per client, so random
-table names cannot turn into a query storm).
+(``invalidate``) and on a miss: a cheap catalog lookup first tells whether the missing table or
+column really exists now, and only then is the whole schema reloaded, so random names cannot
+turn into a storm of reloads.
 """
 
 from __future__ import annotations
@@ -80,6 +81,19 @@ FROM (
     AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
     AND n.nspname NOT LIKE 'pg_temp_%%' AND n.nspname NOT LIKE 'pg_toast_temp_%%'
 ) s
+"""
+
+_EXISTS_SQL = """
+SELECT EXISTS (
+  SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relname = %(name)s
+     AND (%(schema)s::text IS NULL OR n.nspname = %(schema)s::text)
+     AND c.relkind IN ('r', 'v', 'm', 'f', 'p')
+     AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+     AND (%(column)s::text IS NULL OR EXISTS (
+           SELECT 1 FROM pg_attribute a
+            WHERE a.attrelid = c.oid AND a.attname = %(column)s::text
+              AND a.attnum > 0 AND NOT a.attisdropped)))
 """
 
 _KIND_NAMES = {
@@ -241,19 +255,55 @@ class IntrospectionCache:
             self._snapshots[entry.name] = snap
             return snap
 
+    async def _exists(
+        self, entry: ClientEntry, name: str, schema: str | None, column: str | None
+    ) -> bool:
+        """One cheap catalog lookup: does the relation (and column) exist in the database now?"""
+        from athena.db.errors import api_error_from_db
+        from athena.db.pools import require_db
+
+        if schema is None and "." in name:
+            schema, _, name = name.partition(".")
+        params = {"name": name, "schema": schema, "column": column}
+        try:
+            row = await require_db(entry).run(
+                lambda conn: conn.execute(_EXISTS_SQL, params).fetchone()
+            )
+        except Exception as exc:
+            raise api_error_from_db(exc, client=entry.name) from None
+        return bool(row and row[0])
+
     async def relation(
-        self, entry: ClientEntry, name: str, schema: str | None = None, *, stale: bool = False
+        self,
+        entry: ClientEntry,
+        name: str,
+        schema: str | None = None,
+        *,
+        stale: bool = False,
+        column: str | None = None,
     ) -> Relation:
         """The relation ``name`` of the client, or 400 ``unknown_table`` naming it.
 
-        ``stale=True``: the caller found the cached relation lacking (a column it names is not
-        there); reload it first unless it was loaded less than ``MISS_REFRESH_SECONDS`` ago.
+        A miss never trusts the cache alone: one cheap catalog lookup tells whether the
+        relation exists now (created outside Athena, or by another instance), and only then is
+        the schema reloaded. Random names therefore cost one small query each, never a reload.
+        ``column``: the caller's plan names this column and the cached relation lacks it; it is
+        looked up the same way. ``stale=True`` reloads when the snapshot is older than
+        ``MISS_REFRESH_SECONDS``.
         """
         snap = await self.snapshot(entry)
         if stale and time.monotonic() - snap.loaded_at > MISS_REFRESH_SECONDS:
             snap = await self.snapshot(entry, refresh=True)
         rel = snap.find(name, schema)
-        if rel is None and time.monotonic() - snap.loaded_at > MISS_REFRESH_SECONDS:
+        if rel is None and await self._exists(entry, name, schema, None):
+            snap = await self.snapshot(entry, refresh=True)
+            rel = snap.find(name, schema)
+        elif (
+            rel is not None
+            and column is not None
+            and column not in rel.columns
+            and await self._exists(entry, rel.name, rel.schema, column)
+        ):
             snap = await self.snapshot(entry, refresh=True)
             rel = snap.find(name, schema)
         if rel is None:

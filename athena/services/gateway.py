@@ -142,9 +142,9 @@ async def _planned(
     try:
         return relation, plan(relation)
     except ApiError as exc:
-        if exc.code != "unknown_column":
+        if exc.code != "unknown_column" or not exc.data:
             raise
-        fresh = await rt.introspection.relation(entry, table, stale=True)
+        fresh = await rt.introspection.relation(entry, table, column=exc.data.get("column"))
         if fresh is relation:
             raise
         return fresh, plan(fresh)
