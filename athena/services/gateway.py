@@ -161,13 +161,18 @@ async def _publish(
     """Hand written rows to the event bus — decoded only when someone can receive them."""
     event = ctx.header("x-publish-event")
     bus = rt.events
-    if count == 0 or not (event or getattr(bus, "_subs", None) or bus.relays):
+    if count == 0:
+        return
+    table = _event_name(relation)
+    # Ask the bus whether any subscriber (here or on another instance) would receive it: the
+    # hot write path decodes no rows nobody will read.
+    if not bus.is_wanted(entry.name, table, event):
         return
     if len(data) > OFFLOAD_BYTES:
         rows = await trio.to_thread.run_sync(json.loads, data, limiter=rt.limiter)
     else:
         rows = json.loads(data)
-    bus.publish(ChangeEvent(entry.name, _event_name(relation), operation, rows, event=event))
+    bus.publish(ChangeEvent(entry.name, table, operation, rows, event=event))
 
 
 # -- fetch -------------------------------------------------------------------------------------
