@@ -115,13 +115,14 @@ class LoadRun:
         down_at = time.monotonic()
         stop_db()
         time.sleep(outage)
+        restart_at = time.monotonic()
         start_db()
         up_at = time.monotonic()
         time.sleep(after)
         self._stop.set()
         for w in workers:
             w.join(self.request_timeout + 5)
-        return {"down_at": down_at, "up_at": up_at}
+        return {"down_at": down_at, "restart_at": restart_at, "up_at": up_at}
 
 
 def verdict(
@@ -131,7 +132,13 @@ def verdict(
     outcomes = run.outcomes
     by_status = Counter(f"{o.status} {o.code or ''}".strip() for o in outcomes)
     down_at, up_at = marks["down_at"], marks["up_at"]
-    during = [o for o in outcomes if down_at + 0.5 <= o.started <= up_at - 0.5]
+    # Requests that started and ended while the database was surely down (stop had returned,
+    # start had not been called yet).
+    during = [
+        o
+        for o in outcomes
+        if o.started >= down_at + 0.5 and o.started + o.seconds <= marks["restart_at"]
+    ]
     after_ok = sorted(
         o.started + o.seconds for o in outcomes if o.started >= up_at and o.status < 400
     )
