@@ -53,8 +53,6 @@ from athena.services.clients import resolve_client
 from athena.services.events import ChangeEvent
 
 if TYPE_CHECKING:
-    import psycopg
-
     from athena.db.introspection import Relation
     from athena.runtime import Runtime
 
@@ -100,11 +98,6 @@ def _body(body: Any) -> dict[str, Any]:
     return body
 
 
-def _one_row(conn: psycopg.Connection, statement: bytes, params: list[Any]) -> tuple[Any, ...]:
-    row = conn.execute(statement, params).fetchone()
-    return row if row is not None else ("[]", 0)
-
-
 async def _run(
     rt: Runtime, entry: ClientEntry, statement: bytes, params: list[Any], *, capped: bool = True
 ) -> tuple[bytes, int]:
@@ -116,7 +109,8 @@ async def _run(
     """
     db = require_db(entry)
     try:
-        text, count = await db.run(lambda conn: _one_row(conn, statement, params))
+        row = await db.fetch_one(statement, params)
+        text, count = row if row is not None else ("[]", 0)
     except Exception as exc:
         if getattr(exc, "sqlstate", None) in _STALE_SCHEMA:
             rt.introspection.invalidate(entry.name)
