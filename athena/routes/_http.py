@@ -35,7 +35,7 @@ async def json_body(*, required: bool = True, default: Any = None) -> Any:
         return default
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nesting bombs too
         raise ApiError(
             "invalid_json", "the request body is not valid JSON", detail=str(exc)
         ) from None

@@ -124,3 +124,17 @@ def test_keep_alive_survives_requests_whose_body_is_not_used(athena) -> None:  #
             assert client.request("GET", "/ping", content=b'{"a":1}').text == "pong"
             assert client.post("/no/such/route", json={"a": 1}).status_code == 404
             assert client.post("/ping", json={"a": 1}).status_code == 405
+
+
+def test_malformed_and_pathologically_nested_json_is_400(admin: httpx.Client) -> None:
+    bad = admin.post(
+        "/gateway/fetch", content=b'{"table_name": ', headers={"content-type": "application/json"}
+    )
+    assert bad.status_code == 400
+    assert bad.json()["code"] == "invalid_json"
+    deep = b"[" * 100_000 + b"]" * 100_000
+    nested = admin.post(
+        "/gateway/fetch", content=deep, headers={"content-type": "application/json"}
+    )
+    assert nested.status_code == 400
+    assert nested.json()["code"] == "invalid_json"

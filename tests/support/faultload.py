@@ -112,8 +112,8 @@ class LoadRun:
         for w in workers:
             w.start()
         time.sleep(warmup)
-        down_at = time.monotonic()
         stop_db()
+        down_at = time.monotonic()  # the server has finished shutting down
         time.sleep(outage)
         restart_at = time.monotonic()
         start_db()
@@ -132,13 +132,11 @@ def verdict(
     outcomes = run.outcomes
     by_status = Counter(f"{o.status} {o.code or ''}".strip() for o in outcomes)
     down_at, up_at = marks["down_at"], marks["up_at"]
-    # Requests that started and ended while the database was surely down (stop had returned,
-    # start had not been called yet).
-    during = [
-        o
-        for o in outcomes
-        if o.started >= down_at + 0.5 and o.started + o.seconds <= marks["restart_at"]
-    ]
+    # Requests that started while the database was down (stop had returned, start not yet
+    # called). Those that also *ended* before the restart must have failed cleanly; those still
+    # waiting for a connection when it came back may rightly succeed.
+    during = [o for o in outcomes if down_at <= o.started <= marks["restart_at"]]
+    ended_down = [o for o in during if o.started + o.seconds <= marks["restart_at"]]
     after_ok = sorted(
         o.started + o.seconds for o in outcomes if o.started >= up_at and o.status < 400
     )
@@ -156,6 +154,9 @@ def verdict(
         "during_outage": len(during),
         "during_outage_statuses": dict(
             Counter(f"{o.status} {o.code or ''}".strip() for o in during)
+        ),
+        "ended_during_outage_statuses": dict(
+            Counter(f"{o.status} {o.code or ''}".strip() for o in ended_down)
         ),
         "during_outage_max_latency_s": max((o.seconds for o in during), default=0.0),
         "unavailable_code_seen": any(o.code == unavailable_code for o in during),
