@@ -39,7 +39,7 @@ from athena.errors import ApiError
 from athena.query.conditions import plan_where, where_sql
 from athena.query.fetch import order_by_sql
 from athena.query.mutations import InsertRequest, mutation_statement, plan_insert
-from athena.query.post_processing import PostProcessing, post_process
+from athena.query.post_processing import PostProcessing, check_columns, post_process
 
 if TYPE_CHECKING:
     from athena.db.introspection import Relation
@@ -134,25 +134,6 @@ class _Progress:
 
 
 # -- planning (event loop) -------------------------------------------------------------------
-
-
-def _check_transform(
-    source: Relation, columns: tuple[str, ...] | None, spec: PostProcessing
-) -> None:
-    for name in spec.columns:
-        column = source.column(name)
-        if columns is not None and name not in columns:
-            raise ApiError(
-                "invalid_request",
-                f"'{name}' must be among the source columns to group or aggregate by it",
-                data={"column": name},
-            )
-        if name == spec.group_by and spec.time_granularity and column.category != "D":
-            raise ApiError(
-                "invalid_value",
-                f"time_granularity needs a date/timestamp column; '{name}' is {column.type}",
-                data={"column": name},
-            )
 
 
 def build_select(source: Relation, plan: PipelinePlan) -> tuple[sql.Composed, list[Any]]:
@@ -363,7 +344,7 @@ async def run_pipeline(
     source = await rt.introspection.relation(entry, plan.source.relation)
     sink = await rt.introspection.relation(entry, plan.sink)
     if plan.transform is not None:
-        _check_transform(source, plan.source.columns, plan.transform)
+        check_columns(plan.transform, source, plan.source.columns, "source")
     select, params = build_select(source, plan)
     insert = build_insert(sink, sink_columns(source, plan))
     job = _Job(

@@ -16,9 +16,12 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from athena.errors import ApiError
+
+if TYPE_CHECKING:
+    from athena.db.introspection import Relation
 
 GRANULARITIES = ("day", "hour", "minute")
 STRATEGIES = ("sum", "cumulative_sum")
@@ -230,3 +233,25 @@ def post_process(rows: list[dict[str, Any]], spec: PostProcessing) -> dict[str, 
             }
         grouped.append(group)
     return {"grouped": grouped}
+
+
+def check_columns(
+    spec: PostProcessing, relation: Relation, selected: tuple[str, ...] | None, what: str
+) -> None:
+    """The columns ``spec`` groups or sums exist, are among the ``selected`` ones (``None``: all),
+    and a time-bucketed group column is a date/timestamp. ``what`` names the selection in
+    errors ("selected", "source")."""
+    for name in spec.columns:
+        column = relation.column(name)
+        if selected is not None and name not in selected:
+            raise ApiError(
+                "invalid_request",
+                f"'{name}' must be among the {what} columns to group or aggregate by it",
+                data={"column": name},
+            )
+        if name == spec.group_by and spec.time_granularity and column.category != "D":
+            raise ApiError(
+                "invalid_value",
+                f"time_granularity needs a date/timestamp column; '{name}' is {column.type}",
+                data={"column": name},
+            )

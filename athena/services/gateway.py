@@ -46,7 +46,7 @@ from athena.query.mutations import (
     plan_insert,
     plan_update,
 )
-from athena.query.post_processing import post_process, truthy
+from athena.query.post_processing import check_columns, post_process, truthy
 from athena.query.raw import query_text
 from athena.services import raw_sql
 from athena.services.clients import resolve_client
@@ -184,23 +184,8 @@ async def _prepare_read(
 
 
 def _check_post_processing(relation: Relation, request: FetchRequest) -> None:
-    spec = request.post
-    if spec is None:
-        return
-    for name in spec.columns:
-        column = relation.column(name)
-        if request.columns is not None and name not in request.columns:
-            raise ApiError(
-                "invalid_request",
-                f"'{name}' must be among the selected columns to group or aggregate by it",
-                data={"column": name},
-            )
-        if name == spec.group_by and spec.time_granularity and column.category != "D":
-            raise ApiError(
-                "invalid_value",
-                f"time_granularity needs a date/timestamp column; '{name}' is {column.type}",
-                data={"column": name},
-            )
+    if request.post is not None:
+        check_columns(request.post, relation, request.columns, "selected")
 
 
 async def fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
