@@ -17,8 +17,11 @@ Failures, all as ``ApiError``:
   ``missing_supabase_credentials``;
 - the API answers with an error status → 500 ``supabase_api_error`` carrying the upstream status
   and message (``data.upstream_status`` / ``data.upstream_message``);
-- no answer within ``ATHENA_SUPABASE_API_TIMEOUT_S`` → 504 ``upstream_timeout``;
-- unreachable, or an answer that is not the documented shape → 502 ``upstream_error``.
+- no answer within ``ATHENA_SUPABASE_API_TIMEOUT_S`` → 500 ``upstream_timeout``;
+- unreachable, or an answer that is not the documented shape → 500 ``upstream_error``.
+
+All upstream failures are 500 because that is the status the spec documents for this route
+("Supabase API error"); the codes tell them apart.
 
 The access token is a secret: it is sent only in the ``Authorization`` header upstream and is
 scrubbed from anything the API sends back before it reaches a response or a log line.
@@ -36,6 +39,9 @@ import httpx
 
 from athena import __version__
 from athena.errors import ApiError
+
+# The one failure status the spec documents for this route ("Supabase API error").
+UPSTREAM_FAILURE_STATUS = 500
 
 TOKEN_ENV = "SUPABASE_ACCESS_TOKEN"
 PROJECT_REF_ENV = "PROJECT_REF"
@@ -138,6 +144,7 @@ class SupabaseManagement:
                 "upstream_timeout",
                 f"the Supabase Management API did not answer within {self.timeout_s:g} s",
                 data={"project_ref": creds.project_ref},
+                status=UPSTREAM_FAILURE_STATUS,
             ) from None
         except httpx.HTTPError as exc:
             raise ApiError(
@@ -145,6 +152,7 @@ class SupabaseManagement:
                 "the Supabase Management API cannot be reached",
                 detail=type(exc).__name__,
                 data={"project_ref": creds.project_ref},
+                status=UPSTREAM_FAILURE_STATUS,
             ) from None
         if response.status_code >= 400:
             message = _scrub(upstream_message(response), creds.access_token)
@@ -210,6 +218,7 @@ def _parse_status(response: httpx.Response) -> SslStatus:
         raise ApiError(
             "upstream_error",
             "the Supabase Management API sent an answer that is not an SSL-enforcement config",
+            status=UPSTREAM_FAILURE_STATUS,
         ) from None
     return SslStatus(database, applied)
 
