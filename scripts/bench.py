@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from _benchkit import tree_cpu_seconds
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
@@ -183,24 +184,6 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """user+system CPU of ``pid`` and its descendants (the worker processes), from /proc."""
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / _TICK
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except (OSError, IndexError, ValueError):
-            continue
-        todo.extend(int(c) for c in children)
-    return total
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}

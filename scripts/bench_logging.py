@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,52 +35,25 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from athena.db.embedded import EmbeddedPostgres, free_port  # noqa: E402
+from _benchkit import start_gateway as launch  # noqa: E402
+from _benchkit import stop_gateway  # noqa: E402
+
+from athena.db.embedded import EmbeddedPostgres  # noqa: E402
 
 ADMIN_KEY = "bench_admin_" + secrets.token_hex(16)
 TABLE = "bench_items"
 
 
 def start_gateway(data_dir: Path, catalog_uri: str, data_uri: str, log_enabled: bool) -> tuple:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATHENA_")}
-    env.update(
+    return launch(
+        data_dir,
         {
             "ATHENA_CATALOG_URI": catalog_uri,
             "ATHENA_KEY_12": ADMIN_KEY,
             "ATHENA_CLIENTS": json.dumps({"bench": {"pg_uri": data_uri}}),
             "ATHENA_REQUEST_LOG_ENABLED": "true" if log_enabled else "false",
-        }
+        },
     )
-    log = open(data_dir / f"gateway-{port}.log", "ab")  # closed by stop_gateway
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "athena", "serve", "--port", str(port), "--data-dir",
-         str(data_dir / f"gw-{port}")],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"gateway exited early; see {log.name}")
-        try:
-            if httpx.get(f"{url}/ping", timeout=1).text == "pong":
-                return proc, url, log
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("gateway did not start")
-
-
-def stop_gateway(proc: subprocess.Popen, log: object) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()  # type: ignore[attr-defined]
 
 
 def pick_target(url: str) -> tuple[str, str, dict | None]:

@@ -23,7 +23,6 @@ import os
 import random
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,10 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from athena.db.embedded import EmbeddedPostgres, free_port  # noqa: E402
+from _benchkit import start_gateway as launch  # noqa: E402
+from _benchkit import stop_gateway, tree_cpu_seconds  # noqa: E402
+
+from athena.db.embedded import EmbeddedPostgres  # noqa: E402
 
 ADMIN_KEY = "bench_admin_" + secrets.token_hex(16)
 OWNERS = 1000
@@ -67,65 +69,16 @@ def seed(uri: str, rows: int) -> None:
 def start_gateway(
     data_dir: Path, catalog_uri: str, data_uri: str, profile: str | None = None
 ) -> tuple:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATHENA_")}
-    env.update(
+    # --profile: the event-loop thread under cProfile (written when the server exits cleanly)
+    return launch(
+        data_dir,
         {
             "ATHENA_CATALOG_URI": catalog_uri,
             "ATHENA_KEY_12": ADMIN_KEY,
             "ATHENA_CLIENTS": json.dumps({"bench": {"pg_uri": data_uri}}),
-        }
+        },
+        python_args=("-m", "cProfile", "-o", profile) if profile else (),
     )
-    log = open(data_dir / f"gateway-{port}.log", "ab")  # closed by stop_gateway
-    # --profile: the event-loop thread under cProfile (written when the server exits cleanly)
-    prefix = ["-m", "cProfile", "-o", profile] if profile else []
-    proc = subprocess.Popen(
-        [sys.executable, *prefix, "-m", "athena", "serve", "--port", str(port),
-         "--data-dir", str(data_dir)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"gateway exited early; see {log.name}")
-        try:
-            if httpx.get(f"{url}/ping", timeout=1).text == "pong":
-                return proc, url, log
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("gateway did not start")
-
-
-def stop_gateway(proc: subprocess.Popen, log: object) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()  # type: ignore[attr-defined]
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """user+system CPU of ``pid`` and its descendants, from /proc: the gateway's own cost per
-    request, which (unlike req/s) does not depend on what else the machine is doing."""
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / _TICK
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except (OSError, IndexError, ValueError):
-            continue
-        todo.extend(int(c) for c in children)
-    return total
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
