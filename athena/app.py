@@ -1,4 +1,5 @@
-"""``create_app(runtime)`` → the QuartTrio application.
+"""``create_app(runtime)`` → the QuartTrio application; ``create_asgi(runtime)`` → what hypercorn
+serves: ``athena.hot_lane`` in front of it.
 
 Every route module in ``athena.routes`` that defines ``blueprint`` is registered; a module is
 added only when its routes really work, so ``GET /`` (built from the live URL map) lists exactly
@@ -11,27 +12,20 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
-import time
 
 from quart import Quart, Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from athena import routes as routes_pkg
-from athena.auth.guard import presented_key
+from athena.calls import CallGate
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
+from athena.hot_lane import HotLane
 from athena.routes._http import json_response
 from athena.runtime import Runtime, set_current_runtime
-from athena.services.ratelimit import TokenBuckets
-from athena.services.ratelimit import check as check_rate
 
 log = logging.getLogger("athena.app")
-
-# Liveness and scraping must keep working for load balancers even under rate limits.
-_UNLIMITED_ROUTES = frozenset({"/ping", "/metrics"})
-MAX_QUERY_STRING_BYTES = 8 * 1024
-MAX_HEADER_BYTES = 32 * 1024
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                415: "unsupported_media_type"}  # fmt: skip
@@ -59,8 +53,7 @@ def create_app(runtime: Runtime) -> Quart:
         if blueprint is not None:
             app.register_blueprint(blueprint)
 
-    rate_ip = TokenBuckets(runtime.settings.rate_limit_per_ip, runtime.settings.rate_limit_burst)
-    rate_key = TokenBuckets(runtime.settings.rate_limit_per_key, runtime.settings.rate_limit_burst)
+    gate = app.call_gate = CallGate(runtime)  # type: ignore[attr-defined]
 
     @app.before_request
     async def _open_call() -> None:
@@ -69,38 +62,21 @@ def create_app(runtime: Runtime) -> Quart:
             # connection whose request body was never read hangs on its next request.
             # Bodies are bounded by MAX_CONTENT_LENGTH (413 beyond).
             await request.get_data(cache=True)
-        ctx = g.athena_ctx = CallContext.from_pairs(
+        ctx = g.athena_ctx = gate.context(
             request.headers.items(),
-            request_id=request.headers.get("x-request-id") or new_request_id(),
             remote_addr=request.remote_addr,
             route=request.url_rule.rule if request.url_rule else "unmatched",
             method=request.method,
             query=request.args.to_dict(),
         )
-        if len(request.query_string) > MAX_QUERY_STRING_BYTES:
-            raise ApiError("uri_too_long", "the query string is longer than 8 KiB")
-        # hypercorn's h11 limit only bounds *incomplete* requests; a complete one arriving in
-        # one read passes it, so the total is checked here too.
-        if sum(len(k) + len(v) for k, v in ctx.headers.items()) > MAX_HEADER_BYTES:
-            raise ApiError("headers_too_large", "the request headers are larger than 32 KiB")
-        if ctx.route in _UNLIMITED_ROUTES:
-            return
-        if rate_ip.enabled and ctx.remote_addr:
-            check_rate(rate_ip, ctx.remote_addr, "client address")
-        if rate_key.enabled:
-            key = presented_key(ctx, admin=True)
-            if key:
-                # The public id part of an Athena key (or the start of any other token) names
-                # the bucket; the secret never becomes a dictionary key.
-                check_rate(rate_key, key.partition(".")[0][:32], "API key")
+        gate.admit(ctx, len(request.query_string))
 
     @app.before_websocket
     async def _open_ws_call() -> None:
         from quart import websocket
 
-        g.athena_ctx = CallContext.from_pairs(
+        g.athena_ctx = gate.context(
             websocket.headers.items(),
-            request_id=websocket.headers.get("x-request-id") or new_request_id(),
             remote_addr=websocket.remote_addr,
             route=websocket.url_rule.rule if websocket.url_rule else "unmatched",
             method="WS",
@@ -116,13 +92,7 @@ def create_app(runtime: Runtime) -> Quart:
             )
             return response
         response.headers["x-request-id"] = ctx.request_id
-        elapsed = time.perf_counter() - ctx.started
-        client = (
-            ctx.client_name if ctx.client_name and runtime.clients.get(ctx.client_name) else "-"
-        )
-        runtime.metrics.observe(ctx.route, ctx.method, response.status_code, client, elapsed)
-        if ctx.route != "unmatched" and ctx.extra.get("log", True):
-            runtime.request_log.record(ctx, response.status_code, elapsed)
+        gate.close(ctx, response.status_code)
         return response
 
     @app.errorhandler(ApiError)
@@ -162,3 +132,9 @@ def create_app(runtime: Runtime) -> Quart:
         return await _api_error(err)
 
     return app
+
+
+def create_asgi(runtime: Runtime) -> HotLane:
+    """What hypercorn serves: the hot lane in front of the Quart application."""
+    app = create_app(runtime)
+    return HotLane(app, runtime, app.call_gate)  # type: ignore[attr-defined]

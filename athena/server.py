@@ -169,7 +169,7 @@ def hypercorn_config(settings: Settings, fd: int) -> HypercornConfig:
 
 async def serve_worker(settings: Settings, prepared: Prepared, fd: int) -> None:
     """One worker: the root nursery with runtime, supervisor and hypercorn."""
-    from athena.app import create_app
+    from athena.app import create_asgi
     from athena.runtime import Runtime
 
     runtime = await Runtime.open(
@@ -179,7 +179,7 @@ async def serve_worker(settings: Settings, prepared: Prepared, fd: int) -> None:
         default_client_uri=prepared.default_client_uri,
     )
     try:
-        app = create_app(runtime)
+        app = create_asgi(runtime)
         config = hypercorn_config(settings, fd)
         # Everything allocated so far lives as long as the process: move it out of the
         # collector's sight, and collect young objects less often. Full collections over a

@@ -28,7 +28,17 @@ def ctx() -> CallContext:
 
 async def json_body(*, required: bool = True, default: Any = None) -> Any:
     """The request body parsed as JSON; 400 ``invalid_json`` when it is not JSON."""
-    raw = await request.get_data(cache=True)
+    return parse_json(await request.get_data(cache=True), required=required, default=default)
+
+
+async def json_object(*, required: bool = True) -> dict[str, Any]:
+    """The body as a JSON object (400 ``invalid_request`` for arrays/scalars)."""
+    return parse_json_object(await request.get_data(cache=True), required=required)
+
+
+def parse_json(raw: bytes, *, required: bool = True, default: Any = None) -> Any:
+    """``raw`` parsed as JSON; 400 ``invalid_json`` when it is not JSON (or is empty and
+    ``required``)."""
     if not raw or not raw.strip():
         if required:
             raise ApiError("invalid_json", "a JSON request body is required")
@@ -41,9 +51,9 @@ async def json_body(*, required: bool = True, default: Any = None) -> Any:
         ) from None
 
 
-async def json_object(*, required: bool = True) -> dict[str, Any]:
-    """The body as a JSON object (400 ``invalid_request`` for arrays/scalars)."""
-    body = await json_body(required=required, default={})
+def parse_json_object(raw: bytes, *, required: bool = True) -> dict[str, Any]:
+    """``raw`` as a JSON object (400 ``invalid_request`` for arrays/scalars)."""
+    body = parse_json(raw, required=required, default={})
     if not isinstance(body, dict):
         raise ApiError("invalid_request", "the request body must be a JSON object")
     return body

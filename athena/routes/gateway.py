@@ -7,13 +7,18 @@ success envelope without decoding it.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Response, request
 
+from athena.context import CallContext
 from athena.routes._http import ctx, json_object, raw_json_response, rt, success_bytes
 from athena.services import gateway
 from athena.services.gateway import GatewayResult
+
+if TYPE_CHECKING:
+    from athena.runtime import Runtime
 
 blueprint = Blueprint("gateway", __name__)
 
@@ -29,6 +34,10 @@ _HEADS: dict[str, bytes] = {}
 
 
 def _respond(result: GatewayResult) -> Response:
+    return raw_json_response(envelope(result), result.status)
+
+
+def envelope(result: GatewayResult) -> bytes:
     """The success envelope around the JSON text PostgreSQL built (never decoded here)."""
     extras = result.extras
     if len(extras) == 1 and type(extras.get("count")) is int:
@@ -38,21 +47,8 @@ def _respond(result: GatewayResult) -> Response:
         if head is None:
             head = success_bytes(result.message, b"")[:-1]
             _HEADS[result.message] = head
-        body = b"".join((head, result.data_json, b',"count":', str(extras["count"]).encode(), b"}"))
-        return raw_json_response(body, result.status)
-    return raw_json_response(
-        success_bytes(result.message, result.data_json, **extras), result.status
-    )
-
-
-@blueprint.post("/gateway/fetch")
-async def gateway_fetch() -> Response:
-    return _respond(await gateway.fetch(rt(), ctx(), await json_object()))
-
-
-@blueprint.post("/gateway/data")
-async def gateway_data() -> Response:
-    return _respond(await gateway.fetch(rt(), ctx(), await json_object()))
+        return b"".join((head, result.data_json, b',"count":', str(extras["count"]).encode(), b"}"))
+    return success_bytes(result.message, result.data_json, **extras)
 
 
 @blueprint.get("/data")
@@ -69,21 +65,28 @@ async def data_get() -> Response:
     return _respond(await gateway.fetch(rt(), ctx(), body))
 
 
-@blueprint.post("/gateway/update")
-async def gateway_update() -> Response:
-    return _respond(await gateway.update(rt(), ctx(), await json_object()))
+# The body-in, envelope-out routes. ``athena.hot_lane`` serves them straight from ASGI; the
+# Quart views below serve the requests it hands over (chunked or over-limit bodies).
+Service = Callable[["Runtime", CallContext, dict[str, Any]], Awaitable[GatewayResult]]
+BODY_ROUTES: dict[tuple[str, str], Service] = {
+    ("POST", "/gateway/fetch"): gateway.fetch,
+    ("POST", "/gateway/data"): gateway.fetch,
+    ("POST", "/gateway/update"): gateway.update,
+    ("PUT", "/gateway/insert"): gateway.insert,
+    ("DELETE", "/gateway/delete"): gateway.delete,
+    ("POST", "/gateway/query"): gateway.query,
+}
 
 
-@blueprint.put("/gateway/insert")
-async def gateway_insert() -> Response:
-    return _respond(await gateway.insert(rt(), ctx(), await json_object()))
+def _view(service: Service) -> Callable[[], Awaitable[Response]]:
+    async def view() -> Response:
+        return _respond(await service(rt(), ctx(), await json_object()))
+
+    return view
 
 
-@blueprint.delete("/gateway/delete")
-async def gateway_delete() -> Response:
-    return _respond(await gateway.delete(rt(), ctx(), await json_object()))
-
-
-@blueprint.post("/gateway/query")
-async def gateway_query() -> Response:
-    return _respond(await gateway.query(rt(), ctx(), await json_object()))
+for (_method, _path), _service in BODY_ROUTES.items():
+    blueprint.add_url_rule(
+        _path, endpoint=_path.strip("/").replace("/", "_"), view_func=_view(_service),
+        methods=[_method],
+    )  # fmt: skip

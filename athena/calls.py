@@ -1,0 +1,94 @@
+"""Opening and closing an HTTP call: the checks and bookkeeping every request gets.
+
+Two paths serve HTTP — Quart for most routes and ``athena.hot_lane`` for the data gateway's hot
+routes — and both go through one ``CallGate``, so limits, rate limits, metrics and the request
+log cannot drift apart between them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from athena.auth.guard import presented_key
+from athena.context import CallContext, new_request_id
+from athena.errors import ApiError
+from athena.services.ratelimit import TokenBuckets
+from athena.services.ratelimit import check as check_rate
+
+if TYPE_CHECKING:
+    from athena.runtime import Runtime
+
+# Liveness and scraping must keep working for load balancers even under rate limits.
+UNLIMITED_ROUTES = frozenset({"/ping", "/metrics"})
+MAX_QUERY_STRING_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 32 * 1024
+
+
+class CallGate:
+    """Builds the call context, admits the call (size and rate limits), records its outcome."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        self.runtime = runtime
+        self.rate_ip = TokenBuckets(settings.rate_limit_per_ip, settings.rate_limit_burst)
+        self.rate_key = TokenBuckets(settings.rate_limit_per_key, settings.rate_limit_burst)
+
+    def context(
+        self,
+        headers: Iterable[tuple[str, str]],
+        *,
+        remote_addr: str | None,
+        route: str,
+        method: str,
+        query: dict[str, str],
+    ) -> CallContext:
+        lowered: dict[str, str] = {}
+        for name, value in headers:  # later ones win
+            lowered[name.lower()] = value
+        return CallContext(
+            headers=lowered,
+            request_id=lowered.get("x-request-id") or new_request_id(),
+            remote_addr=remote_addr,
+            route=route,
+            method=method,
+            query=query,
+        )
+
+    def admit(self, ctx: CallContext, query_string_bytes: int) -> None:
+        """Raise ``ApiError`` (414, 431, 429) when the call must not be served."""
+        if query_string_bytes > MAX_QUERY_STRING_BYTES:
+            raise ApiError("uri_too_long", "the query string is longer than 8 KiB")
+        # hypercorn's h11 limit only bounds *incomplete* requests; a complete one arriving in
+        # one read passes it, so the total is checked here too.
+        if sum(len(k) + len(v) for k, v in ctx.headers.items()) > MAX_HEADER_BYTES:
+            raise ApiError("headers_too_large", "the request headers are larger than 32 KiB")
+        if ctx.route in UNLIMITED_ROUTES:
+            return
+        if self.rate_ip.enabled and ctx.remote_addr:
+            check_rate(self.rate_ip, ctx.remote_addr, "client address")
+        if self.rate_key.enabled:
+            key = presented_key(ctx, admin=True)
+            if key:
+                # The public id part of an Athena key (or the start of any other token) names
+                # the bucket; the secret never becomes a dictionary key.
+                check_rate(self.rate_key, key.partition(".")[0][:32], "API key")
+
+    def close(self, ctx: CallContext, status: int) -> None:
+        """Metrics and the request log for a finished call (before its response is sent)."""
+        runtime = self.runtime
+        elapsed = time.perf_counter() - ctx.started
+        name = ctx.client_name
+        client = name if name and runtime.clients.get(name) else "-"
+        runtime.metrics.observe(ctx.route, ctx.method, status, client, elapsed)
+        if ctx.route != "unmatched" and ctx.extra.get("log", True):
+            runtime.request_log.record(ctx, status, elapsed)
+
+
+def first_values(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Query parameters as a dict, the first value of a repeated name winning (as werkzeug)."""
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        out.setdefault(name, value)
+    return out
