@@ -16,6 +16,7 @@ import logging
 import math
 import select
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ import psycopg
 import trio
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from athena.db.libpq import PreparedNames, first_row_text, numbered, text_params
 from athena.errors import ApiError
 
 log = logging.getLogger("athena.db")
@@ -124,6 +126,10 @@ class Database:
     deadline_s: float | None = None
     _returned: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
     _growing: threading.Lock = field(default_factory=threading.Lock)
+    # Statements prepared by fetch_json, per connection (gone with the connection).
+    _prepared: weakref.WeakKeyDictionary[psycopg.Connection, PreparedNames] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
     async def run(
         self, fn: Callable[[psycopg.Connection], T], *, deadline_s: float | object | None = _DEFAULT
@@ -195,6 +201,41 @@ class Database:
                 raise
             self._put_back(conn)
             return row
+        assert scope.cancelled_caught
+        raise StatementDeadlineExceeded(self.name)
+
+    async def fetch_json(self, statement: bytes, params: list[Any]) -> tuple[bytes, int] | None:
+        """The gateway's statements: one row of (JSON text, row count), as (bytes, int).
+
+        Runs through libpq directly (``athena.db.libpq``) when every parameter is text, an
+        integer or NULL — the gateway's own statements — else through ``fetch_one``. Same
+        errors, deadline and cancellation as ``fetch_one``.
+        """
+        texts = text_params(params)
+        if texts is None:
+            row = await self.fetch_one(statement, params)
+            if row is None:
+                return None
+            data, count = row
+            return (data.encode() if isinstance(data, str) else bytes(data)), int(count)
+        query = numbered(statement)
+        deadline = self.deadline_s
+        with trio.move_on_after(deadline if deadline is not None else math.inf) as scope:
+            conn = await self._acquire()
+            try:
+                prepared = self._prepared.get(conn)
+                if prepared is None:
+                    prepared = self._prepared[conn] = PreparedNames()
+                values = await first_row_text(conn, prepared, query, texts)
+            except BaseException as exc:
+                self._give_back(conn, exc)
+                if isinstance(exc, psycopg.OperationalError) and _is_connection_failure(exc):
+                    raise DatabaseUnavailable(self.name) from exc
+                raise
+            self._put_back(conn)
+            if values is None:
+                return None
+            return values[0] or b"null", int(values[1] or 0)
         assert scope.cancelled_caught
         raise StatementDeadlineExceeded(self.name)
 

@@ -109,13 +109,12 @@ async def _run(
     """
     db = require_db(entry)
     try:
-        row = await db.fetch_one(statement, params)
-        text, count = row if row is not None else ("[]", 0)
+        row = await db.fetch_json(statement, params)
     except Exception as exc:
         if getattr(exc, "sqlstate", None) in _STALE_SCHEMA:
             rt.introspection.invalidate(entry.name)
         raise api_error_from_db(exc, client=entry.name) from None
-    data = text.encode() if isinstance(text, str) else bytes(text)
+    data, count = row if row is not None else (b"[]", 0)
     if not capped:
         return data, count
     settings = rt.settings
