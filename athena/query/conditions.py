@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from athena.errors import ApiError
+from athena.query.postgrest.grammar import ParseError, split_top, unquote
 
 if TYPE_CHECKING:
     from athena.db.introspection import Column, Relation
@@ -282,19 +283,7 @@ def _leaf(column: str, op_text: str, value: str, *, negate: bool) -> Filter:
 
 
 def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-        out, escaped = [], False
-        for ch in value[1:-1]:
-            if escaped:
-                out.append(ch)
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            else:
-                out.append(ch)
-        return "".join(out)
-    return value
+    return unquote(value.strip())
 
 
 def _closing(text: str, start: int) -> int:
@@ -330,31 +319,12 @@ def _max_depth(text: str) -> int:
 
 
 def split_top_level(text: str) -> list[str]:
-    """Split on commas outside parentheses, braces and double quotes."""
-    parts, depth, quoted, start, i = [], 0, False, 0, 0
-    while i < len(text):
-        ch = text[i]
-        if quoted:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                quoted = False
-        elif ch == '"':
-            quoted = True
-        elif ch in "({[":
-            depth += 1
-        elif ch in ")}]":
-            depth -= 1
-            if depth < 0:
-                raise ValueError("unbalanced parentheses")
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-        i += 1
-    if depth != 0 or quoted:
-        raise ValueError("unbalanced parentheses or quotes")
-    parts.append(text[start:])
-    return parts
+    """Split on commas outside brackets (JSON's too) and double quotes: the REST grammar's
+    splitter, with ``ValueError`` for unbalanced text."""
+    try:
+        return split_top(text, brackets="(){}[]")
+    except ParseError as exc:
+        raise ValueError(exc.details or exc.message) from None
 
 
 # -- stage 2: nodes → shape + params ---------------------------------------------------------

@@ -82,6 +82,8 @@ FILTERS: list[tuple[str, Callable[[Any], Any], str]] = [
      "title = 'Untitled, \"draft\" (1)' OR id = 3"),
     ("or with in and json", lambda q: q.or_("id.in.(1,2),meta->>lang.eq.pl"),
      "id IN (1, 2) OR meta->>'lang' = 'pl'"),
+    ("or with arrays", lambda q: q.or_("tags.ov.{robots,dystopia},tags.cs.{classic,utopia},id.eq.2"),
+     "tags && '{robots,dystopia}' OR tags @> '{classic,utopia}' OR id = 2"),
 ]  # fmt: skip
 
 

@@ -170,8 +170,14 @@ class ParsedQuery:
 # -- low-level splitting ----------------------------------------------------------------------
 
 
-def split_top(text: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` outside parentheses and double quotes (quotes are kept)."""
+def split_top(text: str, sep: str = ",", *, brackets: str = "(){}") -> list[str]:
+    """Split on ``sep`` outside brackets and double quotes (quotes are kept).
+
+    ``{…}`` counts as a bracket so that an array value inside a logic tree
+    (``or=(tags.cs.{a,b},id.eq.1)``) stays one item, as in PostgREST. ``brackets`` lists
+    opener/closer pairs; the gateway's expressions add ``[]`` for JSON arrays.
+    """
+    openers, closers = brackets[0::2], brackets[1::2]
     parts: list[str] = []
     depth = 0
     quoted = False
@@ -189,13 +195,13 @@ def split_top(text: str, sep: str = ",") -> list[str]:
         elif ch == '"':
             quoted = True
             current.append(ch)
-        elif ch == "(":
+        elif ch in openers:
             depth += 1
             current.append(ch)
-        elif ch == ")":
+        elif ch in closers:
             depth -= 1
             if depth < 0:
-                raise ParseError(f"failed to parse ({text})", 'unexpected ")"')
+                raise ParseError(f"failed to parse ({text})", f'unexpected "{ch}"')
             current.append(ch)
         elif ch == sep and depth == 0:
             parts.append("".join(current))
@@ -206,7 +212,7 @@ def split_top(text: str, sep: str = ",") -> list[str]:
     if quoted:
         raise ParseError(f"failed to parse ({text})", 'unterminated double quote (")')
     if depth != 0:
-        raise ParseError(f"failed to parse ({text})", 'expecting ")"')
+        raise ParseError(f"failed to parse ({text})", "unbalanced brackets")
     parts.append("".join(current))
     return parts
 
