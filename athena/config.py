@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     request_log_batch_size: int = 500
     request_log_flush_seconds: float = 1.0
     request_log_queue_size: int = 10_000
+    # Rows older than this are deleted once the statistics rollup has counted them; 0 keeps all.
+    request_log_retention_days: float = 30.0
+    request_log_prune_interval_s: float = 3600.0
     # NoDecode: the validator below reads a JSON list *or* a comma list from the environment.
     cluster_mirrors: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cluster_probe_interval_s: float = 15.0

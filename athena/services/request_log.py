@@ -10,6 +10,10 @@ The statistics rollup takes the same lock *exclusively* for an instant to learn 
 whose transaction has finished: ids are handed out before commit, so without the barrier a batch
 committing late (another worker, another instance) could land below a rollup's watermark and never
 be counted.
+
+A once-per-deployment pruner deletes rows older than ``ATHENA_REQUEST_LOG_RETENTION_DAYS`` — only
+rows the statistics rollup has already folded in, so totals never lose a request — in batches,
+every ``ATHENA_REQUEST_LOG_PRUNE_INTERVAL_S``.
 """
 
 from __future__ import annotations
@@ -54,6 +58,16 @@ Row = tuple[object, ...]
 _COPY = sql.SQL("COPY athena.gateway_request_log ({}) FROM STDIN").format(
     sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
 )
+PRUNE_BATCH = 10_000
+_PRUNE = sql.SQL("""
+DELETE FROM athena.gateway_request_log
+ WHERE id IN (
+    SELECT id FROM athena.gateway_request_log
+     WHERE created_at < now() - make_interval(secs => %(age_s)s)
+       AND id <= (SELECT last_log_id FROM athena.statistics_rollup_state WHERE singleton)
+     ORDER BY id
+     LIMIT %(batch)s)
+""")
 _BARRIER_SHARED = sql.SQL("SELECT pg_advisory_xact_lock_shared({})").format(
     sql.Literal(LOG_WRITE_BARRIER)
 )
@@ -68,6 +82,7 @@ class RequestLog:
     on_drop: Callable[[], None]
     enabled: bool = True
     written: int = field(default=0, init=False)
+    pruned: int = field(default=0, init=False)  # rows deleted by the retention pruner
 
     def __post_init__(self) -> None:
         self._send, self._recv = trio.open_memory_channel[Row](self.queue_size)
@@ -179,14 +194,43 @@ class RequestLog:
             "athena_request_log_written", "Request log entries written to the catalog"
         )
         written.add_metric([], self.written)
+        pruned = CounterMetricFamily(
+            "athena_request_log_pruned", "Request log entries deleted after the retention period"
+        )
+        pruned.add_metric([], self.pruned)
         depth = gauge(
             "athena_request_log_queue_depth",
             "Request log entries waiting to be written",
             [],
             [([], self.queue_depth)],
         )
-        return [written, depth]
+        return [written, pruned, depth]
+
+
+async def prune_forever(rt: Runtime) -> None:
+    """Lease task: every interval, delete expired rows that the rollup has counted."""
+    settings = rt.settings
+    age_s = settings.request_log_retention_days * 86_400.0
+    while True:
+        await trio.sleep(settings.request_log_prune_interval_s)
+        while True:  # batches keep each transaction (and its locks) short
+            deleted = await rt.catalog.run(
+                lambda c: c.execute(_PRUNE, {"age_s": age_s, "batch": PRUNE_BATCH}).rowcount
+            )
+            rt.request_log.pruned += deleted
+            if deleted < PRUNE_BATCH:
+                break
 
 
 async def attach(rt: Runtime) -> None:
+    from athena.runtime import LEASE_REQUEST_LOG_PRUNE, BackgroundTask
+
     rt.metrics.add_collector(rt.request_log.collect)
+    if rt.settings.request_log_retention_days > 0:
+        rt.background.append(
+            BackgroundTask(
+                "request_log_pruner",
+                lambda: prune_forever(rt),
+                lease_id=LEASE_REQUEST_LOG_PRUNE,
+            )
+        )
