@@ -80,6 +80,17 @@ ON CONFLICT (client_name) DO UPDATE SET
     updated_at = now()
 """)
 
+# The catalog's last_seen_at: when a client last served a request (the bookkeeping column the
+# catalog trigger leaves out of updated_at, so catalog pollers see no change).
+_TOUCH_CLIENTS = sql.SQL("""
+UPDATE athena.athena_clients AS c SET last_seen_at = s.seen
+  FROM (SELECT client_name, max(created_at) AS seen
+          FROM athena.gateway_request_log
+         WHERE id > %(lo)s AND id <= %(hi)s AND client_name IS NOT NULL
+         GROUP BY client_name) s
+ WHERE c.client_name = s.client_name AND (c.last_seen_at IS NULL OR c.last_seen_at < s.seen)
+""")
+
 _FOLD_TABLES = sql.SQL("""
 INSERT INTO athena.client_table_statistics AS t
     (client_name, table_name, operation, total_operations, error_operations, last_operation_at,
@@ -184,7 +195,7 @@ def _safe_max_id(conn: psycopg.Connection) -> int:
 
 def _fold(conn: psycopg.Connection, lo: int, hi: int) -> None:
     params = {"lo": lo, "hi": hi}
-    for statement in (_FOLD_CLIENTS, _FOLD_TABLES, _FOLD_HOURLY):
+    for statement in (_FOLD_CLIENTS, _TOUCH_CLIENTS, _FOLD_TABLES, _FOLD_HOURLY):
         conn.execute(statement, params)
     conn.execute(_SET_STATE, params)
 

@@ -215,3 +215,31 @@ def test_rest_traffic_is_logged_and_counted_per_table(
         ("rest", "obs_items", "fetch", 4, 1),
         ("rest", "obs_missing", "fetch", 1, 1),
     ]
+
+
+def test_last_seen_at_follows_the_requests_a_client_served(
+    obs: AthenaServer, obs_catalog: psycopg.Connection, admin_key: str
+) -> None:
+    def listed(http: httpx.Client) -> dict[str, dict]:
+        response = http.get("/admin/clients")
+        assert response.status_code == 200
+        return {r["client_name"]: r for r in response.json()["clients"]}
+
+    with obs.client(apikey=admin_key) as http:
+        before = listed(http)
+        assert before["quiet"]["last_seen_at"] is None, "never used: never seen"
+        started = datetime.now(UTC)
+        served = http.post(
+            "/gateway/fetch", headers={"X-Athena-Client": "rest"}, json={"table_name": "nowhere"}
+        )
+        assert served.status_code == 400  # still a request the client served, and logged
+
+        def seen() -> str | None:
+            value = listed(http)["rest"]["last_seen_at"]
+            return value if value and datetime.fromisoformat(value) >= started else None
+
+        wait_for(seen, what="last_seen_at of client rest")
+        after = listed(http)
+        assert after["quiet"]["last_seen_at"] is None
+        # bookkeeping, not an edit: catalog pollers must not see a changed client
+        assert after["rest"]["updated_at"] == before["rest"]["updated_at"]
