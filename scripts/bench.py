@@ -275,6 +275,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--warmup", type=int, default=5, help="seconds of load before each")
     parser.add_argument("--skip-workers", action="store_true", help="skip the --workers 2 runs")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -295,8 +296,12 @@ def main() -> None:
             scripts[name] = path
 
         def measure(label: str, url: str, script: Path | None) -> None:
-            # a short warm-up: pools filled, statements prepared, caches loaded
-            run_wrk(url, script, connections=args.connections, duration=2, threads=args.threads)
+            # warm-up: pools grown, statements prepared on every connection, caches loaded —
+            # with 2 workers that takes longer than 2 s, which the first numbers showed
+            run_wrk(
+                url, script, connections=args.connections, duration=args.warmup,
+                threads=args.threads,
+            )  # fmt: skip
             assert gateway is not None
             cpu_before = tree_cpu_seconds(gateway.proc.pid)
             r = run_wrk(
