@@ -11,11 +11,9 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from athena.auth.guard import presented_key
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
-from athena.services.ratelimit import TokenBuckets
-from athena.services.ratelimit import check as check_rate
+from athena.services.ratelimit import RateLimits
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -30,10 +28,8 @@ class CallGate:
     """Builds the call context, admits the call (size and rate limits), records its outcome."""
 
     def __init__(self, runtime: Runtime) -> None:
-        settings = runtime.settings
         self.runtime = runtime
-        self.rate_ip = TokenBuckets(settings.rate_limit_per_ip, settings.rate_limit_burst)
-        self.rate_key = TokenBuckets(settings.rate_limit_per_key, settings.rate_limit_burst)
+        self.rate_limits = RateLimits.from_settings(runtime.settings)
 
     def context(
         self,
@@ -64,16 +60,8 @@ class CallGate:
         # one read passes it, so the total is checked here too.
         if sum(len(k) + len(v) for k, v in ctx.headers.items()) > MAX_HEADER_BYTES:
             raise ApiError("headers_too_large", "the request headers are larger than 32 KiB")
-        if ctx.route in UNLIMITED_ROUTES:
-            return
-        if self.rate_ip.enabled and ctx.remote_addr:
-            check_rate(self.rate_ip, ctx.remote_addr, "client address")
-        if self.rate_key.enabled:
-            key = presented_key(ctx, admin=True)
-            if key:
-                # The public id part of an Athena key (or the start of any other token) names
-                # the bucket; the secret never becomes a dictionary key.
-                check_rate(self.rate_key, key.partition(".")[0][:32], "API key")
+        if ctx.route not in UNLIMITED_ROUTES:
+            self.rate_limits.check(ctx)
 
     def close(self, ctx: CallContext, status: int) -> None:
         """Metrics and the request log for a finished call (before its response is sent)."""

@@ -17,7 +17,7 @@ import math
 import select
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -184,25 +184,16 @@ class Database:
         interface with trio waiting on the socket (``wait_on_trio``). Same errors, deadline and
         cancellation as ``run``.
         """
-        deadline = self.deadline_s
-        with trio.move_on_after(deadline if deadline is not None else math.inf) as scope:
-            conn = await self._acquire()
-            try:
-                cursor = conn.cursor()
-                await wait_on_trio(
-                    cursor._execute_gen(statement, params),  # psycopg's own execute() generator
-                    conn.pgconn.socket,
-                )
-                row = cursor.fetchone()
-            except BaseException as exc:
-                self._give_back(conn, exc)
-                if isinstance(exc, psycopg.OperationalError) and _is_connection_failure(exc):
-                    raise DatabaseUnavailable(self.name) from exc
-                raise
-            self._put_back(conn)
-            return row
-        assert scope.cancelled_caught
-        raise StatementDeadlineExceeded(self.name)
+
+        async def first_row(conn: psycopg.Connection) -> tuple[Any, ...] | None:
+            cursor = conn.cursor()
+            await wait_on_trio(
+                cursor._execute_gen(statement, params),  # psycopg's own execute() generator
+                conn.pgconn.socket,
+            )
+            return cursor.fetchone()
+
+        return await self._on_loop(first_row)
 
     async def fetch_json(self, statement: bytes, params: list[Any]) -> tuple[bytes, int] | None:
         """The gateway's statements: one row of (JSON text, row count), as (bytes, int).
@@ -219,23 +210,33 @@ class Database:
             data, count = row
             return (data.encode() if isinstance(data, str) else bytes(data)), int(count)
         query = numbered(statement)
+
+        async def first_row(conn: psycopg.Connection) -> tuple[bytes | None, ...] | None:
+            prepared = self._prepared.get(conn)
+            if prepared is None:
+                prepared = self._prepared[conn] = PreparedNames()
+            return await first_row_text(conn, prepared, query, texts)
+
+        values = await self._on_loop(first_row)
+        if values is None:
+            return None
+        return values[0] or b"null", int(values[1] or 0)
+
+    async def _on_loop(self, use: Callable[[psycopg.Connection], Awaitable[T]]) -> T:
+        """``await use(conn)`` with a pooled connection, under the pool's deadline; a connection
+        interrupted mid-statement is cancelled server-side and replaced."""
         deadline = self.deadline_s
         with trio.move_on_after(deadline if deadline is not None else math.inf) as scope:
             conn = await self._acquire()
             try:
-                prepared = self._prepared.get(conn)
-                if prepared is None:
-                    prepared = self._prepared[conn] = PreparedNames()
-                values = await first_row_text(conn, prepared, query, texts)
+                result = await use(conn)
             except BaseException as exc:
                 self._give_back(conn, exc)
                 if isinstance(exc, psycopg.OperationalError) and _is_connection_failure(exc):
                     raise DatabaseUnavailable(self.name) from exc
                 raise
             self._put_back(conn)
-            if values is None:
-                return None
-            return values[0] or b"null", int(values[1] or 0)
+            return result
         assert scope.cancelled_caught
         raise StatementDeadlineExceeded(self.name)
 

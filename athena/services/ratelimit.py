@@ -15,6 +15,9 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from athena.auth.guard import presented_key
+from athena.config import Settings
+from athena.context import CallContext
 from athena.errors import ApiError
 
 # Buckets idle this long are forgotten, so memory stays bounded under spoofed identities.
@@ -80,3 +83,30 @@ def check(buckets: TokenBuckets, identity: str, what: str) -> None:
             headers={"Retry-After": str(retry)},
             data={"retry_after_seconds": retry, "limit": what},
         )
+
+
+@dataclass
+class RateLimits:
+    """The per-client-address and per-presented-key buckets, checked together."""
+
+    per_ip: TokenBuckets
+    per_key: TokenBuckets
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimits:
+        burst = settings.rate_limit_burst
+        return cls(
+            TokenBuckets(settings.rate_limit_per_ip, burst),
+            TokenBuckets(settings.rate_limit_per_key, burst),
+        )
+
+    def check(self, ctx: CallContext) -> None:
+        """Raise 429 ``rate_limited`` when either bucket of this call is empty."""
+        if self.per_ip.enabled and ctx.remote_addr:
+            check(self.per_ip, ctx.remote_addr, "client address")
+        if self.per_key.enabled:
+            key = presented_key(ctx, admin=True)
+            if key:
+                # The public id part of an Athena key (or the start of any other token) names
+                # the bucket; the secret never becomes a dictionary key.
+                check(self.per_key, key.partition(".")[0][:32], "API key")

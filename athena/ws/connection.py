@@ -28,13 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from athena.auth.guard import presented_key
 from athena.config import Settings
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
 from athena.services.events import Delivery, Subscription
-from athena.services.ratelimit import TokenBuckets
-from athena.services.ratelimit import check as check_rate
+from athena.services.ratelimit import RateLimits
 from athena.ws import protocol
 from athena.ws.actions import dispatch
 
@@ -304,11 +302,9 @@ class Connection:
     def _check_rate(self, ctx: CallContext) -> None:
         """``ATHENA_RATE_LIMIT_PER_IP`` / ``_PER_KEY`` apply per message, as per HTTP request
         (buckets of the WebSocket gateway, separate from the HTTP ones)."""
-        limits: WsRateLimits | None = self.rt.services.get("ws_rate_limits")
+        limits: RateLimits | None = self.rt.services.get("ws_rate_limits")
         if limits is None:
-            limits = self.rt.services["ws_rate_limits"] = WsRateLimits.from_settings(
-                self.rt.settings
-            )
+            limits = self.rt.services["ws_rate_limits"] = RateLimits.from_settings(self.rt.settings)
         limits.check(ctx)
 
     def _context(self, message: protocol.ClientMessage) -> CallContext:
@@ -385,31 +381,6 @@ class Connection:
             self.limits.event_queue_size,
         )
         self.close_now(CLOSE_TRY_AGAIN_LATER, "slow consumer: event queue overflowed")
-
-
-@dataclass
-class WsRateLimits:
-    """Token buckets per client address and per presented key, like the HTTP ones."""
-
-    per_ip: TokenBuckets
-    per_key: TokenBuckets
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> WsRateLimits:
-        burst = settings.rate_limit_burst
-        return cls(
-            TokenBuckets(settings.rate_limit_per_ip, burst),
-            TokenBuckets(settings.rate_limit_per_key, burst),
-        )
-
-    def check(self, ctx: CallContext) -> None:
-        if self.per_ip.enabled and ctx.remote_addr:
-            check_rate(self.per_ip, ctx.remote_addr, "client address")
-        if self.per_key.enabled:
-            key = presented_key(ctx, admin=True)
-            if key:
-                # the public id part names the bucket; the secret never becomes a dict key
-                check_rate(self.per_key, key.partition(".")[0][:32], "API key")
 
 
 def _size(raw: str | bytes, limit: int) -> int:
