@@ -8,8 +8,8 @@ the same ``CallGate`` as Quart's hooks, call the same service, send the envelope
 
 Anything it does not serve goes to Quart unchanged: other routes, other methods, WebSockets,
 lifespan, and requests on these paths whose body needs Quart's handling (no Content-Length,
-or one over ``ATHENA_MAX_BODY_BYTES`` → Quart's 413). Behaviour is the same on both paths; the
-tests run against the lane, and ``tests/core/test_hot_lane.py`` checks the handover cases.
+or one over ``ATHENA_MAX_BODY_BYTES`` → Quart's 413). Behaviour is the same on both paths:
+``tests/gateway/test_hot_lane.py`` sends each request both ways and compares the answers.
 """
 
 from __future__ import annotations
