@@ -2,6 +2,10 @@
 
 Decisions may be up to ``auth_cache_seconds`` (2 s) stale across instances. Within this instance
 an admin change calls ``invalidate()``, so it applies on the very next request.
+
+When an entry expires under load, every request in flight with that key would miss at once and
+each ask the catalog; instead one lookup runs and the others wait for its answer (single
+flight). Lookups are single statements run on the event loop (``Database.fetch_one``).
 ``last_used_at`` is recorded in memory and flushed in one statement by a background task, so the
 hot path never writes to the catalog.
 """
@@ -9,14 +13,18 @@ hot path never writes to the catalog.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from typing import Any, TypeVar
 
 import psycopg
 import trio
 
 from athena.db.pools import Database
+
+T = TypeVar("T")
 
 _KEY_SQL = """
 SELECT k.id::text, k.public_id, k.client_name, k.key_salt, k.key_hash, k.is_active, k.expires_at,
@@ -59,6 +67,15 @@ class Enforcement:
         return self.global_flag
 
 
+@dataclass
+class _Lookup:
+    """A catalog lookup in flight that other requests wait for."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    ok: bool = False
+    value: Any = None
+
+
 class AuthStore:
     def __init__(self, catalog: Database, ttl: float, default_enforce: bool) -> None:
         self._catalog = catalog
@@ -67,37 +84,71 @@ class AuthStore:
         self._keys: dict[str, tuple[float, StoredKey | None]] = {}
         self._enforcement: tuple[float, Enforcement] | None = None
         self._used: set[str] = set()
+        self._in_flight: dict[str | None, _Lookup] = {}  # public id, or None for enforcement
+        self._generation = 0  # bumped by invalidate(): lookups started before must not be cached
 
     def invalidate(self) -> None:
         """Forget every cached decision (called by the admin routes after any change)."""
         self._keys.clear()
         self._enforcement = None
+        self._generation += 1
+        self._in_flight.clear()  # later requests read the catalog afresh
 
     async def key(self, public_id: str) -> StoredKey | None:
-        now = time.monotonic()
         hit = self._keys.get(public_id)
-        if hit is not None and now - hit[0] < self._ttl:
+        if hit is not None and time.monotonic() - hit[0] < self._ttl:
             return hit[1]
-        row = await self._catalog.run(lambda c: c.execute(_KEY_SQL, (public_id,)).fetchone())
+        return await self._single_flight(public_id, partial(self._load_key, public_id))
+
+    async def _load_key(self, public_id: str) -> StoredKey | None:
+        started, generation = time.monotonic(), self._generation
+        row = await self._catalog.fetch_one(_KEY_SQL, (public_id,))
         stored = None
         if row is not None:
             stored = StoredKey(
                 row[0], row[1], row[2], row[3], row[4], row[5], row[6], tuple(row[7])
             )
-        if len(self._keys) > 10_000:  # bound memory against random public ids
-            self._keys.clear()
-        self._keys[public_id] = (now, stored)
+        if generation == self._generation:
+            if len(self._keys) > 10_000:  # bound memory against random public ids
+                self._keys.clear()
+            self._keys[public_id] = (started, stored)
         return stored
 
     async def enforcement(self) -> Enforcement:
-        now = time.monotonic()
-        if self._enforcement is not None and now - self._enforcement[0] < self._ttl:
+        if self._enforcement is not None and time.monotonic() - self._enforcement[0] < self._ttl:
             return self._enforcement[1]
-        row = await self._catalog.run(lambda c: c.execute(_ENFORCEMENT_SQL).fetchone())
+        return await self._single_flight(None, self._load_enforcement)
+
+    async def _load_enforcement(self) -> Enforcement:
+        started, generation = time.monotonic(), self._generation
+        row = await self._catalog.fetch_one(_ENFORCEMENT_SQL)
         flag = self._default_enforce if row is None or row[0] is None else bool(row[0])
         value = Enforcement(flag, dict(row[1]) if row else {})
-        self._enforcement = (now, value)
+        if generation == self._generation:
+            self._enforcement = (started, value)
         return value
+
+    async def _single_flight(self, name: str | None, load: Callable[[], Awaitable[T]]) -> T:
+        """``await load()`` once for everyone asking for ``name`` at the same time.
+
+        If the lookup fails (catalog down, the first caller cancelled), each waiter runs its
+        own, so an error reaches every caller the way it would without sharing.
+        """
+        pending = self._in_flight.get(name)
+        if pending is not None:
+            await pending.done.wait()
+            if pending.ok:
+                return pending.value  # type: ignore[no-any-return]
+            return await load()
+        pending = self._in_flight[name] = _Lookup()
+        try:
+            pending.value = await load()
+            pending.ok = True
+            return pending.value  # type: ignore[no-any-return]
+        finally:
+            if self._in_flight.get(name) is pending:
+                del self._in_flight[name]
+            pending.done.set()
 
     def mark_used(self, key_id: str) -> None:
         self._used.add(key_id)

@@ -249,6 +249,8 @@ class Database:
         psycopg's own ``getconn``, which is what makes the pool open another connection, and
         hands what it gets straight back to the parked callers.
         """
+        if self.pool.closed:  # the client was removed: no point waiting for the pool
+            raise DatabaseUnavailable(self.name)
         give_up = trio.current_time() + self.pool_timeout_s
         # A newcomer does not jump the queue: with callers parked it parks too, so under
         # sustained load nobody waits out the pool timeout while others keep barging in.
