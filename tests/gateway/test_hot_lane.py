@@ -103,9 +103,7 @@ def test_writes_go_through_on_both_paths(gw: httpx.Client, db: psycopg.Connectio
         f'{{"table_name":"gw_items","conditions":[{{"eq_column":"owner","eq_value":"{owner}"}}]}}'
     ).encode()
     assert gw.request("DELETE", "/gateway/delete", content=delete).json()["count"] == 2
-    assert db.execute("SELECT count(*) FROM gw_items WHERE owner = %s", [owner]).fetchone() == (
-        0,
-    )
+    assert db.execute("SELECT count(*) FROM gw_items WHERE owner = %s", [owner]).fetchone() == (0,)
 
 
 def test_request_id_metrics_and_request_log(
@@ -174,7 +172,7 @@ def test_client_leaving_mid_body_does_not_hurt_the_server(gw: httpx.Client) -> N
         with socket.create_connection((host, port), timeout=5) as sock:
             sock.sendall(
                 b"POST /gateway/fetch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 1000\r\n\r\n{\"table_name\":"
+                b'Content-Length: 1000\r\n\r\n{"table_name":'
             )
     response = gw.post("/gateway/fetch", content=b'{"table_name":"gw_products","limit":1}')
     assert response.status_code == 200 and response.json()["count"] == 1
