@@ -1,0 +1,168 @@
+"""The application's own CPU per request, without hypercorn, sockets or a load generator.
+
+Run: ``.venv/bin/python scripts/bench_inproc.py [--requests 6000] [--concurrency 32] [--quart]``
+
+Starts an embedded PostgreSQL with the same 100k-row table as ``scripts/bench``, opens the
+gateway's runtime in this process and calls its ASGI application directly from ``concurrency``
+trio tasks: GET /ping, POST /gateway/fetch by primary key, and a 100-row page. With ``--quart``
+the requests skip the hot lane and go through the Quart application, for comparison.
+
+On a shared machine this is the steadiest measure of what the gateway's own code costs (the
+wrk numbers of ``scripts/bench`` also carry hypercorn, the kernel and whatever else runs).
+Prints CPU µs per request and latency percentiles; nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+from bench import seed, start_postgres
+
+Scope = dict[str, Any]
+
+
+async def call(app: Any, method: str, path: str, body: bytes, headers: list) -> int:
+    """One HTTP request through ``app``; returns the status."""
+    scope: Scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 80),
+        "headers": headers + ([(b"content-length", str(len(body)).encode())] if body else []),
+        "extensions": {},
+    }  # fmt: skip
+    delivered = False
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+async def measure(app: Any, name: str, make: Any, requests: int, concurrency: int) -> None:
+    latencies: list[float] = []
+    per_task = requests // concurrency
+
+    async def worker() -> None:
+        for _ in range(per_task):
+            method, path, body, headers = make()
+            started = time.perf_counter()
+            status = await call(app, method, path, body, headers)
+            latencies.append(time.perf_counter() - started)
+            if status != 200:
+                raise SystemExit(f"{name}: status {status}")
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(concurrency):
+            nursery.start_soon(worker)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    latencies.sort()
+    done = len(latencies)
+    print(
+        f"  {name:<16} CPU {cpu / done * 1e6:6.0f} µs/req   {done / wall:7.0f} req/s   "
+        f"p50 {latencies[done // 2] * 1e3:6.2f} ms   p99 {latencies[int(done * 0.99)] * 1e3:6.2f} ms",
+        flush=True,
+    )
+
+
+async def run(args: argparse.Namespace, catalog: str, data: str, key: str) -> None:
+    from athena.app import create_asgi
+    from athena.config import load_settings
+    from athena.runtime import Runtime
+
+    settings = load_settings()
+    runtime = await Runtime.open(settings, admin_key=key, catalog_uri=catalog)
+    lane = create_asgi(runtime)
+    app = lane.app if args.quart else lane
+    headers = [
+        (b"content-type", b"application/json"), (b"apikey", key.encode()),
+        (b"x-athena-client", b"athena"), (b"host", b"127.0.0.1"),
+    ]  # fmt: skip
+
+    def ping() -> tuple[str, str, bytes, list]:
+        return "GET", "/ping", b"", [(b"host", b"127.0.0.1")]
+
+    def fetch_pk() -> tuple[str, str, bytes, list]:
+        row = random.randint(1, args.rows)
+        body = {"table_name": "bench_items", "conditions": [{"eq_column": "id", "eq_value": row}]}
+        return "POST", "/gateway/fetch", json.dumps(body).encode(), headers
+
+    def page() -> tuple[str, str, bytes, list]:
+        after = random.randint(0, args.rows - 100)
+        body = {
+            "table_name": "bench_items", "limit": 100, "sort_by": {"field": "id"},
+            "conditions": [{"column": "id", "operator": "gt", "value": after}],
+        }  # fmt: skip
+        return "POST", "/gateway/fetch", json.dumps(body).encode(), headers
+
+    async with trio.open_nursery() as nursery:
+        runtime.start_background(nursery)
+        await lane.app.startup()
+        for name, make in (("ping", ping), ("fetch by pk", fetch_pk), ("100-row page", page)):
+            await measure(app, name, make, args.requests // 4, args.concurrency)  # warm-up
+            await measure(app, name, make, args.requests, args.concurrency)
+        nursery.cancel_scope.cancel()
+    await runtime.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=6000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--quart", action="store_true", help="through Quart, not the hot lane")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="athena-bench-inproc-"))
+    key = "bench_admin_" + secrets.token_hex(16)
+    pg, catalog, data, _ = start_postgres(work)
+    try:
+        seed(data, args.rows)
+        os.environ.update(
+            {
+                "ATHENA_CATALOG_URI": catalog,
+                "ATHENA_CLIENTS": json.dumps({"athena": {"pg_uri": data}}),
+                "ATHENA_POOL_MIN_SIZE": "16",
+                "ATHENA_POOL_MAX_SIZE": "16",
+                "ATHENA_DATA_DIR": str(work / "gateway"),
+                "ATHENA_KEY_12": key,
+            }
+        )
+        from athena.config import load_settings
+        from athena.server import migrate_catalog
+
+        migrate_catalog(catalog, load_settings())
+        print(f"in-process, {args.concurrency} concurrent tasks, "
+              f"{'Quart' if args.quart else 'hot lane'}:", flush=True)  # fmt: skip
+        trio.run(run, args, catalog, data, key)
+    finally:
+        pg.stop()
+        pg.unlock()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
