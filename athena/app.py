@@ -92,6 +92,9 @@ def create_app(runtime: Runtime) -> Quart:
             )
             return response
         response.headers["x-request-id"] = ctx.request_id
+        if response.status_code in (204, 304):
+            # RFC 9110: no Content-Length on these (the hot lane sends none either)
+            response.headers.pop("Content-Length", None)
         gate.close(ctx, response.status_code)
         return response
 
@@ -134,7 +137,10 @@ def create_app(runtime: Runtime) -> Quart:
     return app
 
 
-def create_asgi(runtime: Runtime) -> HotLane:
-    """What hypercorn serves: the hot lane in front of the Quart application."""
+def create_asgi(runtime: Runtime) -> HotLane | Quart:
+    """What hypercorn serves: the hot lane in front of the Quart application (or Quart alone
+    with ``ATHENA_HOT_LANE=false``)."""
     app = create_app(runtime)
+    if not runtime.settings.hot_lane:
+        return app
     return HotLane(app, runtime, app.call_gate)  # type: ignore[attr-defined]

@@ -10,6 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+import werkzeug.urls  # noqa: F401 — registers the 'werkzeug.url_quote' codec error handler
 
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
@@ -72,6 +75,13 @@ class CallGate:
         runtime.metrics.observe(ctx.route, ctx.method, status, client, elapsed)
         if ctx.route != "unmatched" and ctx.extra.get("log", True):
             runtime.request_log.record(ctx, status, elapsed)
+
+
+def query_pairs(query_string: bytes) -> list[tuple[str, str]]:
+    """The query string's (name, value) pairs, decoded exactly as werkzeug's ``request.args``."""
+    if not query_string:
+        return []
+    return parse_qsl(query_string.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
 
 
 def first_values(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:

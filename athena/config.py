@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     enforce_api_keys: bool = True
     require_context_headers: bool = True
     rest_format: Literal["envelope", "postgrest"] = "envelope"
+    # Serve the hot routes straight from ASGI (athena/hot_lane.py); false: everything via Quart.
+    hot_lane: bool = True
     # Schemas /rest/v1 serves besides ``public`` (Accept-Profile / Content-Profile), comma list.
     rest_schemas: str = ""
     docs_url: str = DEFAULT_DOCS_URL

@@ -1,39 +1,61 @@
 """The hot routes, served straight from ASGI in front of Quart.
 
-The data gateway's body-in, envelope-out routes (``/gateway/fetch`` and friends) and ``/ping``
-are most of a gateway's traffic. For them Quart's request and response objects, context locals
+The data gateway's body-in, envelope-out routes (``/gateway/fetch`` and friends),
+``/rest/v1/{table}`` (GET, POST, PATCH, DELETE) and ``/ping`` are most of a gateway's traffic. For them Quart's request and response objects, context locals
 and hook dispatch cost about as much CPU as the whole data path (measured: ~250 µs of ~1.1 ms
 per fetch in-process), so this lane serves them directly: read the body, open the call through
 the same ``CallGate`` as Quart's hooks, call the same service, send the envelope.
 
-Anything it does not serve goes to Quart unchanged: other routes, other methods, WebSockets,
-lifespan, and requests on these paths whose body needs Quart's handling (no Content-Length,
-or one over ``ATHENA_MAX_BODY_BYTES`` → Quart's 413). Behaviour is the same on both paths:
-``tests/gateway/test_hot_lane.py`` sends each request both ways and compares the answers.
+Anything it does not serve goes to Quart unchanged: other routes, other methods (HEAD, PUT,
+OPTIONS), WebSockets, lifespan, and requests on these paths whose body needs Quart's handling
+(no Content-Length, or one over ``ATHENA_MAX_BODY_BYTES`` → Quart's 413). Behaviour is the
+same on both paths: ``tests/gateway/test_hot_lane.py`` and ``tests/rest/test_rest_lane.py``
+send each request both ways and compare the answers. ``ATHENA_HOT_LANE=false`` turns it off.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
-from athena.calls import CallGate, first_values
+from athena.calls import CallGate, first_values, query_pairs
 from athena.context import CallContext
 from athena.errors import ApiError
+from athena.query.postgrest.errors import PgrstError
 from athena.routes._http import JSON, dumps, parse_json_object
 from athena.routes.gateway import BODY_ROUTES, envelope
 from athena.runtime import Runtime
+from athena.services.rest import is_native, rest_service
+from athena.services.rest_errors import api_error_from_pgrst, pgrst_from_api_error
 
 log = logging.getLogger("athena.app")
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 # (status, body, content type, extra headers)
 Answer = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
-Handler = Callable[[CallContext, bytes], Awaitable[Answer]]
+
+
+@dataclass
+class Call:
+    """What a lane handler gets besides the call context."""
+
+    method: str
+    body: bytes
+    headers: list[tuple[str, str]]  # every header, repeated ones included
+    pairs: list[tuple[str, str]]  # the query string, in order
+    param: str = ""  # the path parameter of a prefix route (the table of /rest/v1/{table})
+
+
+Handler = Callable[[CallContext, Call], Awaitable[Answer]]
 
 _TEXT = b"text/plain; charset=utf-8"
+_REST_PREFIX = "/rest/v1/"
+_REST_METHODS = frozenset({"GET", "POST", "PATCH", "DELETE"})
+_REST_ROUTE = "/rest/v1/<table>"  # the route template metrics and the request log use
+# Statuses whose responses carry no body and no Content-Length (RFC 9110).
+_NO_BODY = frozenset({204, 304})
 
 
 class _ClientGone(Exception):
@@ -54,12 +76,17 @@ class HotLane:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            handler = self.routes.get((scope["method"], scope["path"]))
+            method, path = scope["method"], scope["path"]
+            handler, route, param = self.routes.get((method, path)), path, ""
+            if handler is None and path.startswith(_REST_PREFIX) and method in _REST_METHODS:
+                param = path[len(_REST_PREFIX) :]
+                if param and "/" not in param:
+                    handler, route = self._rest, _REST_ROUTE
             if handler is not None:
                 headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
                 length = self._plain_body_length(headers)
                 if length is not None:
-                    await self._serve(handler, scope, headers, length, receive, send)
+                    await self._serve(handler, scope, route, param, headers, length, receive, send)
                     return
         await self.app(scope, receive, send)
 
@@ -77,8 +104,8 @@ class HotLane:
         return length if 0 <= length <= self.max_body else None
 
     async def _serve(
-        self, handler: Handler, scope: dict[str, Any], headers: list[tuple[str, str]],
-        length: int, receive: Any, send: Any,
+        self, handler: Handler, scope: dict[str, Any], route: str, param: str,
+        headers: list[tuple[str, str]], length: int, receive: Any, send: Any,
     ) -> None:  # fmt: skip
         try:
             # Read the whole body first, always: hypercorn 0.18 wedges a keep-alive connection
@@ -89,18 +116,22 @@ class HotLane:
         gate = self.gate
         client = scope.get("client")
         query_string: bytes = scope.get("query_string") or b""
+        try:
+            pairs = query_pairs(query_string)
+        except UnicodeDecodeError:  # h11 only lets ASCII through; never reached in practice
+            pairs = []
+        method = scope["method"]
         ctx = gate.context(
             headers,
             remote_addr=client[0] if client else None,
-            route=scope["path"],
-            method=scope["method"],
-            query=first_values(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
-            if query_string
-            else {},
+            route=route,
+            method=method,
+            query=first_values(pairs),
         )
         try:
             gate.admit(ctx, len(query_string))
-            status, payload, content_type, extra = await handler(ctx, body)
+            call = Call(method, body, headers, pairs, param)
+            status, payload, content_type, extra = await handler(ctx, call)
         except ApiError as exc:
             ctx.error_code = exc.code
             status, payload, content_type, extra = _error_answer(exc)
@@ -114,27 +145,57 @@ class HotLane:
             ctx.error_code = err.code
             status, payload, content_type, extra = _error_answer(err)
         gate.close(ctx, status)
-        response_headers = [
-            (b"content-type", content_type),
-            (b"content-length", str(len(payload)).encode()),
-            (b"x-request-id", ctx.request_id.encode("latin-1")),
-            *extra,
-        ]
+        response_headers = [(b"content-type", content_type)]
+        if status in _NO_BODY:
+            payload = b""
+        else:
+            response_headers.append((b"content-length", str(len(payload)).encode()))
+        response_headers.append((b"x-request-id", ctx.request_id.encode("latin-1")))
+        response_headers.extend(extra)
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _ping(self, ctx: CallContext, body: bytes) -> Answer:
+    async def _ping(self, ctx: CallContext, call: Call) -> Answer:
         ctx.extra["log"] = False  # liveness probes would flood the request log
         return 200, b"pong", _TEXT, []
 
     def _body_route(self, service: Any) -> Handler:
         runtime = self.runtime
 
-        async def handle(ctx: CallContext, body: bytes) -> Answer:
-            result = await service(runtime, ctx, parse_json_object(body))
+        async def handle(ctx: CallContext, call: Call) -> Answer:
+            result = await service(runtime, ctx, parse_json_object(call.body))
             return result.status, envelope(result), b"application/json", []
 
         return handle
+
+    async def _rest(self, ctx: CallContext, call: Call) -> Answer:
+        """``/rest/v1/{table}`` as ``athena.routes.rest`` serves it through Quart."""
+        runtime = self.runtime
+        native = is_native(runtime, ctx)
+        prefer = [value for name, value in call.headers if name == "prefer"]
+        try:
+            result = await rest_service(runtime).handle(
+                ctx,
+                method=call.method,
+                table=call.param,
+                pairs=call.pairs,
+                body=call.body if call.method in ("POST", "PATCH") else None,
+                native=native,
+                prefer=", ".join(prefer) if prefer else None,
+            )
+        except PgrstError as err:
+            if native:
+                return _native_error(ctx, err)
+            raise api_error_from_pgrst(err) from None
+        except ApiError as err:
+            if native:
+                return _native_error(ctx, pgrst_from_api_error(err))
+            raise
+        extra = [
+            (k.lower().encode("latin-1"), str(v).encode("latin-1"))
+            for k, v in result.headers.items()
+        ]
+        return result.status, result.body or b"", result.media.encode("latin-1"), extra
 
 
 async def _read_body(receive: Any) -> bytes:
@@ -146,6 +207,14 @@ async def _read_body(receive: Any) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _native_error(ctx: CallContext, err: PgrstError) -> Answer:
+    ctx.error_code = err.code
+    extra = [
+        (k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in err.headers.items()
+    ]
+    return err.status, dumps(err.body()).encode(), b"application/json; charset=utf-8", extra
 
 
 def _error_answer(exc: ApiError) -> Answer:
