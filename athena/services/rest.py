@@ -264,6 +264,14 @@ class _Call:
         except (psycopg.Error, DatabaseUnavailable) as exc:
             raise self._db_error(exc) from None
 
+    async def _fetch_row(self, statement: Any, params: Any) -> tuple[Any, ...]:
+        try:
+            row = await require_db(self.entry).fetch_one(statement, params)
+        except (psycopg.Error, DatabaseUnavailable) as exc:
+            raise self._db_error(exc) from None
+        assert row is not None  # aggregate statements always return a row
+        return row
+
     def _count_mode(self) -> str | None:
         mode = self.prefs.get("count")
         if mode in ("exact", "planned", "estimated"):
@@ -340,11 +348,16 @@ class _Call:
             else None
         )
 
+        if planned_stmt is None:
+            # The common case, one statement: run on the event loop, no worker thread.
+            row = await self._fetch_row(plan.statement.query, plan.statement.params)
+            return self._read_result(row[0], row[1], row[2], lower, head)
+
         def work(conn: psycopg.Connection) -> tuple[Any, ...]:
             row = conn.execute(plan.statement.query, plan.statement.params).fetchone()
             assert row is not None
             total = row[0]
-            if planned_stmt is not None and (mode == "planned" or (total or 0) > cap):
+            if mode == "planned" or (total or 0) > cap:
                 explain = conn.execute(
                     b"EXPLAIN (FORMAT JSON) " + planned_stmt.query.as_bytes(conn),
                     planned_stmt.params,
