@@ -206,6 +206,7 @@ class Runtime:
 
     def start_background(self, nursery: trio.Nursery) -> None:
         self.nursery = nursery
+        self.auth_store.nursery = nursery  # refreshes cached auth entries ahead of expiry
         for task in self.background:
             fn = task.fn
             if task.lease_id is not None:

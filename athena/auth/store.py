@@ -5,13 +5,17 @@ an admin change calls ``invalidate()``, so it applies on the very next request.
 
 When an entry expires under load, every request in flight with that key would miss at once and
 each ask the catalog; instead one lookup runs and the others wait for its answer (single
-flight). Lookups are single statements run on the event loop (``Database.fetch_one``).
+flight). Better still, an entry used in the second half of its life is refreshed in the
+background (in the runtime's nursery), so a key in steady use never makes a request wait for
+the catalog. The bound is unchanged: no answer older than the TTL is ever used. Lookups are
+single statements run on the event loop (``Database.fetch_one``).
 ``last_used_at`` is recorded in memory and flushed in one statement by a background task, so the
 hot path never writes to the catalog.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +29,7 @@ import trio
 from athena.db.pools import Database
 
 T = TypeVar("T")
+log = logging.getLogger("athena.auth")
 
 _KEY_SQL = """
 SELECT k.id::text, k.public_id, k.client_name, k.key_salt, k.key_hash, k.is_active, k.expires_at,
@@ -86,6 +91,9 @@ class AuthStore:
         self._used: set[str] = set()
         self._in_flight: dict[str | None, _Lookup] = {}  # public id, or None for enforcement
         self._generation = 0  # bumped by invalidate(): lookups started before must not be cached
+        # Where background refreshes run (the runtime's nursery, once it is serving).
+        self.nursery: trio.Nursery | None = None
+        self._refreshing: set[str | None] = set()
 
     def invalidate(self) -> None:
         """Forget every cached decision (called by the admin routes after any change)."""
@@ -96,8 +104,12 @@ class AuthStore:
 
     async def key(self, public_id: str) -> StoredKey | None:
         hit = self._keys.get(public_id)
-        if hit is not None and time.monotonic() - hit[0] < self._ttl:
-            return hit[1]
+        if hit is not None:
+            age = time.monotonic() - hit[0]
+            if age < self._ttl:
+                if age > self._ttl / 2:
+                    self._refresh_soon(public_id, partial(self._load_key, public_id))
+                return hit[1]
         return await self._single_flight(public_id, partial(self._load_key, public_id))
 
     async def _load_key(self, public_id: str) -> StoredKey | None:
@@ -115,9 +127,27 @@ class AuthStore:
         return stored
 
     async def enforcement(self) -> Enforcement:
-        if self._enforcement is not None and time.monotonic() - self._enforcement[0] < self._ttl:
-            return self._enforcement[1]
+        if self._enforcement is not None:
+            age = time.monotonic() - self._enforcement[0]
+            if age < self._ttl:
+                if age > self._ttl / 2:
+                    self._refresh_soon(None, self._load_enforcement)
+                return self._enforcement[1]
         return await self._single_flight(None, self._load_enforcement)
+
+    def _refresh_soon(self, name: str | None, load: Callable[[], Awaitable[Any]]) -> None:
+        if self.nursery is None or name in self._refreshing or name in self._in_flight:
+            return
+        self._refreshing.add(name)
+        self.nursery.start_soon(self._refresh, name, load)
+
+    async def _refresh(self, name: str | None, load: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await self._single_flight(name, load)
+        except Exception:  # the entry simply expires; the next request asks and fails closed
+            log.debug("background refresh of an auth entry failed", exc_info=True)
+        finally:
+            self._refreshing.discard(name)
 
     async def _load_enforcement(self) -> Enforcement:
         started, generation = time.monotonic(), self._generation

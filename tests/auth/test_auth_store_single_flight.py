@@ -60,6 +60,32 @@ async def test_concurrent_misses_share_one_lookup(
         catalog.pool.close()
 
 
+async def test_a_key_in_steady_use_is_refreshed_ahead_and_never_waits(
+    catalog: CountingDatabase, catalog_uri: str
+) -> None:
+    parsed = parse_key(seed_key(catalog_uri, rights=["gateway.read"]))
+    assert parsed is not None
+    store = AuthStore(catalog, ttl=0.4, default_enforce=True)
+    try:
+        async with trio.open_nursery() as nursery:
+            store.nursery = nursery
+            assert (await store.key(parsed[0])) is not None  # the first read waits
+            first = catalog.calls
+            slowest = 0.0
+            deadline = trio.current_time() + 1.5
+            while trio.current_time() < deadline:
+                started = trio.current_time()
+                assert (await store.key(parsed[0])) is not None
+                slowest = max(slowest, trio.current_time() - started)
+                await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+        assert slowest < 0.04, "no request waited for the (50 ms) catalog once the key was known"
+        assert catalog.calls - first >= 3, "refreshed in the background, several times"
+        assert catalog.calls - first <= 8, "about once per half TTL, not per request"
+    finally:
+        catalog.pool.close()
+
+
 async def test_a_lookup_overtaken_by_an_invalidation_is_not_cached(
     catalog: CountingDatabase, catalog_uri: str
 ) -> None:
