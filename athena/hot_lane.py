@@ -23,12 +23,10 @@ from typing import Any
 from athena.calls import CallGate, first_values, query_pairs
 from athena.context import CallContext
 from athena.errors import ApiError
-from athena.query.postgrest.errors import PgrstError
 from athena.routes._http import JSON, dumps, parse_json_object
 from athena.routes.gateway import BODY_ROUTES, envelope
+from athena.routes.rest import answer as rest_answer
 from athena.runtime import Runtime
-from athena.services.rest import is_native, rest_service
-from athena.services.rest_errors import api_error_from_pgrst, pgrst_from_api_error
 
 log = logging.getLogger("athena.app")
 
@@ -169,33 +167,17 @@ class HotLane:
         return handle
 
     async def _rest(self, ctx: CallContext, call: Call) -> Answer:
-        """``/rest/v1/{table}`` as ``athena.routes.rest`` serves it through Quart."""
-        runtime = self.runtime
-        native = is_native(runtime, ctx)
+        """``/rest/v1/{table}``: the same ``routes.rest.answer`` the Quart view uses."""
         prefer = [value for name, value in call.headers if name == "prefer"]
-        try:
-            result = await rest_service(runtime).handle(
-                ctx,
-                method=call.method,
-                table=call.param,
-                pairs=call.pairs,
-                body=call.body if call.method in ("POST", "PATCH") else None,
-                native=native,
-                prefer=", ".join(prefer) if prefer else None,
-            )
-        except PgrstError as err:
-            if native:
-                return _native_error(ctx, err)
-            raise api_error_from_pgrst(err) from None
-        except ApiError as err:
-            if native:
-                return _native_error(ctx, pgrst_from_api_error(err))
-            raise
+        result = await rest_answer(
+            self.runtime, ctx, method=call.method, table=call.param, pairs=call.pairs,
+            body=call.body, prefer=prefer,
+        )  # fmt: skip
         extra = [
             (k.lower().encode("latin-1"), str(v).encode("latin-1"))
             for k, v in result.headers.items()
         ]
-        return result.status, result.body or b"", result.media.encode("latin-1"), extra
+        return result.status, result.body, result.media.encode("latin-1"), extra
 
 
 async def _read_body(receive: Any) -> bytes:
@@ -207,14 +189,6 @@ async def _read_body(receive: Any) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _native_error(ctx: CallContext, err: PgrstError) -> Answer:
-    ctx.error_code = err.code
-    extra = [
-        (k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in err.headers.items()
-    ]
-    return err.status, dumps(err.body()).encode(), b"application/json; charset=utf-8", extra
 
 
 def _error_answer(exc: ApiError) -> Answer:

@@ -7,35 +7,45 @@ mode, the CONTRACT envelope (via ``ApiError`` and the app's handler) otherwise.
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, g, request
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from quart import Blueprint, Response, request
+
+from athena.context import CallContext
 from athena.errors import ApiError
 from athena.query.postgrest.errors import PgrstError
 from athena.routes._http import ctx, dumps, rt
 from athena.services.rest import is_native, rest_service
 from athena.services.rest_errors import api_error_from_pgrst, pgrst_from_api_error
 
+if TYPE_CHECKING:
+    from athena.runtime import Runtime
+
 blueprint = Blueprint("rest", __name__)
 
 
-def _native_error(err: PgrstError) -> Response:
-    g.athena_ctx.error_code = err.code
-    headers = dict(err.headers)
-    return Response(
-        dumps(err.body()),
-        status=err.status,
-        content_type="application/json; charset=utf-8",
-        headers=headers,
-    )
+@dataclass
+class RestAnswer:
+    """A /rest/v1 response, success or error, in the caller's format."""
+
+    status: int
+    body: bytes
+    media: str
+    headers: dict[str, str]
+    empty: bool = False  # the service returned no body at all
 
 
-@blueprint.route("/rest/v1/<table>", methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "PUT"])
-async def rest_table(table: str) -> Response:
-    runtime = rt()
-    call = ctx()
+async def answer(
+    runtime: Runtime, call: CallContext, *, method: str, table: str,
+    pairs: list[tuple[str, str]], body: bytes | None, prefer: list[str],
+) -> RestAnswer:  # fmt: skip
+    """Run the request; failures become PostgREST's ``{code, message, details, hint}`` in native
+    mode and propagate as ``ApiError`` (the envelope) otherwise. Shared by the Quart view below
+    and ``athena.hot_lane``."""
     native = is_native(runtime, call)
     try:
-        if request.method == "PUT":  # PostgREST's PUT (single-row upsert) is not offered
+        if method == "PUT":  # PostgREST's PUT (single-row upsert) is not offered
             raise PgrstError(
                 405,
                 "PGRST117",
@@ -44,33 +54,46 @@ async def rest_table(table: str) -> Response:
                 envelope_code="method_not_allowed",
                 headers={"Allow": "GET, HEAD, POST, PATCH, DELETE"},
             )
-        body = None
-        if request.method in ("POST", "PATCH"):
-            body = await request.get_data(cache=False)
-        prefer = request.headers.getlist("Prefer")
         result = await rest_service(runtime).handle(
             call,
-            method=request.method,
+            method=method,
             table=table,
-            pairs=list(request.args.items(multi=True)),
-            body=body,
+            pairs=pairs,
+            body=body if method in ("POST", "PATCH") else None,
             native=native,
             prefer=", ".join(prefer) if prefer else None,
         )
     except PgrstError as err:
         if native:
-            return _native_error(err)
+            return _native_error(call, err)
         raise api_error_from_pgrst(err) from None
     except ApiError as err:
         if native:
-            return _native_error(pgrst_from_api_error(err))
+            return _native_error(call, pgrst_from_api_error(err))
         raise
-    response = Response(
-        result.body if result.body is not None else b"",
-        status=result.status,
-        content_type=result.media,
-        headers=result.headers,
+    return RestAnswer(
+        result.status, result.body or b"", result.media, result.headers, result.body is None
     )
-    if result.body is None and result.status != 204 and request.method != "HEAD":
+
+
+def _native_error(call: CallContext, err: PgrstError) -> RestAnswer:
+    call.error_code = err.code
+    return RestAnswer(
+        err.status, dumps(err.body()).encode(), "application/json; charset=utf-8", dict(err.headers)
+    )
+
+
+@blueprint.route("/rest/v1/<table>", methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "PUT"])
+async def rest_table(table: str) -> Response:
+    body = await request.get_data(cache=False) if request.method in ("POST", "PATCH") else None
+    result = await answer(
+        rt(), ctx(), method=request.method, table=table,
+        pairs=list(request.args.items(multi=True)), body=body,
+        prefer=request.headers.getlist("Prefer"),
+    )  # fmt: skip
+    response = Response(
+        result.body, status=result.status, content_type=result.media, headers=result.headers
+    )
+    if result.empty and result.status != 204 and request.method != "HEAD":
         response.headers["Content-Length"] = "0"
     return response
