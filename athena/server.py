@@ -32,8 +32,8 @@ from pathlib import Path
 import psycopg
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
+from athena import balance, http_serve
 from athena.config import ConfigError, Settings
 from athena.db import catalog as catalog_db
 from athena.db.embedded import EmbeddedPostgres, pg_bin_dir
@@ -48,6 +48,9 @@ _ENV_FD = "ATHENA_INTERNAL_LISTEN_FD"
 _ENV_CATALOG = "ATHENA_INTERNAL_CATALOG_URI"
 _ENV_DEFAULT_CLIENT = "ATHENA_INTERNAL_DEFAULT_CLIENT_URI"
 _ENV_ADMIN = "ATHENA_INTERNAL_ADMIN_KEY"
+_ENV_BOARD_FD = "ATHENA_INTERNAL_BOARD_FD"
+_ENV_WORKER_INDEX = "ATHENA_INTERNAL_WORKER_INDEX"
+_ENV_WORKER_COUNT = "ATHENA_INTERNAL_WORKER_COUNT"
 
 
 @dataclass
@@ -149,9 +152,8 @@ def prepare(settings: Settings) -> Prepared:
     return Prepared(catalog_uri, default_client_uri, admin_key, generated, embedded, sock)
 
 
-def hypercorn_config(settings: Settings, fd: int) -> HypercornConfig:
+def hypercorn_config() -> HypercornConfig:
     config = HypercornConfig()
-    config.bind = [f"fd://{fd}"]
     config.graceful_timeout = GRACEFUL_SECONDS
     # Idle keep-alive connections are closed after 30 s. No read timeout: hypercorn applies it
     # to client bytes even while a response streams, which cut backups and downloads at 60 s.
@@ -167,8 +169,14 @@ def hypercorn_config(settings: Settings, fd: int) -> HypercornConfig:
     return config
 
 
-async def serve_worker(settings: Settings, prepared: Prepared, fd: int) -> None:
-    """One worker: the root nursery with runtime, supervisor and hypercorn."""
+async def serve_worker(
+    settings: Settings, prepared: Prepared, fd: int, board: balance.Board | None = None
+) -> None:
+    """One worker: the root nursery with runtime, supervisor and hypercorn.
+
+    ``fd`` is the listening socket (this process owns and closes it). ``board`` is given when
+    several workers share that socket, to keep their shares of connections even.
+    """
     from athena.app import create_asgi
     from athena.runtime import Runtime
 
@@ -180,7 +188,13 @@ async def serve_worker(settings: Settings, prepared: Prepared, fd: int) -> None:
     )
     try:
         app = create_asgi(runtime)
-        config = hypercorn_config(settings, fd)
+        config = hypercorn_config()
+        sock = socket.socket(fileno=fd)
+        listener: trio.abc.Listener[trio.abc.Stream]
+        if board is None:
+            listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        else:
+            listener = balance.BalancedListener(sock, board)
         # Everything allocated so far lives as long as the process: move it out of the
         # collector's sight, and collect young objects less often. Full collections over a
         # large heap were the biggest source of tail latency under load.
@@ -191,12 +205,14 @@ async def serve_worker(settings: Settings, prepared: Prepared, fd: int) -> None:
             runtime.start_background(root)
             stop = trio.Event()
             root.start_soon(_watch_signals, stop, root.cancel_scope)
+            if board is not None:
+                root.start_soon(board.keep_beating)
 
             async def shutdown_trigger() -> None:
                 await stop.wait()
                 runtime.shutting_down.set()
 
-            await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)
+            await http_serve.serve(app, config, listener, shutdown_trigger=shutdown_trigger)
             root.cancel_scope.cancel()
     finally:
         await runtime.aclose()
@@ -250,6 +266,7 @@ def run(settings: Settings) -> int:
 def _run_workers(settings: Settings, prepared: Prepared) -> None:
     assert prepared.sock is not None
     fd = prepared.sock.fileno()
+    board_fd = balance.create_board(settings.workers)
     env = dict(os.environ)
     env.update(
         {
@@ -262,10 +279,21 @@ def _run_workers(settings: Settings, prepared: Prepared) -> None:
     )
     if settings.config:
         env["ATHENA_CONFIG"] = str(settings.config)
+    shared = [fd]
+    if board_fd is not None:
+        env[_ENV_BOARD_FD] = str(board_fd)
+        env[_ENV_WORKER_COUNT] = str(settings.workers)
+        shared.append(board_fd)
     children = [
-        subprocess.Popen([sys.executable, "-m", "athena", "_worker"], pass_fds=[fd], env=env)
-        for _ in range(settings.workers)
+        subprocess.Popen(
+            [sys.executable, "-m", "athena", "_worker"],
+            pass_fds=shared,
+            env={**env, _ENV_WORKER_INDEX: str(index)},
+        )
+        for index in range(settings.workers)
     ]
+    if board_fd is not None:
+        os.close(board_fd)  # the workers hold it now
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:
@@ -290,7 +318,14 @@ def run_child_worker(settings: Settings) -> int:
         admin_key_generated=False,
         embedded=None,
     )
-    trio.run(serve_worker, settings, prepared, int(os.environ[_ENV_FD]))
+    board = None
+    if os.environ.get(_ENV_BOARD_FD):
+        board = balance.Board(
+            int(os.environ[_ENV_BOARD_FD]),
+            int(os.environ[_ENV_WORKER_INDEX]),
+            int(os.environ[_ENV_WORKER_COUNT]),
+        )
+    trio.run(serve_worker, settings, prepared, int(os.environ[_ENV_FD]), board)
     return 0
 
 

@@ -318,6 +318,10 @@ def main() -> None:
                 threads=args.threads,
             )  # fmt: skip
             assert gateway is not None
+            # The warm-up's connections close before the measured ones open, as a client pool
+            # does not reconnect all at once: otherwise the workers balance the new connections
+            # against old ones still closing.
+            time.sleep(1)
             cpu_before = tree_cpu_seconds(gateway.proc.pid)
             r = run_wrk(
                 url, script, connections=args.connections, duration=args.duration,

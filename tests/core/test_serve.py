@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
@@ -211,6 +212,69 @@ def test_workers_share_one_port_and_exit_cleanly(
         assert (
             not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
         )
+
+
+def _connections_by_worker(port: int, pids: list[str]) -> list[int]:
+    """How many established connections to ``port`` each worker process holds (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # ESTABLISHED
+                inodes.add(f"socket:[{fields[9]}]")
+    counts = []
+    for pid in pids:
+        held = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                held += os.readlink(fd) in inodes
+        counts.append(held)
+    return counts
+
+
+def test_workers_take_even_shares_of_connections(
+    pg: TestPostgres, catalog_db: str, data_db: str, tmp_path: Path, admin_key: str
+) -> None:
+    """A client's pool of keep-alive connections is split evenly, round after round.
+
+    With a plain shared socket whichever worker wakes first takes a connection: 32 connections
+    often split 12/20, and the worker holding 20 queued more requests (athena/balance.py).
+    """
+    import json
+    import socket
+
+    env = {
+        "ATHENA_CATALOG_URI": pg.superuser_uri(catalog_db),
+        "ATHENA_KEY_12": admin_key,
+        "ATHENA_CLIENTS": json.dumps({"athena": {"pg_uri": pg.app_uri(data_db)}}),
+    }
+    server = AthenaServer(tmp_path, env, args=["--workers", "2"]).start()
+    try:
+        assert server.proc is not None
+        pids = subprocess.run(
+            ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(pids) == 2
+        with httpx.Client(base_url=server.url) as client:  # both workers up and beating
+            assert all(client.get("/ping").text == "pong" for _ in range(20))
+        time.sleep(1.2)
+        for _ in range(5):
+            pool = []
+            for _ in range(32):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert sock.recv(4096).endswith(b"pong")
+                pool.append(sock)
+            shares = _connections_by_worker(server.port, pids)
+            assert sum(shares) == 32 and abs(shares[0] - shares[1]) <= 2, shares
+            for sock in pool:
+                sock.close()
+            deadline = time.monotonic() + 5
+            while sum(_connections_by_worker(server.port, pids)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _connections_by_worker(server.port, pids) == [0, 0]
+    finally:
+        assert server.stop() == 0
 
 
 def test_sigterm_lets_an_in_flight_request_finish(athena_factory, admin_key: str) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,85 @@
+"""hypercorn's HTTP/1.1 machinery, served from a listener Athena chooses.
+
+``hypercorn.trio.serve`` builds its listeners from the configured sockets itself, so it cannot
+take the ``BalancedListener`` that evens connections out between workers. This module puts
+hypercorn's own parts (ASGI lifespan, ``TCPServer`` per connection, the worker context that
+tells keep-alive connections to wind down) around ``trio.serve_listeners`` and a listener it is
+given. Shutdown follows hypercorn's: stop accepting, let in-flight requests finish for
+``config.graceful_timeout``, then run the app's lifespan shutdown.
+
+One change to hypercorn's connection handling, in ``_Connection``: a connection whose client has
+closed its side is closed at once. hypercorn's trio server left such a socket in CLOSE-WAIT, with
+its task, until the keep-alive timer ran out (30 s), because only that timer ended an idle
+connection. A client that opens a connection per request then pins thousands of sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import wrap_app
+
+
+class _Connection(TCPServer):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._client_gone = False
+        self._idle_scope: trio.CancelScope | None = None
+
+    async def _read_data(self) -> None:
+        await super()._read_data()
+        # Nothing more can arrive, so there is no next request to wait for. A response in
+        # flight still goes out: the idle timer runs only between requests, and when it starts
+        # after that response it finds the client gone and closes at once.
+        self._client_gone = True
+        if self._idle_scope is not None:
+            self._idle_scope.cancel()
+
+    async def _idle_timeout(self) -> None:
+        # hypercorn's idle timer, which also ends when the client has gone
+        if not self._client_gone:
+            with trio.move_on_after(self.config.keep_alive_timeout) as self._idle_scope:
+                await self.context.terminated.wait()
+        with trio.CancelScope(shield=True):
+            await self._initiate_server_close()
+
+
+async def serve(
+    app: Any,
+    config: Config,
+    listener: trio.abc.Listener[Any],
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+) -> None:
+    """Serve ``app`` on ``listener`` until ``shutdown_trigger`` returns, then drain."""
+    asgi = wrap_app(app, config.wsgi_max_body_size, "asgi")
+    lifespan_state: dict[str, Any] = {}
+    lifespan = Lifespan(asgi, config, lifespan_state)
+    context = WorkerContext(None)
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        # The lifespan startup may have filled the state; every connection gets a copy.
+        handler = partial(
+            _Connection, asgi, config, context, ConnectionState(lifespan_state.copy())
+        )
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as accepting:
+                accepting.start_soon(
+                    partial(trio.serve_listeners, handler, [listener], handler_nursery=connections)
+                )
+                await shutdown_trigger()
+                accepting.cancel_scope.cancel()
+            # Idle keep-alive connections close now; busy ones after their current response.
+            await context.terminated.set()
+            connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
