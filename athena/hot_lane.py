@@ -72,23 +72,18 @@ class HotLane:
         for key, service in BODY_ROUTES.items():
             self.routes[key] = self._body_route(service)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            method, path = scope["method"], scope["path"]
-            handler, route, param = self.routes.get((method, path)), path, ""
-            if handler is None and path.startswith(_REST_PREFIX) and method in _REST_METHODS:
-                param = path[len(_REST_PREFIX) :]
-                if param and "/" not in param:
-                    handler, route = self._rest, _REST_ROUTE
-            if handler is not None:
-                headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-                length = self._plain_body_length(headers)
-                if length is not None:
-                    await self._serve(handler, scope, route, param, headers, length, receive, send)
-                    return
-        await self.app(scope, receive, send)
+    def match(self, method: str, path: str) -> tuple[Handler, str, str] | None:
+        """The handler, route template and path parameter serving ``method path``, if any."""
+        handler = self.routes.get((method, path))
+        if handler is not None:
+            return handler, path, ""
+        if path.startswith(_REST_PREFIX) and method in _REST_METHODS:
+            param = path[len(_REST_PREFIX) :]
+            if param and "/" not in param:
+                return self._rest, _REST_ROUTE, param
+        return None
 
-    def _plain_body_length(self, headers: list[tuple[str, str]]) -> int | None:
+    def plain_body_length(self, headers: list[tuple[str, str]]) -> int | None:
         """The body length when this lane can read the body itself, else ``None``."""
         length = 0
         for name, value in headers:
@@ -101,30 +96,54 @@ class HotLane:
                 return None
         return length if 0 <= length <= self.max_body else None
 
-    async def _serve(
-        self, handler: Handler, scope: dict[str, Any], route: str, param: str,
-        headers: list[tuple[str, str]], length: int, receive: Any, send: Any,
-    ) -> None:  # fmt: skip
-        try:
-            # Read the whole body first, always: hypercorn 0.18 wedges a keep-alive connection
-            # whose request body was never read.
-            body = await _read_body(receive) if length else b""
-        except _ClientGone:
-            return
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            method = scope["method"]
+            matched = self.match(method, scope["path"])
+            if matched is not None:
+                headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+                length = self.plain_body_length(headers)
+                if length is not None:
+                    try:
+                        # Read the whole body first, always: hypercorn 0.18 wedges a keep-alive
+                        # connection whose request body was never read.
+                        body = await _read_body(receive) if length else b""
+                    except _ClientGone:
+                        return
+                    client = scope.get("client")
+                    status, response_headers, payload = await self.answer(
+                        matched, method, headers, scope.get("query_string") or b"", body,
+                        client[0] if client else None,
+                    )  # fmt: skip
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": status,
+                            "headers": response_headers,
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": payload})
+                    return
+        await self.app(scope, receive, send)
+
+    async def answer(
+        self, matched: tuple[Handler, str, str], method: str, headers: list[tuple[str, str]],
+        query_string: bytes, body: bytes, remote_addr: str | None,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:  # fmt: skip
+        """One request, whole: admitted, served and closed through the call gate.
+
+        Returns the status, the response headers (without Date and framing beyond
+        Content-Length) and the payload. Never raises for a request's fault or a bug: those
+        are answered in the error envelope.
+        """
+        handler, route, param = matched
         gate = self.gate
-        client = scope.get("client")
-        query_string: bytes = scope.get("query_string") or b""
         try:
             pairs = query_pairs(query_string)
         except UnicodeDecodeError:  # h11 only lets ASCII through; never reached in practice
             pairs = []
-        method = scope["method"]
         ctx = gate.context(
-            headers,
-            remote_addr=client[0] if client else None,
-            route=route,
-            method=method,
-            query=first_values(pairs),
+            headers, remote_addr=remote_addr, route=route, method=method, query=first_values(pairs)
         )
         try:
             gate.admit(ctx, len(query_string))
@@ -150,8 +169,7 @@ class HotLane:
             response_headers.append((b"content-length", str(len(payload)).encode()))
         response_headers.append((b"x-request-id", ctx.request_id.encode("latin-1")))
         response_headers.extend(extra)
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": payload})
+        return status, response_headers, payload
 
     async def _ping(self, ctx: CallContext, call: Call) -> Answer:
         ctx.extra["log"] = False  # liveness probes would flood the request log

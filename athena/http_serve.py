@@ -27,6 +27,9 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import wrap_app
 
+from athena.hot_lane import HotLane
+from athena.lane_http import LaneHttp
+
 
 class _Connection(TCPServer):
     def __init__(self, *args: Any) -> None:
@@ -59,7 +62,11 @@ async def serve(
     *,
     shutdown_trigger: Callable[[], Awaitable[None]],
 ) -> None:
-    """Serve ``app`` on ``listener`` until ``shutdown_trigger`` returns, then drain."""
+    """Serve ``app`` on ``listener`` until ``shutdown_trigger`` returns, then drain.
+
+    When ``app`` is the hot lane, connections start in ``athena.lane_http``, which answers the
+    lane's simple requests itself and hands everything else to hypercorn.
+    """
     asgi = wrap_app(app, config.wsgi_max_body_size, "asgi")
     lifespan_state: dict[str, Any] = {}
     lifespan = Lifespan(asgi, config, lifespan_state)
@@ -68,9 +75,19 @@ async def serve(
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
         # The lifespan startup may have filled the state; every connection gets a copy.
-        handler = partial(
+        hypercorn = partial(
             _Connection, asgi, config, context, ConnectionState(lifespan_state.copy())
         )
+        handler: Callable[[Any], Awaitable[None]] = hypercorn
+        lane: LaneHttp | None = None
+        if isinstance(app, HotLane):
+            lane = handler = LaneHttp(
+                app,
+                hypercorn,
+                max_head=config.h11_max_incomplete_size,
+                keep_alive=config.keep_alive_timeout,
+                terminated=context.terminated,
+            )
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
                 accepting.start_soon(
@@ -80,6 +97,8 @@ async def serve(
                 accepting.cancel_scope.cancel()
             # Idle keep-alive connections close now; busy ones after their current response.
             await context.terminated.set()
+            if lane is not None:
+                lane.close_idle()
             connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()
