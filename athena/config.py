@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     rest_format: Literal["envelope", "postgrest"] = "envelope"
     # Serve the hot routes straight from ASGI (athena/hot_lane.py); false: everything via Quart.
     hot_lane: bool = True
+    # Read and write the hot lane's plain HTTP/1.1 requests straight on the socket
+    # (athena/lane_http.py); false: hypercorn serves every connection.
+    lane_http: bool = True
     # Schemas /rest/v1 serves besides ``public`` (Accept-Profile / Content-Profile), comma list.
     rest_schemas: str = ""
     docs_url: str = DEFAULT_DOCS_URL

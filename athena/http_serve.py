@@ -61,11 +61,13 @@ async def serve(
     listener: trio.abc.Listener[Any],
     *,
     shutdown_trigger: Callable[[], Awaitable[None]],
+    lane: HotLane | None = None,
 ) -> None:
     """Serve ``app`` on ``listener`` until ``shutdown_trigger`` returns, then drain.
 
-    When ``app`` is the hot lane, connections start in ``athena.lane_http``, which answers the
-    lane's simple requests itself and hands everything else to hypercorn.
+    With ``lane`` (the hot lane, which ``app`` is or wraps), connections start in
+    ``athena.lane_http``, which answers the lane's plain requests itself and hands everything
+    else to hypercorn.
     """
     asgi = wrap_app(app, config.wsgi_max_body_size, "asgi")
     lifespan_state: dict[str, Any] = {}
@@ -79,10 +81,10 @@ async def serve(
             _Connection, asgi, config, context, ConnectionState(lifespan_state.copy())
         )
         handler: Callable[[Any], Awaitable[None]] = hypercorn
-        lane: LaneHttp | None = None
-        if isinstance(app, HotLane):
-            lane = handler = LaneHttp(
-                app,
+        lane_http: LaneHttp | None = None
+        if lane is not None:
+            lane_http = handler = LaneHttp(
+                lane,
                 hypercorn,
                 max_head=config.h11_max_incomplete_size,
                 keep_alive=config.keep_alive_timeout,
@@ -97,8 +99,8 @@ async def serve(
                 accepting.cancel_scope.cancel()
             # Idle keep-alive connections close now; busy ones after their current response.
             await context.terminated.set()
-            if lane is not None:
-                lane.close_idle()
+            if lane_http is not None:
+                lane_http.close_idle()
             connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()

@@ -178,6 +178,7 @@ async def serve_worker(
     several workers share that socket, to keep their shares of connections even.
     """
     from athena.app import create_asgi
+    from athena.hot_lane import HotLane
     from athena.runtime import Runtime
 
     runtime = await Runtime.open(
@@ -212,7 +213,10 @@ async def serve_worker(
                 await stop.wait()
                 runtime.shutting_down.set()
 
-            await http_serve.serve(app, config, listener, shutdown_trigger=shutdown_trigger)
+            lane = app if isinstance(app, HotLane) and settings.lane_http else None
+            await http_serve.serve(
+                app, config, listener, shutdown_trigger=shutdown_trigger, lane=lane
+            )
             root.cancel_scope.cancel()
     finally:
         await runtime.aclose()

@@ -69,6 +69,19 @@ class _Wire:
             return False
 
 
+@pytest.fixture(scope="module")
+def hypercorn_only(athena_factory: Callable[..., AthenaServer]) -> AthenaServer:
+    return athena_factory(lane_http="false")
+
+
+@pytest.fixture(params=["lane-http", "hypercorn"])
+def server(request: pytest.FixtureRequest, athena: AthenaServer) -> AthenaServer:
+    """Both ways a connection can be served: they must not differ on the wire."""
+    if request.param == "lane-http":
+        return athena
+    return request.getfixturevalue("hypercorn_only")
+
+
 @contextmanager
 def _wire(server: AthenaServer) -> Iterator[_Wire]:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
@@ -77,10 +90,23 @@ def _wire(server: AthenaServer) -> Iterator[_Wire]:
             yield wire
 
 
-def test_pipelined_requests_are_answered_in_order(
-    athena: AthenaServer, gw_schema: None, admin_key: str
+def test_the_switch_sends_every_connection_to_hypercorn(
+    athena: AthenaServer, hypercorn_only: AthenaServer
 ) -> None:
-    with _wire(athena) as wire:
+    # lane_http writes the reason phrase; hypercorn (h11) leaves it empty
+    for server, status_line in (
+        (athena, b"HTTP/1.1 200 OK\r\n"),
+        (hypercorn_only, b"HTTP/1.1 200 \r\n"),
+    ):
+        with _wire(server) as wire:
+            wire.send(_request("GET", "/ping"))
+            assert wire.file.readline() == status_line
+
+
+def test_pipelined_requests_are_answered_in_order(
+    server: AthenaServer, gw_schema: None, admin_key: str
+) -> None:
+    with _wire(server) as wire:
         wire.send(
             _request("GET", "/ping")
             + _request("POST", "/gateway/fetch", FETCH_A1, key=admin_key)
@@ -97,10 +123,10 @@ def test_pipelined_requests_are_answered_in_order(
 
 
 def test_a_request_dribbled_a_byte_at_a_time_is_served(
-    athena: AthenaServer, gw_schema: None, admin_key: str
+    server: AthenaServer, gw_schema: None, admin_key: str
 ) -> None:
     raw = _request("POST", "/gateway/fetch", FETCH_A1, key=admin_key)
-    with _wire(athena) as wire:
+    with _wire(server) as wire:
         wire.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for i in range(len(raw)):
             wire.send(raw[i : i + 1])
@@ -114,17 +140,17 @@ def test_a_request_dribbled_a_byte_at_a_time_is_served(
 
 
 def test_percent_encoded_rest_table_is_decoded_like_hypercorn_does(
-    athena: AthenaServer, gw_schema: None, admin_key: str
+    server: AthenaServer, gw_schema: None, admin_key: str
 ) -> None:
-    with _wire(athena) as wire:
+    with _wire(server) as wire:
         wire.send(_request("GET", "/rest/v1/gw%5Fproducts?select=sku&sku=eq.B-2", key=admin_key))
         status, _, body = wire.response()
     assert status == 200, body
     assert json.loads(body) == {"data": [{"sku": "B-2"}]}  # X-Athena-Client: the envelope
 
 
-def test_connection_close_is_honoured(athena: AthenaServer) -> None:
-    with _wire(athena) as wire:
+def test_connection_close_is_honoured(server: AthenaServer) -> None:
+    with _wire(server) as wire:
         wire.send(_request("GET", "/ping", close=True))
         status, headers, body = wire.response()
         assert (status, body) == (200, b"pong")
@@ -132,8 +158,8 @@ def test_connection_close_is_honoured(athena: AthenaServer) -> None:
         assert wire.closed_by_server(within=5)
 
 
-def test_http_1_0_is_served_and_closed(athena: AthenaServer) -> None:
-    with _wire(athena) as wire:
+def test_http_1_0_is_served_and_closed(server: AthenaServer) -> None:
+    with _wire(server) as wire:
         wire.send(b"GET /ping HTTP/1.0\r\n\r\n")
         line = wire.file.readline()
         assert line.startswith(b"HTTP/1.") and b" 200" in line
@@ -206,35 +232,35 @@ def test_one_connection_moves_from_the_lane_to_hypercorn_and_stays_correct(
     ],
 )
 def test_malformed_requests_get_a_400_and_the_server_carries_on(
-    athena: AthenaServer, raw: bytes
+    server: AthenaServer, raw: bytes
 ) -> None:
-    with _wire(athena) as wire:
+    with _wire(server) as wire:
         wire.send(raw)
         line = wire.file.readline()
         assert line.startswith(b"HTTP/1.1 400"), line
-    with _wire(athena) as wire:
+    with _wire(server) as wire:
         wire.send(_request("GET", "/ping"))
         assert wire.response()[2] == b"pong"
 
 
-def test_an_oversized_head_on_a_lane_route_is_refused(athena: AthenaServer) -> None:
-    with _wire(athena) as wire:
+def test_an_oversized_head_on_a_lane_route_is_refused(server: AthenaServer) -> None:
+    with _wire(server) as wire:
         wire.send(_request("GET", "/ping", headers={"X-Big": "y" * 70_000}))
         line = wire.file.readline()
         assert line == b"" or line.split()[1] in (b"400", b"431"), line
-    with _wire(athena) as wire:
+    with _wire(server) as wire:
         wire.send(_request("GET", "/ping"))
         assert wire.response()[2] == b"pong"
 
 
 def test_expect_100_continue_is_answered(
-    athena: AthenaServer, gw_schema: None, admin_key: str
+    server: AthenaServer, gw_schema: None, admin_key: str
 ) -> None:
     head = _request(
         "POST", "/gateway/fetch", b"", key=admin_key, headers={"Expect": "100-continue"}
     )
     head = head.replace(b"Content-Length: 0", b"Content-Length: %d" % len(FETCH_A1))
-    with _wire(athena) as wire:
+    with _wire(server) as wire:
         wire.send(head)
         assert wire.response()[0] == 100
         wire.send(FETCH_A1)
