@@ -146,8 +146,9 @@ class BalancedListener(trio.abc.Listener[trio.abc.HalfCloseableStream]):
 
 
 def _pending(sock: socket.socket) -> bool:
-    readable, _, _ = select.select([sock], [], [], 0)
-    return bool(readable)
+    poller = select.poll()  # not select.select: it fails for descriptors above 1023
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class CountedStream(trio.abc.HalfCloseableStream):

@@ -37,6 +37,7 @@ from athena.hot_lane import HotLane
 log = logging.getLogger("athena.http")
 
 _RECV = 64 * 1024
+_ONE_WRITE = 64 * 1024  # responses up to this size go out as one block
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") (/[\x21-\x7e]*) HTTP/1\.1")
 # A field line: token name, colon, value without control characters (HTAB allowed).
@@ -100,10 +101,8 @@ def _http_date() -> bytes:
     return _date[1]
 
 
-def render_response(
-    status: int, headers: list[tuple[bytes, bytes]], payload: bytes, close: bool
-) -> bytes:
-    """The whole response: status line, the given headers, Date, and the payload."""
+def render_head(status: int, headers: list[tuple[bytes, bytes]], close: bool) -> bytes:
+    """Status line, the given headers, Date, and the blank line that ends the head."""
     parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
     for name, value in headers:
         if _UNSAFE_VALUE.search(value):
@@ -114,8 +113,15 @@ def render_response(
     parts += (b"date: ", _http_date(), b"\r\n")
     if close:
         parts.append(b"connection: close\r\n")
-    parts += (b"\r\n", payload)
+    parts.append(b"\r\n")
     return b"".join(parts)
+
+
+def render_response(
+    status: int, headers: list[tuple[bytes, bytes]], payload: bytes, close: bool
+) -> bytes:
+    """The whole response in one block, for one write."""
+    return render_head(status, headers, close) + payload
 
 
 class LaneHttp:
@@ -202,7 +208,11 @@ class LaneHttp:
                 matched, method, headers, query_string, body, remote
             )
             close = close or self.terminated.is_set()
-            await stream.send_all(render_response(status, response_headers, payload, close))
+            if len(payload) <= _ONE_WRITE:
+                await stream.send_all(render_response(status, response_headers, payload, close))
+            else:  # not worth copying a large payload just to save a write
+                await stream.send_all(render_head(status, response_headers, close))
+                await stream.send_all(payload)
             if close:
                 return True
 

@@ -7,7 +7,8 @@ measures at the same concurrency (32 connections by default):
     (c) PUT /gateway/insert of one row            (d) (a)'s exact SQL straight through a psycopg pool
     (e) GET /ping (the HTTP framework alone)
 
-then (a) and (e) again with ``--workers 2``. The load generator is ``wrk`` (C, cheap; Lua
+then (a) and (e) again with ``--workers 2``, and once more with ``ATHENA_LANE_HTTP=false``
+(hypercorn's HTTP/1.1 for every request, the framework the a/e target was set against). The load generator is ``wrk`` (C, cheap; Lua
 scripts build the POST bodies). Requests carry an ordinary API key bound to client ``athena``
 with only the rights they need (made through the admin API), so the key check is measured too.
 (d) is driven by Python threads, each borrowing from one psycopg ``ConnectionPool``: the
@@ -143,7 +144,10 @@ def seed(data_uri: str, rows: int) -> None:
 class Gateway:
     """``athena serve`` as a subprocess on a free loopback port."""
 
-    def __init__(self, work: Path, catalog: str, data: str, key: str, workers: int) -> None:
+    def __init__(
+        self, work: Path, catalog: str, data: str, key: str, workers: int,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATHENA_")}
@@ -154,6 +158,7 @@ class Gateway:
                 "ATHENA_CLIENTS": json.dumps({"athena": {"pg_uri": data}}),
                 "ATHENA_POOL_MAX_SIZE": os.environ.get("ATHENA_POOL_MAX_SIZE", "16"),
                 "ATHENA_POOL_MIN_SIZE": os.environ.get("ATHENA_POOL_MIN_SIZE", "8"),
+                **(extra_env or {}),
             }
         )
         data_dir = work / f"gateway-{self.port}"
@@ -296,6 +301,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--warmup", type=int, default=5, help="seconds of load before each")
     parser.add_argument("--skip-workers", action="store_true", help="skip the --workers 2 runs")
+    parser.add_argument(
+        "--skip-hypercorn", action="store_true", help="skip the ATHENA_LANE_HTTP=false runs"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required (scripts/bench installs it with apt-get when missing)")
@@ -355,6 +363,13 @@ def main() -> None:
             measure(f"e GET /ping{suffix}", f"{gateway.url}/ping", None)
             gateway.stop()
             gateway = None
+        if not args.skip_hypercorn:
+            gateway = Gateway(work, catalog, data, key, 1, {"ATHENA_LANE_HTTP": "false"})
+            print(f"gateway with ATHENA_LANE_HTTP=false on {gateway.url}", flush=True)
+            measure("a fetch by pk (hypercorn)", gateway.url, scripts["fetch_pk"])
+            measure("e GET /ping (hypercorn)", f"{gateway.url}/ping", None)
+            gateway.stop()
+            gateway = None
         print("direct psycopg pool (same SQL as a) …", flush=True)
         run_direct(data, rows=args.rows, connections=args.connections, duration=2)
         results["d psycopg pool, same SQL"] = run_direct(
@@ -394,6 +409,13 @@ def main() -> None:
         print(
             f"2 workers: a = {a2['rps']:.0f} req/s (target >= 1000), p99 {a2['p99_ms']:.1f} ms "
             f"(target < 50), a/e = {a2['rps'] / e2:.2f}"
+        )
+    if not args.skip_hypercorn:
+        ah = results["a fetch by pk (hypercorn)"]["rps"]
+        eh = results["e GET /ping (hypercorn)"]["rps"]
+        print(
+            f"hypercorn's HTTP/1.1 (ATHENA_LANE_HTTP=false): a/e = {ah / eh:.2f}; "
+            f"a fetch through the lane against a ping through hypercorn: {a / eh:.2f}"
         )
     out_dir = ROOT / "bench-results"
     out_dir.mkdir(exist_ok=True)

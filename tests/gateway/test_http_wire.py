@@ -139,6 +139,18 @@ def test_a_request_dribbled_a_byte_at_a_time_is_served(
         assert wire.response()[2] == b"pong"
 
 
+def test_a_large_response_arrives_whole_and_in_step(server: AthenaServer, admin_key: str) -> None:
+    big = _request(
+        "POST", "/gateway/query", b'{"query":"SELECT repeat(\'x\', 300000) AS big"}', key=admin_key
+    )
+    with _wire(server) as wire:
+        wire.send(big + _request("GET", "/ping"))
+        status, headers, body = wire.response()
+        assert status == 200 and int(headers["content-length"]) == len(body) > 300_000
+        assert json.loads(body)["data"] == [{"big": "x" * 300_000}]
+        assert wire.response()[2] == b"pong"
+
+
 def test_percent_encoded_rest_table_is_decoded_like_hypercorn_does(
     server: AthenaServer, gw_schema: None, admin_key: str
 ) -> None:
