@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     rate_limit_per_key: float = 0.0  # requests/second; 0 disables
     rate_limit_per_ip: float = 0.0
     rate_limit_burst: int = 100
+    # An idle keep-alive connection, or a request head still arriving, is closed after this.
+    keep_alive_s: float = Field(default=30.0, gt=0)
 
     # observability
     request_log_enabled: bool = True

@@ -177,10 +177,13 @@ class LaneHttp:
         lane = self.lane
         while True:
             end = buf.find(b"\r\n\r\n")
+            # The whole head must arrive within the keep-alive timeout, as under hypercorn,
+            # so a client trickling a byte at a time cannot hold a connection for ever.
+            head_deadline = trio.current_time() + self.keep_alive
             while end < 0:
                 if len(buf) > self.max_head or b"\n\n" in buf:
                     return False  # too long, or bare-LF lines: hypercorn's answer
-                data = await self._receive(stream, waiting=True)
+                data = await self._receive(stream, head_deadline, waiting=True)
                 if not data:
                     return True
                 searched_to = max(0, len(buf) - 3)
@@ -198,7 +201,10 @@ class LaneHttp:
                 return False
             start = end + 4
             while len(buf) < start + length:
-                data = await self._receive(stream, waiting=False)
+                # a body may be long: each read gets the keep-alive timeout of silence
+                data = await self._receive(
+                    stream, trio.current_time() + self.keep_alive, waiting=False
+                )
                 if not data:
                     return True
                 buf += data
@@ -216,10 +222,10 @@ class LaneHttp:
             if close:
                 return True
 
-    async def _receive(self, stream: Any, *, waiting: bool) -> bytes | bytearray:
-        """The next bytes, or b"" when the client closed or stayed silent for the keep-alive
-        timeout. ``waiting``: between requests, where a shutdown closes the connection."""
-        with trio.move_on_after(self.keep_alive) as scope:
+    async def _receive(self, stream: Any, deadline: float, *, waiting: bool) -> bytes | bytearray:
+        """The next bytes, or b"" when the client closed or the deadline passed.
+        ``waiting``: for a request's head, where a shutdown closes the connection."""
+        with trio.move_on_at(deadline) as scope:
             if waiting:
                 if self.terminated.is_set():
                     return b""

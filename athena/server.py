@@ -152,14 +152,15 @@ def prepare(settings: Settings) -> Prepared:
     return Prepared(catalog_uri, default_client_uri, admin_key, generated, embedded, sock)
 
 
-def hypercorn_config() -> HypercornConfig:
+def hypercorn_config(keep_alive_s: float = 30.0) -> HypercornConfig:
     config = HypercornConfig()
     config.graceful_timeout = GRACEFUL_SECONDS
-    # Idle keep-alive connections are closed after 30 s. No read timeout: hypercorn applies it
-    # to client bytes even while a response streams, which cut backups and downloads at 60 s.
+    # Idle keep-alive connections are closed after ATHENA_KEEP_ALIVE_S (30 s). No read
+    # timeout: hypercorn applies it to client bytes even while a response streams, which cut
+    # backups and downloads at 60 s.
     # Slow clients cost one trio task and a socket each, so they do not tie the server up
     # (tests/core/test_limits.py holds 200 of them open while serving normally).
-    config.keep_alive_timeout = 30
+    config.keep_alive_timeout = keep_alive_s
     config.read_timeout = None
     config.h11_max_incomplete_size = 64 * 1024  # request line + headers
     config.websocket_max_message_size = 1024 * 1024
@@ -189,7 +190,7 @@ async def serve_worker(
     )
     try:
         app = create_asgi(runtime)
-        config = hypercorn_config()
+        config = hypercorn_config(settings.keep_alive_s)
         sock = socket.socket(fileno=fd)
         listener: trio.abc.Listener[trio.abc.Stream]
         if board is None:

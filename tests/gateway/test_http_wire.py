@@ -280,6 +280,31 @@ def test_expect_100_continue_is_answered(
     assert status == 200 and json.loads(body)["data"] == [{"sku": "A-1", "qty": 5}]
 
 
+@pytest.mark.parametrize("lane_http", ["true", "false"], ids=["lane-http", "hypercorn"])
+def test_idle_and_trickling_connections_are_closed_after_the_keep_alive_timeout(
+    athena_factory: Callable[..., AthenaServer], lane_http: str
+) -> None:
+    server = athena_factory(keep_alive_s="1", lane_http=lane_http)
+    with _wire(server) as idle, _wire(server) as trickling:
+        idle.send(_request("GET", "/ping"))
+        assert idle.response()[2] == b"pong"
+        started = time.monotonic()
+        head = _request("GET", "/ping", headers={"X-Pad": "p" * 40})
+        closed = False
+        for byte in head[:-2]:  # a byte every 0.1 s: never a whole head within 1 s
+            try:
+                trickling.send(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.1)
+            if time.monotonic() - started > 4:
+                break
+        assert closed or trickling.closed_by_server(within=0.5)
+        assert time.monotonic() - started < 3
+        assert idle.closed_by_server(within=0.5)
+
+
 def test_shutdown_closes_idle_connections_and_finishes_busy_ones(
     athena_factory: Callable[..., AthenaServer], admin_key: str
 ) -> None:
