@@ -27,6 +27,8 @@ import time
 
 import trio
 
+from athena.streams import WrappedStream
+
 # How long a pending connection may wait for a less loaded worker to take it.
 DEFER_SECONDS = 0.025
 _DEFER_STEP = 0.001
@@ -151,27 +153,13 @@ def _pending(sock: socket.socket) -> bool:
     return bool(poller.poll(0))
 
 
-class CountedStream(trio.abc.HalfCloseableStream):
+class CountedStream(WrappedStream):
     """A socket stream that takes itself off the board when it closes."""
 
     def __init__(self, stream: trio.SocketStream, board: Board) -> None:
-        self._stream = stream
+        super().__init__(stream)
         self._board = board
         self._counted = True
-        # hypercorn reads the peer and local addresses from here
-        self.socket = stream.socket
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self._stream.receive_some(max_bytes)
-
-    async def send_eof(self) -> None:
-        await self._stream.send_eof()
 
     async def aclose(self) -> None:
         if self._counted:

@@ -33,6 +33,7 @@ from urllib.parse import unquote
 import trio
 
 from athena.hot_lane import HotLane
+from athena.streams import WrappedStream
 
 log = logging.getLogger("athena.http")
 
@@ -237,13 +238,12 @@ class LaneHttp:
         return b""
 
 
-class _Replay(trio.abc.HalfCloseableStream):
+class _Replay(WrappedStream):
     """A stream that first gives back bytes already read from it."""
 
     def __init__(self, stream: Any, head: bytes) -> None:
-        self._stream = stream
+        super().__init__(stream)
         self._head = head
-        self.socket = stream.socket  # hypercorn reads the addresses from here
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if self._head:
@@ -251,15 +251,3 @@ class _Replay(trio.abc.HalfCloseableStream):
             await trio.lowlevel.checkpoint()
             return data
         return await self._stream.receive_some(max_bytes)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        await self._stream.send_eof()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()

@@ -187,9 +187,11 @@ def test_config_file_supplies_settings(
         assert server.stop() == 0
 
 
-def test_workers_share_one_port_and_exit_cleanly(
+@pytest.fixture
+def two_workers(
     pg: TestPostgres, catalog_db: str, data_db: str, tmp_path: Path, admin_key: str
-) -> None:
+) -> Iterator[tuple[AthenaServer, list[str]]]:
+    """``athena serve --workers 2`` and the pids of its two worker processes."""
     import json
 
     env = {
@@ -204,6 +206,16 @@ def test_workers_share_one_port_and_exit_cleanly(
             ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True
         ).stdout.split()
         assert len(children) == 2
+        yield server, children
+    finally:
+        server.stop()
+
+
+def test_workers_share_one_port_and_exit_cleanly(
+    two_workers: tuple[AthenaServer, list[str]],
+) -> None:
+    server, children = two_workers
+    try:
         with httpx.Client(base_url=server.url) as client:
             assert all(client.get("/ping").text == "pong" for _ in range(50))
     finally:
@@ -233,28 +245,17 @@ def _connections_by_worker(port: int, pids: list[str]) -> list[int]:
 
 
 def test_workers_take_even_shares_of_connections(
-    pg: TestPostgres, catalog_db: str, data_db: str, tmp_path: Path, admin_key: str
+    two_workers: tuple[AthenaServer, list[str]],
 ) -> None:
     """A client's pool of keep-alive connections is split evenly, round after round.
 
     With a plain shared socket whichever worker wakes first takes a connection: 32 connections
     often split 12/20, and the worker holding 20 queued more requests (athena/balance.py).
     """
-    import json
     import socket
 
-    env = {
-        "ATHENA_CATALOG_URI": pg.superuser_uri(catalog_db),
-        "ATHENA_KEY_12": admin_key,
-        "ATHENA_CLIENTS": json.dumps({"athena": {"pg_uri": pg.app_uri(data_db)}}),
-    }
-    server = AthenaServer(tmp_path, env, args=["--workers", "2"]).start()
+    server, pids = two_workers
     try:
-        assert server.proc is not None
-        pids = subprocess.run(
-            ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True
-        ).stdout.split()
-        assert len(pids) == 2
         with httpx.Client(base_url=server.url) as client:  # both workers up and beating
             assert all(client.get("/ping").text == "pong" for _ in range(20))
         time.sleep(1.2)

@@ -23,6 +23,8 @@ def boards() -> Iterator[tuple[balance.Board, balance.Board]]:
     assert fd is not None
     first, second = balance.Board(fd, 0, 2), balance.Board(fd, 1, 2)
     os.close(fd)  # the maps keep the memory
+    first.beat()  # both workers live and accepting
+    second.beat()
     yield first, second
     first.close()
     second.close()
@@ -32,8 +34,6 @@ def test_a_worker_is_ahead_only_of_a_live_accepting_worker_holding_fewer(
     boards: tuple[balance.Board, balance.Board],
 ) -> None:
     first, second = boards
-    first.beat()
-    second.beat()
     first.add(3)
     second.add(2)
     assert first.ahead() and not second.ahead()
@@ -48,9 +48,7 @@ def test_a_worker_that_stopped_beating_is_treated_as_gone(
     boards: tuple[balance.Board, balance.Board],
 ) -> None:
     first, second = boards
-    first.beat()
     first.add(5)
-    second.beat()
     assert first.ahead()
     # its last beat, rewound past the liveness window
     second._words[1 * 2] = int(time.monotonic() * 1000) - 10_000
@@ -74,8 +72,6 @@ async def test_new_connections_go_to_the_worker_holding_fewer(
         balance.BalancedListener(socket.socket(fileno=os.dup(shared.fileno())), board)
         for board in boards
     ]
-    first.beat()
-    second.beat()
     first.add(10)  # the first worker already holds ten connections
     accepted: list[list[trio.abc.Stream]] = [[], []]
     all_in = trio.Event()
@@ -112,9 +108,7 @@ async def test_a_busy_neighbour_delays_a_connection_only_briefly(
     boards: tuple[balance.Board, balance.Board],
 ) -> None:
     """The second worker beats but never accepts: the first takes the connection anyway."""
-    first, second = boards
-    first.beat()
-    second.beat()
+    first, _idle_neighbour = boards
     first.add(4)
     sock = _listening_socket()
     listener = balance.BalancedListener(sock, first)
