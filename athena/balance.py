@@ -100,13 +100,10 @@ class Board:
         return False
 
     async def keep_beating(self) -> None:
-        """Runs for the life of the worker (in its root nursery)."""
-        try:
-            while True:
-                self.beat()
-                await trio.sleep(_BEAT_SECONDS)
-        finally:
-            self.retire()
+        """Background task for the life of the worker (the listener retires it on close)."""
+        while True:
+            self.beat()
+            await trio.sleep(_BEAT_SECONDS)
 
     def close(self) -> None:
         self._words.release()

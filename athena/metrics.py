@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from athena.metrics_share import MetricsShare
 
 
 class _CallbackCollector(Collector):
@@ -29,6 +32,7 @@ class _CallbackCollector(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.share: MetricsShare | None = None  # set in each of ``--workers N``
         self.started = time.time()
         r = self.registry
         self.uptime = Gauge(
@@ -74,7 +78,14 @@ class Metrics:
         self.latency.labels(route, method).observe(seconds)
 
     def render(self) -> bytes:
+        """This process's series."""
         return generate_latest(self.registry)
+
+    async def exposition(self) -> bytes:
+        """What ``/metrics`` answers: with several workers, every worker's series."""
+        if self.share is not None:
+            return await self.share.render()
+        return self.render()
 
 
 def gauge(

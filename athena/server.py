@@ -22,10 +22,12 @@ import gc
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +53,7 @@ _ENV_ADMIN = "ATHENA_INTERNAL_ADMIN_KEY"
 _ENV_BOARD_FD = "ATHENA_INTERNAL_BOARD_FD"
 _ENV_WORKER_INDEX = "ATHENA_INTERNAL_WORKER_INDEX"
 _ENV_WORKER_COUNT = "ATHENA_INTERNAL_WORKER_COUNT"
+_ENV_METRICS_DIR = "ATHENA_INTERNAL_METRICS_DIR"
 
 
 @dataclass
@@ -170,17 +173,27 @@ def hypercorn_config(keep_alive_s: float = 30.0) -> HypercornConfig:
     return config
 
 
+@dataclass
+class Seat:
+    """Where a worker sits among the ``--workers N`` sharing one socket."""
+
+    index: int
+    board: balance.Board | None  # even shares of connections (None: no memfd here)
+    metrics_dir: Path  # every worker's metrics snapshot, for whichever one is scraped
+
+
 async def serve_worker(
-    settings: Settings, prepared: Prepared, fd: int, board: balance.Board | None = None
+    settings: Settings, prepared: Prepared, fd: int, seat: Seat | None = None
 ) -> None:
     """One worker: the root nursery with runtime, supervisor and hypercorn.
 
-    ``fd`` is the listening socket (this process owns and closes it). ``board`` is given when
-    several workers share that socket, to keep their shares of connections even.
+    ``fd`` is the listening socket (this process owns and closes it). ``seat`` is given when
+    several workers share that socket.
     """
     from athena.app import create_asgi
     from athena.hot_lane import HotLane
-    from athena.runtime import Runtime
+    from athena.metrics_share import MetricsShare
+    from athena.runtime import BackgroundTask, Runtime
 
     runtime = await Runtime.open(
         settings,
@@ -193,10 +206,16 @@ async def serve_worker(
         config = hypercorn_config(settings.keep_alive_s)
         sock = socket.socket(fileno=fd)
         listener: trio.abc.Listener[trio.abc.Stream]
-        if board is None:
-            listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-        else:
-            listener = balance.BalancedListener(sock, board)
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        if seat is not None:
+            share = MetricsShare(seat.metrics_dir, seat.index, runtime.metrics.registry)
+            runtime.metrics.share = share
+            runtime.background.append(BackgroundTask("metrics_share", share.run))
+            if seat.board is not None:
+                listener = balance.BalancedListener(sock, seat.board)
+                runtime.background.append(
+                    BackgroundTask("worker_heartbeat", seat.board.keep_beating)
+                )
         # Everything allocated so far lives as long as the process: move it out of the
         # collector's sight, and collect young objects less often. Full collections over a
         # large heap were the biggest source of tail latency under load.
@@ -207,8 +226,6 @@ async def serve_worker(
             runtime.start_background(root)
             stop = trio.Event()
             root.start_soon(_watch_signals, stop, root.cancel_scope)
-            if board is not None:
-                root.start_soon(board.keep_beating)
 
             async def shutdown_trigger() -> None:
                 await stop.wait()
@@ -272,6 +289,7 @@ def _run_workers(settings: Settings, prepared: Prepared) -> None:
     assert prepared.sock is not None
     fd = prepared.sock.fileno()
     board_fd = balance.create_board(settings.workers)
+    metrics_dir = tempfile.mkdtemp(prefix="athena-metrics-")
     env = dict(os.environ)
     env.update(
         {
@@ -279,6 +297,8 @@ def _run_workers(settings: Settings, prepared: Prepared) -> None:
             _ENV_CATALOG: prepared.catalog_uri,
             _ENV_DEFAULT_CLIENT: prepared.default_client_uri or "",
             _ENV_ADMIN: prepared.admin_key,
+            _ENV_WORKER_COUNT: str(settings.workers),
+            _ENV_METRICS_DIR: metrics_dir,
             "ATHENA_WORKERS": "1",
         }
     )
@@ -287,7 +307,6 @@ def _run_workers(settings: Settings, prepared: Prepared) -> None:
     shared = [fd]
     if board_fd is not None:
         env[_ENV_BOARD_FD] = str(board_fd)
-        env[_ENV_WORKER_COUNT] = str(settings.workers)
         shared.append(board_fd)
     children = [
         subprocess.Popen(
@@ -312,6 +331,7 @@ def _run_workers(settings: Settings, prepared: Prepared) -> None:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def run_child_worker(settings: Settings) -> int:
@@ -323,14 +343,14 @@ def run_child_worker(settings: Settings) -> int:
         admin_key_generated=False,
         embedded=None,
     )
+    index = int(os.environ[_ENV_WORKER_INDEX])
     board = None
     if os.environ.get(_ENV_BOARD_FD):
         board = balance.Board(
-            int(os.environ[_ENV_BOARD_FD]),
-            int(os.environ[_ENV_WORKER_INDEX]),
-            int(os.environ[_ENV_WORKER_COUNT]),
+            int(os.environ[_ENV_BOARD_FD]), index, int(os.environ[_ENV_WORKER_COUNT])
         )
-    trio.run(serve_worker, settings, prepared, int(os.environ[_ENV_FD]), board)
+    seat = Seat(index, board, Path(os.environ[_ENV_METRICS_DIR]))
+    trio.run(serve_worker, settings, prepared, int(os.environ[_ENV_FD]), seat)
     return 0
 
 

@@ -83,4 +83,5 @@ async def metrics() -> Response:
     from quart import g
 
     g.athena_ctx.extra["log"] = False
-    return Response(rt().metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
+    body = await rt().metrics.exposition()
+    return Response(body, content_type="text/plain; version=0.0.4; charset=utf-8")

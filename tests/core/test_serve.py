@@ -206,6 +206,7 @@ def two_workers(
             ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True
         ).stdout.split()
         assert len(children) == 2
+        _wait_until_both_accept(server.port, children)
         yield server, children
     finally:
         server.stop()
@@ -224,6 +225,26 @@ def test_workers_share_one_port_and_exit_cleanly(
         assert (
             not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
         )
+
+
+def _wait_until_both_accept(port: int, pids: list[str]) -> None:
+    """/ping answers once one worker is up; the other may still be opening its pools."""
+    import socket
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pair = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        try:
+            for sock in pair:
+                sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert sock.recv(4096).endswith(b"pong")
+            if sorted(_connections_by_worker(port, pids)) == [1, 1]:
+                return
+        finally:
+            for sock in pair:
+                sock.close()
+        time.sleep(0.3)
+    raise AssertionError("the second worker never took a connection")
 
 
 def _connections_by_worker(port: int, pids: list[str]) -> list[int]:
@@ -256,9 +277,6 @@ def test_workers_take_even_shares_of_connections(
 
     server, pids = two_workers
     try:
-        with httpx.Client(base_url=server.url) as client:  # both workers up and beating
-            assert all(client.get("/ping").text == "pong" for _ in range(20))
-        time.sleep(1.2)
         for _ in range(5):
             pool = []
             for _ in range(32):
@@ -276,6 +294,49 @@ def test_workers_take_even_shares_of_connections(
             assert _connections_by_worker(server.port, pids) == [0, 0]
     finally:
         assert server.stop() == 0
+
+
+def test_every_scrape_shows_every_workers_metrics(
+    two_workers: tuple[AthenaServer, list[str]],
+) -> None:
+    """Whichever worker a scrape reaches, it answers for both, each series labelled."""
+    import re
+    import socket
+
+    server, pids = two_workers
+    metrics_dir = Path(
+        dict(
+            entry.split("=", 1)
+            for entry in Path(f"/proc/{pids[0]}/environ").read_text().split("\0")
+            if "=" in entry
+        )["ATHENA_INTERNAL_METRICS_DIR"]
+    )
+    pool = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(8)]
+    try:
+        for sock in pool:  # 8 keep-alive connections: both workers hold some
+            for _ in range(10):
+                sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert sock.recv(4096).endswith(b"pong")
+        assert sorted(_connections_by_worker(server.port, pids)) == [4, 4]
+    finally:
+        for sock in pool:
+            sock.close()
+    time.sleep(1.5)  # every worker has written a snapshot since
+    ping = re.compile(r'^athena_requests_total\{.*route="/ping".*worker="(\d)"\} (\S+)$', re.M)
+    seen: dict[str, list[float]] = {"0": [], "1": []}
+    for _ in range(6):  # a new connection each time: scrapes land on either worker
+        text = httpx.get(f"{server.url}/metrics", headers={"Connection": "close"}).text
+        assert 'athena_uptime_seconds{worker="0"}' in text
+        assert 'athena_uptime_seconds{worker="1"}' in text
+        counts = {worker: float(value) for worker, value in ping.findall(text)}
+        assert set(counts) == {"0", "1"}, text
+        for worker, value in counts.items():
+            seen[worker].append(value)
+    assert all(values == sorted(values) for values in seen.values()), "counters never go back"
+    assert seen["0"][-1] + seen["1"][-1] >= 80
+    assert metrics_dir.is_dir()
+    assert server.stop() == 0
+    assert not metrics_dir.exists(), "the snapshots go when the server does"
 
 
 def test_sigterm_lets_an_in_flight_request_finish(athena_factory, admin_key: str) -> None:  # type: ignore[no-untyped-def]
