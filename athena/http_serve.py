@@ -7,10 +7,13 @@ tells keep-alive connections to wind down) around ``trio.serve_listeners`` and a
 given. Shutdown follows hypercorn's: stop accepting, let in-flight requests finish for
 ``config.graceful_timeout``, then run the app's lifespan shutdown.
 
-One change to hypercorn's connection handling, in ``_Connection``: a connection whose client has
-closed its side is closed at once. hypercorn's trio server left such a socket in CLOSE-WAIT, with
-its task, until the keep-alive timer ran out (30 s), because only that timer ended an idle
-connection. A client that opens a connection per request then pins thousands of sockets.
+Two changes to hypercorn's connection handling, in ``_Connection``:
+- A connection whose client has closed its side is closed at once. hypercorn's trio server left
+  such a socket in CLOSE-WAIT, with its task, until the keep-alive timer ran out (30 s), because
+  only that timer ended an idle connection. A client that opens a connection per request then
+  pins thousands of sockets.
+- A write the peer accepts nothing of for the keep-alive timeout closes the connection, as in
+  ``athena.lane_http``. hypercorn's shielded write waited for ever.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import trio
 from hypercorn.config import Config
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
@@ -29,6 +33,7 @@ from hypercorn.utils import wrap_app
 
 from athena.hot_lane import HotLane
 from athena.lane_http import LaneHttp
+from athena.streams import Stalled, send_with_progress
 
 
 class _Connection(TCPServer):
@@ -45,6 +50,25 @@ class _Connection(TCPServer):
         self._client_gone = True
         if self._idle_scope is not None:
             self._idle_scope.cancel()
+
+    async def protocol_send(self, event: Event) -> None:
+        if not isinstance(event, RawData):
+            await super().protocol_send(event)
+            return
+        # hypercorn's write, shielded as there, but given up on a peer that stopped reading:
+        # otherwise the task, the socket and the data are pinned for ever (and a WebSocket
+        # close queued behind the write never goes out).
+        async with self.send_lock:
+            try:
+                with trio.CancelScope(shield=True):
+                    await send_with_progress(
+                        self.stream, event.data, self.config.keep_alive_timeout
+                    )
+            except Stalled:
+                await self.stream.aclose()
+                await self.protocol.handle(Closed())
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.protocol.handle(Closed())
 
     async def _idle_timeout(self) -> None:
         # hypercorn's idle timer, which also ends when the client has gone

@@ -33,7 +33,7 @@ from urllib.parse import unquote
 import trio
 
 from athena.hot_lane import HotLane
-from athena.streams import WrappedStream
+from athena.streams import Stalled, WrappedStream, send_with_progress
 
 log = logging.getLogger("athena.http")
 
@@ -160,8 +160,8 @@ class LaneHttp:
         buf = bytearray()
         try:
             served = await self._serve(stream, buf, remote)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            served = True  # the client went away
+        except (trio.BrokenResourceError, trio.ClosedResourceError, Stalled):
+            served = True  # the client went away, or stopped reading
         except Exception:  # a bug here must not take the listener down with it
             log.exception("error serving a connection; closing it")
             served = True
@@ -216,10 +216,12 @@ class LaneHttp:
             )
             close = close or self.terminated.is_set()
             if len(payload) <= _ONE_WRITE:
-                await stream.send_all(render_response(status, response_headers, payload, close))
+                response = render_response(status, response_headers, payload, close)
+                await send_with_progress(stream, response, self.keep_alive)
             else:  # not worth copying a large payload just to save a write
-                await stream.send_all(render_head(status, response_headers, close))
-                await stream.send_all(payload)
+                head = render_head(status, response_headers, close)
+                await send_with_progress(stream, head, self.keep_alive)
+                await send_with_progress(stream, payload, self.keep_alive)
             if close:
                 return True
 

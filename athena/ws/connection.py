@@ -188,9 +188,9 @@ class Connection:
     async def _send_close(self, code: int, reason: str) -> None:
         # No timeout here on purpose: behind a client that stopped reading, the close frame
         # waits for the frame hypercorn is still writing (its socket write cannot be cancelled);
-        # abandoning it would lose the close code. A client that disconnects ends the wait.
-        # Known limit: a peer that stays connected but never reads again holds this task and
-        # its socket (there is no read timeout, so that long downloads are not cut).
+        # abandoning it would lose the close code. A client that disconnects ends the wait, and
+        # one that stopped reading is dropped once the stalled write gives up (no progress for
+        # ATHENA_KEEP_ALIVE_S, athena/http_serve.py).
         try:
             await self.ws.close(code, reason)
         except Exception:  # the client went away first: nothing left to tell it

@@ -305,6 +305,31 @@ def test_idle_and_trickling_connections_are_closed_after_the_keep_alive_timeout(
         assert idle.closed_by_server(within=0.5)
 
 
+@pytest.mark.parametrize("lane_http", ["true", "false"], ids=["lane-http", "hypercorn"])
+def test_a_client_that_stops_reading_a_large_answer_is_dropped(
+    athena_factory: Callable[..., AthenaServer], admin_key: str, lane_http: str
+) -> None:
+    """Not held for ever with the answer in memory: after the keep-alive timeout of no
+    progress the connection closes, and the server carries on."""
+    server = athena_factory(keep_alive_s="1", lane_http=lane_http)
+    size = 30_000_000  # far more than the socket buffers on both sides hold
+    query = b'{"query":"SELECT repeat(\'x\', %d) AS big"}' % size
+    with _wire(server) as wire:
+        wire.send(_request("POST", "/gateway/query", query, key=admin_key))
+        time.sleep(4)  # not reading: the server's writes stall, then it gives up
+        received = 0
+        wire.sock.settimeout(10)
+        try:
+            while chunk := wire.sock.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        assert received < size, "the whole answer went out: the client never stalled the server"
+    with _wire(server) as wire:
+        wire.send(_request("GET", "/ping"))
+        assert wire.response()[2] == b"pong"
+
+
 def test_shutdown_closes_idle_connections_and_finishes_busy_ones(
     athena_factory: Callable[..., AthenaServer], admin_key: str
 ) -> None:
