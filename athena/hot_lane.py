@@ -83,7 +83,7 @@ class HotLane:
                 return self._rest, _REST_ROUTE, param
         return None
 
-    def plain_body_length(self, headers: list[tuple[str, str]]) -> int | None:
+    def _plain_body_length(self, headers: list[tuple[str, str]]) -> int | None:
         """The body length when this lane can read the body itself, else ``None``."""
         length = 0
         for name, value in headers:
@@ -102,7 +102,7 @@ class HotLane:
             matched = self.match(method, scope["path"])
             if matched is not None:
                 headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-                length = self.plain_body_length(headers)
+                length = self._plain_body_length(headers)
                 if length is not None:
                     try:
                         # Read the whole body first, always: hypercorn 0.18 wedges a keep-alive

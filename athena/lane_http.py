@@ -140,7 +140,6 @@ class LaneHttp:
         self.lane = lane
         self.hand_over = hand_over
         self.max_head = max_head
-        self.max_body = lane.max_body
         self.keep_alive = keep_alive
         self.terminated = terminated  # hypercorn's worker-context event: shutting down
         self._waiting: set[trio.CancelScope] = set()
@@ -181,8 +180,9 @@ class LaneHttp:
             # The whole head must arrive within the keep-alive timeout, as under hypercorn,
             # so a client trickling a byte at a time cannot hold a connection for ever.
             head_deadline = trio.current_time() + self.keep_alive
+            searched_to = 0  # each byte is searched once, however the head is split up
             while end < 0:
-                if len(buf) > self.max_head or b"\n\n" in buf:
+                if len(buf) > self.max_head or buf.find(b"\n\n", searched_to) >= 0:
                     return False  # too long, or bare-LF lines: hypercorn's answer
                 data = await self._receive(stream, head_deadline, waiting=True)
                 if not data:
@@ -198,7 +198,7 @@ class LaneHttp:
             method, target, headers, length, close = request
             raw_path, _, query_string = target.partition(b"?")
             matched = lane.match(method, unquote(raw_path.decode("ascii")))
-            if matched is None or length > self.max_body:
+            if matched is None or length > lane.max_body:
                 return False
             start = end + 4
             while len(buf) < start + length:

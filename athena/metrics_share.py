@@ -99,9 +99,8 @@ class MetricsShare:
 
     async def render(self) -> bytes:
         """This worker's series now, and every other worker's latest snapshot."""
-        own = self.snapshot()
-        others = await trio.to_thread.run_sync(self._read_others)
-        return await trio.to_thread.run_sync(merge, [own, *others])
+        own = self.snapshot()  # on the loop, as in run()
+        return await trio.to_thread.run_sync(lambda: merge([own, *self._read_others()]))
 
     def _read_others(self) -> list[bytes]:
         texts = []
