@@ -160,13 +160,18 @@ class Settings(BaseSettings):
     scylla_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     supabase_api_url: str = "https://api.supabase.com"
     supabase_api_timeout_s: float = 10.0
+    # Outbound URLs that arrive through a request or the API (athena/services/outbound.py):
+    # https only unless outbound_allow_http; loopback/private/link-local addresses only inside
+    # these networks (comma list of CIDRs, e.g. 127.0.0.0/8).
+    outbound_allow_cidrs: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    outbound_allow_http: bool = False
     pipelines_file: str = "config/pipelines.yaml"
     backup_s3_bucket: str | None = None
     backup_s3_prefix: str = "athena-backups"
     backup_s3_endpoint: str | None = None
     backup_s3_region: str = "us-east-1"
 
-    @field_validator("cluster_mirrors", "scylla_hosts", mode="before")
+    @field_validator("cluster_mirrors", "scylla_hosts", "outbound_allow_cidrs", mode="before")
     @classmethod
     def _json_or_comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -176,6 +181,18 @@ class Settings(BaseSettings):
             if text.startswith("["):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("outbound_allow_cidrs")
+    @classmethod
+    def _valid_cidrs(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a CIDR network") from None
         return value
 
     @field_validator("clients", mode="before")

@@ -90,6 +90,7 @@ CODES: dict[str, int] = {
     "service_unavailable": 503,
     "upstream_error": 502,
     "upstream_timeout": 504,
+    "outbound_url_refused": 400,  # a URL from a request/API failed athena/services/outbound.py
     # -- pipelines and integrations (issue 10) ----------------------------------------------
     "unknown_pipeline": 400,
     "invalid_pipeline": 400,
