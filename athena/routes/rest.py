@@ -14,10 +14,10 @@ from quart import Blueprint, Response, request
 
 from athena.context import CallContext
 from athena.errors import ApiError
-from athena.query.postgrest.errors import PgrstError
+from athena.query.postgrest.errors import PgrstError, pgrst_error
 from athena.routes._http import ctx, dumps, rt
 from athena.services.rest import is_native, rest_service
-from athena.services.rest_errors import api_error_from_pgrst, pgrst_from_api_error
+from athena.services.rest.errors import api_error_from_pgrst, pgrst_from_api_error
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -46,12 +46,10 @@ async def answer(
     native = is_native(runtime, call)
     try:
         if method == "PUT":  # PostgREST's PUT (single-row upsert) is not offered
-            raise PgrstError(
-                405,
+            raise pgrst_error(
                 "PGRST117",
                 "Unsupported HTTP method: PUT",
                 hint="Use POST with Prefer: resolution=merge-duplicates to upsert.",
-                envelope_code="method_not_allowed",
                 headers={"Allow": "GET, HEAD, POST, PATCH, DELETE"},
             )
         result = await rest_service(runtime).handle(

@@ -8,7 +8,8 @@ Every statement returns exactly one row ``(total, page_count, body, event_rows)`
   resources as correlated sub-selects), passed through to the client untouched;
 * ``event_rows`` — the written rows as JSON, only when a subscriber will receive them.
 
-Rules kept here: identifiers are checked against the snapshot and quoted with
+Relationships come resolved from the plan stage (``relationships.Embeds``); a builder only looks
+them up. Rules kept here: identifiers are checked against the snapshot and quoted with
 ``sql.Identifier``; values are named bound parameters (``%(p3)s``, so that the same filter can
 be used twice without reordering trouble); operators, casts and ``is`` operands come from
 fixed tables; JSON path keys are ``sql.Literal``.
@@ -21,8 +22,8 @@ from typing import Any, Literal
 
 from psycopg import sql
 
-from athena.db.introspection import ForeignKey, Relation, SchemaSnapshot
-from athena.query.postgrest.errors import PgrstError
+from athena.db.introspection import Relation, SchemaSnapshot
+from athena.query.postgrest.errors import PgrstError, pgrst_error
 from athena.query.postgrest.grammar import (
     ColumnItem,
     Condition,
@@ -35,6 +36,7 @@ from athena.query.postgrest.grammar import (
     SelectItem,
     StarItem,
 )
+from athena.query.postgrest.relationships import Embeds, Relationship, resolve_embeds
 
 BINARY_OPERATORS: dict[str, str] = {
     "eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=",
@@ -69,9 +71,7 @@ CASTS: dict[str, str] = {
 
 def column_not_found(rel: Relation, name: str) -> PgrstError:
     """PostgreSQL's own wording for an unknown column (PostgREST passes 42703 through)."""
-    return PgrstError(
-        400, "42703", f"column {rel.name}.{name} does not exist", envelope_code="unknown_column"
-    )
+    return pgrst_error("42703", f"column {rel.name}.{name} does not exist")
 
 
 def array_literal(values: tuple[str, ...] | list[str]) -> str:
@@ -82,21 +82,6 @@ def array_literal(values: tuple[str, ...] | list[str]) -> str:
         + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
         + "}"
     )
-
-
-@dataclass
-class Relationship:
-    """How an embedded resource joins its parent: ``(parent column, child column)`` pairs."""
-
-    target: Relation
-    to_one: bool
-    pairs: tuple[tuple[str, str], ...]
-    fk: ForeignKey
-    # many-to-many: the join table, its (parent col, junction col) and (target col, junction
-    # col) pairs; ``pairs`` is unused then
-    junction: Relation | None = None
-    parent_pairs: tuple[tuple[str, str], ...] = ()
-    target_pairs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -115,8 +100,8 @@ class _Builder:
     used_paths: set[tuple[str, ...]] = field(default_factory=lambda: {()})
     _aliases: int = 0
     strip_nulls: bool = False
-    # tables read through embeds (the service checks the caller may read them)
-    embedded_tables: list[Relation] = field(default_factory=list)
+    # every embed's relationship, resolved before any SQL is built (relationships.py)
+    embeds: Embeds = field(default_factory=Embeds)
 
     # -- small pieces ----------------------------------------------------------------------
 
@@ -253,14 +238,12 @@ class _Builder:
         item = next(
             (i for i in items if isinstance(i, EmbedItem) and i.output_name == term.embed), None
         )
-        rship = self.resolve(rel, item) if item is not None else None
+        rship = self.embeds.of(rel, item) if item is not None else None
         if rship is None or not rship.to_one:
-            raise PgrstError(
-                400,
+            raise pgrst_error(
                 "PGRST118",
                 f"A related order on '{term.embed}' is not possible",
                 hint=f"'{term.embed}' must be a to-one resource embedded in 'select'.",
-                envelope_code="invalid_request",
             )
         child = self.alias()
         return sql.SQL("(SELECT {} FROM {} AS {} WHERE {} LIMIT 1)").format(
@@ -271,95 +254,6 @@ class _Builder:
         )
 
     # -- embedding -------------------------------------------------------------------------
-
-    def resolve(self, parent: Relation, item: EmbedItem) -> Relationship:
-        """The one foreign key that links ``parent`` and ``item`` (PGRST200 / PGRST201)."""
-        candidates: list[Relationship] = []
-        target = self.snapshot.find(item.name, parent.schema) or self.snapshot.find(item.name)
-        if target is not None:
-            for fk in parent.foreign_keys:  # many-to-one: parent.fk → target
-                if (fk.ref_schema, fk.ref_table) == target.qualified:
-                    candidates.append(
-                        Relationship(
-                            target, True, tuple(zip(fk.columns, fk.ref_columns, strict=True)), fk
-                        )
-                    )
-            for fk in target.foreign_keys:  # one-to-many: target.fk → parent
-                if (fk.ref_schema, fk.ref_table) == parent.qualified:
-                    pairs = tuple(zip(fk.ref_columns, fk.columns, strict=True))
-                    # a self-reference is both directions: both are candidates, a hint picks
-                    candidates.append(Relationship(target, False, pairs, fk))
-            if not candidates:
-                candidates = self._many_to_many(parent, target)
-        else:
-            # ``select=owner_id(*)`` / ``select=fk_name(*)``: embed through the FK column/name
-            for fk in parent.foreign_keys:
-                if fk.columns == (item.name,) or fk.name == item.name:
-                    ref = self.snapshot.find(fk.ref_table, fk.ref_schema)
-                    if ref is not None:
-                        candidates.append(
-                            Relationship(
-                                ref, True, tuple(zip(fk.columns, fk.ref_columns, strict=True)), fk
-                            )
-                        )
-        if item.hint is not None:
-            candidates = [c for c in candidates if _hint_matches(c, item.hint)]
-        if not candidates:
-            raise PgrstError(
-                400,
-                "PGRST200",
-                f"Could not find a relationship between '{parent.name}' and '{item.name}' in "
-                "the schema cache",
-                hint="Verify that the tables are related by a foreign key and that the name "
-                "(and !hint) in 'select' is right.",
-                envelope_code="invalid_request",
-            )
-        if len(candidates) > 1:
-            options = ", ".join(
-                f"'{item.name}!{c.junction.name if c.junction else c.fk.name}'" for c in candidates
-            )
-            raise PgrstError(
-                300,
-                "PGRST201",
-                f"Could not embed because more than one relationship was found for "
-                f"'{parent.name}' and '{item.name}'",
-                details=options,
-                hint=f"Try changing '{item.name}' to one of the following: {options}. Find the "
-                "desired relationship in the 'details' key.",
-                envelope_code="invalid_request",
-            )
-        return candidates[0]
-
-    def _many_to_many(self, parent: Relation, target: Relation) -> list[Relationship]:
-        """Join tables with one foreign key to ``parent`` and another to ``target``."""
-        found = []
-        for junction in self.snapshot.relations.values():
-            if junction.qualified in (parent.qualified, target.qualified):
-                continue
-            to_parent = [
-                fk
-                for fk in junction.foreign_keys
-                if (fk.ref_schema, fk.ref_table) == parent.qualified
-            ]
-            to_target = [
-                fk
-                for fk in junction.foreign_keys
-                if (fk.ref_schema, fk.ref_table) == target.qualified
-            ]
-            for fp in to_parent:
-                for ft in to_target:
-                    found.append(
-                        Relationship(
-                            target,
-                            False,
-                            (),
-                            ft,
-                            junction=junction,
-                            parent_pairs=tuple(zip(fp.ref_columns, fp.columns, strict=True)),
-                            target_pairs=tuple(zip(ft.ref_columns, ft.columns, strict=True)),
-                        )
-                    )
-        return found
 
     def node_conditions(
         self, rel: Relation, alias: str, path: tuple[str, ...], items: tuple[SelectItem, ...]
@@ -376,7 +270,7 @@ class _Builder:
         self, rel: Relation, alias: str, item: EmbedItem, path: tuple[str, ...]
     ) -> sql.Composable:
         """``EXISTS`` a row of the embedded resource (with its own filters) for this row."""
-        rship = self.resolve(rel, item)
+        rship = self.embeds.of(rel, item)
         child_path = (*path, item.output_name)
         child_alias = self.alias()
         inner = [self.join_sql(rship, alias, child_alias)]
@@ -413,10 +307,7 @@ class _Builder:
     def embed_sql(
         self, parent: Relation, parent_alias: str, path: tuple[str, ...], item: EmbedItem
     ) -> sql.Composable:
-        rship = self.resolve(parent, item)
-        self.embedded_tables.append(rship.target)
-        if rship.junction is not None:
-            self.embedded_tables.append(rship.junction)
+        rship = self.embeds.of(parent, item)
         child_path = (*path, item.output_name)
         self.used_paths.add(child_path)
         child_alias = self.alias()
@@ -452,12 +343,10 @@ class _Builder:
             return expr
         cast = CASTS.get(item.cast)
         if cast is None:
-            raise PgrstError(
-                400,
+            raise pgrst_error(
                 "PGRST100",
                 f"failed to parse select parameter (::{item.cast})",
                 details=f"unsupported cast '{item.cast}'; allowed: " + ", ".join(sorted(CASTS)),
-                envelope_code="invalid_request",
             )
         return sql.SQL("CAST({} AS {})").format(expr, sql.SQL(cast))
 
@@ -465,16 +354,13 @@ class _Builder:
         self, parent: Relation, parent_alias: str, path: tuple[str, ...], item: EmbedItem
     ) -> list[sql.Composable]:
         """``...author(name,country)``: one scalar sub-select per column of the to-one row."""
-        rship = self.resolve(parent, item)
+        rship = self.embeds.of(parent, item)
         if not rship.to_one:
-            raise PgrstError(
-                400,
+            raise pgrst_error(
                 "PGRST119",
                 f"A spread operation on '{item.name}' is not possible",
                 hint="Spread works on a to-one (many-to-one) resource only.",
-                envelope_code="invalid_request",
             )
-        self.embedded_tables.append(rship.target)
         child_path = (*path, item.output_name)
         self.used_paths.add(child_path)
         columns: list[ColumnItem] = []
@@ -485,12 +371,10 @@ class _Builder:
             elif isinstance(child, ColumnItem):
                 columns.append(child)
             else:
-                raise PgrstError(
-                    400,
+                raise pgrst_error(
                     "PGRST100",
                     f"failed to parse select parameter (...{item.name})",
                     details="embedding inside a spread resource is not supported",
-                    envelope_code="invalid_request",
                 )
         parts = []
         for column in columns:
@@ -535,12 +419,10 @@ class _Builder:
                 opts.conditions or opts.order or opts.limit is not None or opts.offset is not None
             ):
                 name = ".".join(path)
-                raise PgrstError(
-                    400,
+                raise pgrst_error(
                     "PGRST108",
                     f"'{name}' is not an embedded resource in this request",
                     hint=f"Verify that '{name}' is included in the 'select' query parameter.",
-                    envelope_code="invalid_request",
                 )
 
     def body_sql(self, source: sql.Composable) -> sql.Composable:
@@ -549,15 +431,6 @@ class _Builder:
         if self.strip_nulls:
             agg = sql.SQL("json_agg(json_strip_nulls(row_to_json(pgrst_r)))")
         return sql.SQL("coalesce({}, '[]'::json)::text").format(agg)
-
-
-def _hint_matches(rship: Relationship, hint: str) -> bool:
-    if rship.junction is not None:
-        return hint == rship.junction.name
-    fk = rship.fk
-    return (
-        hint in (fk.name, rship.target.name) or fk.columns == (hint,) or fk.ref_columns == (hint,)
-    )
 
 
 def _plain_list(text: str) -> list[str]:
@@ -570,9 +443,15 @@ def _plain_list(text: str) -> list[str]:
 
 
 @dataclass
-class ReadPlan:
+class Built:
+    """A builder's answer: the statement, and the tables it reads through embeds."""
+
     statement: Statement
-    embedded_tables: list[Relation]
+    embeds: Embeds
+
+    @property
+    def embedded_tables(self) -> list[Relation]:
+        return self.embeds.tables
 
 
 def build_read(
@@ -586,9 +465,13 @@ def build_read(
     count_cap: int | None = None,
     strip_nulls: bool = False,
     body: bool = True,
-) -> ReadPlan:
-    """The GET statement: ``(total, page_count, body, NULL)``."""
-    b = _Builder(snapshot, query, strip_nulls=strip_nulls)
+    embeds: Embeds | None = None,
+) -> Built:
+    """The GET statement: ``(total, page_count, body, NULL)``; ``embeds`` as planned (resolved
+    here when the caller did not plan them)."""
+    if embeds is None:
+        embeds = resolve_embeds(snapshot, rel, query.select)
+    b = _Builder(snapshot, query, strip_nulls=strip_nulls, embeds=embeds)
     alias = b.alias()
     root = query.root
     where = b.node_conditions(rel, alias, (), query.select)
@@ -632,12 +515,16 @@ def build_read(
     statement = sql.SQL("SELECT {}, count(*), {}, NULL FROM ({}) pgrst_r").format(
         total, b.body_sql(source) if body else sql.SQL("NULL"), source
     )
-    return ReadPlan(Statement(statement, b.params), b.embedded_tables)
+    return Built(Statement(statement, b.params), b.embeds)
 
 
-def build_count_source(snapshot: SchemaSnapshot, rel: Relation, query: ParsedQuery) -> Statement:
+def build_count_source(
+    snapshot: SchemaSnapshot, rel: Relation, query: ParsedQuery, embeds: Embeds | None = None
+) -> Statement:
     """``SELECT 1 FROM rel WHERE …`` — the service EXPLAINs it for ``count=planned``."""
-    b = _Builder(snapshot, query)
+    if embeds is None:
+        embeds = resolve_embeds(snapshot, rel, query.select)
+    b = _Builder(snapshot, query, embeds=embeds)
     alias = b.alias()
     where = b.node_conditions(rel, alias, (), query.select)
     stmt = sql.SQL("SELECT 1 FROM {} AS {}").format(
@@ -659,11 +546,14 @@ def _write_tail(
     *,
     returning: Returning,
     want_events: bool,
-) -> ReadPlan:
+    embeds: Embeds | None,
+) -> Built:
     """Wrap a data-modifying statement (``… RETURNING *``) as ``pgrst_source`` and project it."""
     alias = b.alias()
     body: sql.Composable = sql.SQL("NULL::text")
     if returning == "rows":
+        # only a returned body reads embeds (return=minimal never resolves them)
+        b.embeds = embeds if embeds is not None else resolve_embeds(b.snapshot, rel, query.select)
         source = sql.SQL("SELECT {} FROM pgrst_source AS {}").format(
             b.projection(rel, alias, (), query.select), sql.Identifier(alias)
         )
@@ -675,7 +565,7 @@ def _write_tail(
     statement = sql.SQL(
         "WITH pgrst_source AS ({}) SELECT NULL::bigint, (SELECT count(*) FROM pgrst_source), {}, {}"
     ).format(write, body, events)
-    return ReadPlan(Statement(statement, b.params), b.embedded_tables)
+    return Built(Statement(statement, b.params), b.embeds)
 
 
 def build_insert(
@@ -691,7 +581,8 @@ def build_insert(
     missing_default: bool,
     returning: Returning,
     want_events: bool = False,
-) -> ReadPlan:
+    embeds: Embeds | None = None,
+) -> Built:
     """``INSERT … SELECT … FROM json_populate_recordset(NULL::rel, body)`` — one statement for
     one row or thousands; with ``missing_default`` keys absent from a row take the column
     default (``VALUES (…, DEFAULT)``) instead of NULL."""
@@ -699,11 +590,9 @@ def build_insert(
     target = sql.Identifier(*rel.qualified)
     for name in columns:
         if name not in rel.columns:
-            raise PgrstError(
-                400,
+            raise pgrst_error(
                 "PGRST204",
                 f"Could not find the '{name}' column of '{rel.name}' in the schema cache",
-                envelope_code="unknown_column",
             )
     col_ids = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     if not columns:
@@ -744,7 +633,9 @@ def build_insert(
             )
             write = sql.SQL("{} ON CONFLICT ({}) DO UPDATE SET {}").format(write, conflict, sets)
     write = sql.SQL("{} RETURNING pgrst_w.*").format(write)
-    return _write_tail(b, rel, query, write, returning=returning, want_events=want_events)
+    return _write_tail(
+        b, rel, query, write, returning=returning, want_events=want_events, embeds=embeds
+    )
 
 
 def _mutation_where(b: _Builder, rel: Relation, alias: str, query: ParsedQuery) -> sql.Composable:
@@ -753,10 +644,7 @@ def _mutation_where(b: _Builder, rel: Relation, alias: str, query: ParsedQuery) 
     if root.limit is not None:
         # PostgREST's limited update/delete: only the first ``limit`` rows in ``order``.
         if not rel.is_table:
-            raise PgrstError(
-                400, "PGRST100", "limit on PATCH/DELETE is only supported for tables",
-                envelope_code="invalid_request",
-            )  # fmt: skip
+            raise pgrst_error("PGRST100", "limit on PATCH/DELETE is only supported for tables")
         inner_alias = b.alias()
         inner = sql.SQL("SELECT {}.ctid FROM {} AS {}").format(
             sql.Identifier(inner_alias), sql.Identifier(*rel.qualified), sql.Identifier(inner_alias)
@@ -784,16 +672,15 @@ def build_update(
     body_json: str,
     returning: Returning,
     want_events: bool = False,
-) -> ReadPlan:
+    embeds: Embeds | None = None,
+) -> Built:
     """``UPDATE rel SET c = body.c … FROM json_populate_record(NULL::rel, body) WHERE filters``."""
     b = _Builder(snapshot, query)
     for name in columns:
         if name not in rel.columns:
-            raise PgrstError(
-                400,
+            raise pgrst_error(
                 "PGRST204",
                 f"Could not find the '{name}' column of '{rel.name}' in the schema cache",
-                envelope_code="unknown_column",
             )
     alias = b.alias()
     sets = sql.SQL(", ").join(
@@ -811,7 +698,9 @@ def build_update(
         _mutation_where(b, rel, alias, query),
         sql.Identifier(alias),
     )
-    return _write_tail(b, rel, query, write, returning=returning, want_events=want_events)
+    return _write_tail(
+        b, rel, query, write, returning=returning, want_events=want_events, embeds=embeds
+    )
 
 
 def build_delete(
@@ -821,7 +710,8 @@ def build_delete(
     *,
     returning: Returning,
     want_events: bool = False,
-) -> ReadPlan:
+    embeds: Embeds | None = None,
+) -> Built:
     """``DELETE FROM rel WHERE filters RETURNING *``."""
     b = _Builder(snapshot, query)
     alias = b.alias()
@@ -831,4 +721,6 @@ def build_delete(
         _mutation_where(b, rel, alias, query),
         sql.Identifier(alias),
     )
-    return _write_tail(b, rel, query, write, returning=returning, want_events=want_events)
+    return _write_tail(
+        b, rel, query, write, returning=returning, want_events=want_events, embeds=embeds
+    )

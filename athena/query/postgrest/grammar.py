@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from athena.query.postgrest.errors import PgrstError
+from athena.query.postgrest.errors import CATALOGUE, PgrstError
 
 # Operators that take one value. The SQL for each lives in build.py; here only names matter.
 SIMPLE_OPERATORS = frozenset(
@@ -43,7 +43,10 @@ class ParseError(PgrstError):
     """The query string is not valid PostgREST grammar (→ 400 PGRST100)."""
 
     def __init__(self, message: str, details: str | None = None) -> None:
-        super().__init__(400, "PGRST100", message, details=details, envelope_code="invalid_request")
+        entry = CATALOGUE["PGRST100"]
+        super().__init__(
+            entry.status, "PGRST100", message, details=details, envelope_code=entry.envelope
+        )
 
 
 # -- AST ---------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import psycopg
 from athena.db.errors import api_error_from_db
 from athena.db.pools import DatabaseUnavailable
 from athena.errors import CODES, ApiError
-from athena.query.postgrest.errors import PgrstError
+from athena.query.postgrest.errors import PgrstError, pgrst_error
 
 # PostgREST's SQLSTATE → HTTP table (docs: "Errors → SQLSTATE to HTTP status"); exact codes
 # first, then whole classes; anything else is 400.
@@ -51,25 +51,16 @@ def pgrst_from_db(exc: BaseException, *, client: str | None = None) -> PgrstErro
     """A database failure as PostgREST reports it: SQLSTATE as code, PostgreSQL's own
     message/detail/hint (never the statement text)."""
     if isinstance(exc, DatabaseUnavailable):
-        return PgrstError(
-            503,
+        return pgrst_error(
             "PGRST001",
             "Could not connect with the database due to an internal error",
             details=f"the database of client '{client}' is unavailable" if client else None,
-            envelope_code="client_unavailable",
         )
     if not isinstance(exc, psycopg.Error):
-        return PgrstError(
-            500, "PGRST000", "unexpected database failure", envelope_code="internal_error"
-        )
+        return pgrst_error("PGRST000", "unexpected database failure")
     state = getattr(exc, "sqlstate", None) or ""
     if not state:
-        return PgrstError(
-            503,
-            "PGRST001",
-            "Could not connect with the database",
-            envelope_code="client_unavailable",
-        )
+        return pgrst_error("PGRST001", "Could not connect with the database")
     diag = exc.diag
     message = (diag.message_primary or "the database rejected the request").strip()
     if state == "57014":

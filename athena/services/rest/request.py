@@ -1,0 +1,206 @@
+"""Stage 1 of ``/rest/v1``: the request as PostgREST reads it (pure: headers in, values out).
+
+Nothing here does I/O or records anything: ``Accept``, ``Range``, the profile headers and
+``Prefer`` become plain values, and the preferences a request will honour are returned together
+with the ``Preference-Applied`` list they produce (PostgREST's ``ApiRequest.Preferences``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from athena.query.postgrest.errors import PgrstError, pgrst_error
+
+OBJECT_MEDIA = "application/vnd.pgrst.object+json"
+ARRAY_MEDIA = "application/vnd.pgrst.array+json"
+_RANGE = re.compile(r"^\s*(?:items=)?(\d+)-(\d*)\s*$")
+
+ReturnMode = Literal["minimal", "representation", "headers-only"]
+CountMode = Literal["exact", "planned", "estimated"]
+
+
+@dataclass
+class Preferences:
+    """The ``Prefer`` header(s), as PostgREST reads them; unknown preferences are ignored."""
+
+    values: dict[str, str]
+
+    @classmethod
+    def parse(cls, raw: str | None) -> Preferences:
+        values: dict[str, str] = {}
+        for part in (raw or "").split(","):
+            name, _, value = part.strip().partition("=")
+            if name:
+                values[name.strip().lower()] = value.strip()
+        return cls(values)
+
+    def get(self, name: str) -> str | None:
+        return self.values.get(name)
+
+
+@dataclass(frozen=True)
+class ReadPreferences:
+    count: CountMode | None
+    applied: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WritePreferences:
+    """What a POST/PATCH/DELETE honours, and the ``Preference-Applied`` entries that says."""
+
+    return_mode: ReturnMode
+    count_exact: bool
+    rollback: bool
+    resolution: Literal["merge", "ignore"] | None = None  # POST only
+    missing_default: bool = False  # POST only
+    max_affected: int | None = None  # PATCH/DELETE only
+    applied: tuple[str, ...] = field(default=())
+
+
+def read_preferences(prefs: Preferences) -> ReadPreferences:
+    mode = prefs.get("count")
+    if mode in ("exact", "planned", "estimated"):
+        return ReadPreferences(mode, (f"count={mode}",))  # type: ignore[arg-type]
+    return ReadPreferences(None, ())
+
+
+def write_preferences(
+    prefs: Preferences, *, method: str, default_return: ReturnMode
+) -> WritePreferences:
+    """The preferences of a write, in PostgREST's order of ``Preference-Applied``."""
+    applied: list[str] = []
+    wanted = prefs.get("return")
+    return_mode: ReturnMode = (
+        wanted if wanted in ("minimal", "representation", "headers-only") else default_return  # type: ignore[assignment]
+    )
+    if wanted == return_mode:
+        applied.append(f"return={return_mode}")
+    resolution: Literal["merge", "ignore"] | None = None
+    missing_default = False
+    max_affected: int | None = None
+    if method == "POST":
+        pref = prefs.get("resolution")
+        if pref in ("merge-duplicates", "ignore-duplicates"):
+            resolution = "merge" if pref == "merge-duplicates" else "ignore"
+            applied.append(f"resolution={pref}")
+        missing_default = prefs.get("missing") == "default"
+        if missing_default:
+            applied.append("missing=default")
+    else:
+        max_affected = _max_affected(prefs.get("max-affected"))
+        if max_affected is not None:
+            applied.append(f"max-affected={max_affected}")
+            if prefs.get("handling") == "strict":
+                applied.append("handling=strict")
+    tx = prefs.get("tx")
+    if tx in ("rollback", "commit"):
+        applied.append(f"tx={tx}")
+    count_exact = prefs.get("count") == "exact"
+    if count_exact:
+        applied.append("count=exact")
+    return WritePreferences(
+        return_mode=return_mode,
+        count_exact=count_exact,
+        rollback=tx == "rollback",
+        resolution=resolution,
+        missing_default=missing_default,
+        max_affected=max_affected,
+        applied=tuple(applied),
+    )
+
+
+def _max_affected(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+@dataclass
+class Accept:
+    singular: bool = False
+    strip_nulls: bool = False
+
+
+def parse_accept(raw: str | None) -> Accept:
+    """``application/json``, ``*/*``, PostgREST's array/object media types (``;nulls=stripped``);
+    anything else → 406 PGRST107, as PostgREST."""
+    if not raw:
+        return Accept()
+    offered: list[str] = []
+    for item in raw.split(","):
+        media, *params = [p.strip() for p in item.split(";")]
+        media = media.lower()
+        stripped = any(p.replace(" ", "").lower() == "nulls=stripped" for p in params)
+        if media == OBJECT_MEDIA:
+            return Accept(singular=True, strip_nulls=stripped)
+        if media in ("application/json", "*/*", "application/*", ARRAY_MEDIA, ""):
+            return Accept(strip_nulls=stripped and media == ARRAY_MEDIA)
+        offered.append(media)
+    raise pgrst_error("PGRST107", f"None of these media types are available: {', '.join(offered)}")
+
+
+def parse_range(raw: str | None) -> tuple[int, int | None] | None:
+    """``items=0-24`` / ``0-24`` / ``10-`` → (first, last|None); unparsable → ignored (as
+    PostgREST), first > last → 416."""
+    if not raw:
+        return None
+    m = _RANGE.match(raw)
+    if m is None:
+        return None
+    first = int(m.group(1))
+    last = int(m.group(2)) if m.group(2) else None
+    if last is not None and last < first:
+        raise pgrst_error(
+            "PGRST103",
+            "Requested range not satisfiable",
+            details=f"The range {first}-{last} ends before it starts",
+            headers={"Content-Range": "*/*"},
+        )
+    return first, last
+
+
+def wants_native(header: str | None, setting: str) -> bool:
+    """PostgREST-native responses: ``X-Athena-Rest-Format: postgrest`` or the setting."""
+    wanted = (header or "").lower()
+    if wanted in ("postgrest", "native"):
+        return True
+    if wanted == "envelope":
+        return False
+    return setting == "postgrest"
+
+
+def exposed_schemas(setting: str) -> list[str]:
+    """``public`` plus ``ATHENA_REST_SCHEMAS``."""
+    extra = [s.strip() for s in setting.split(",") if s.strip()]
+    return ["public", *[s for s in extra if s != "public"]]
+
+
+def profile_schema(header: str | None, exposed: list[str]) -> str:
+    """``Accept-Profile`` (reads) / ``Content-Profile`` (writes): one of the exposed schemas."""
+    schema = header or "public"
+    if schema not in exposed:
+        raise pgrst_error(
+            "PGRST106", f"The schema must be one of the following: {', '.join(exposed)}"
+        )
+    return schema
+
+
+def invalid_body(details: str) -> PgrstError:
+    return pgrst_error("PGRST102", "Empty or invalid json", details=details)
+
+
+def parse_json_body(raw: bytes | None) -> Any:
+    """The JSON body of a write (PGRST102 when missing or not JSON)."""
+    if not raw or not raw.strip():
+        raise invalid_body("a JSON request body is required")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid_body(f"the body is not valid JSON: {exc}") from None
