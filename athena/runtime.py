@@ -20,8 +20,9 @@ from psycopg.rows import dict_row
 from athena import __version__
 from athena.auth.store import AuthStore
 from athena.config import Settings
+from athena.db.clients import ClientEntry, ClientRegistry, close_entry
+from athena.db.database import Database, make_pool
 from athena.db.introspection import IntrospectionCache
-from athena.db.pools import ClientEntry, ClientRegistry, Database, close_entry, make_pool
 from athena.metrics import Metrics, gauge
 from athena.services.events import EventBus
 from athena.services.request_log import RequestLog

@@ -39,7 +39,7 @@ from athena import balance, http_serve
 from athena.config import ConfigError, Settings
 from athena.db import catalog as catalog_db
 from athena.db.embedded import EmbeddedPostgres, pg_bin_dir
-from athena.db.pools import mask_uri
+from athena.db.uris import mask_uri
 
 log = logging.getLogger("athena.server")
 

@@ -25,7 +25,7 @@ import psycopg
 from athena.auth.keys import constant_time_equals, parse_key, verify_secret
 from athena.auth.rights import has_right
 from athena.context import CallContext
-from athena.db.pools import DatabaseUnavailable
+from athena.db.database import DatabaseUnavailable
 from athena.errors import ApiError
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import psycopg
 import trio
 
-from athena.db.pools import Database
+from athena.db.database import Database
 
 T = TypeVar("T")
 log = logging.getLogger("athena.auth")

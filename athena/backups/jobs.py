@@ -30,7 +30,8 @@ from athena.backups.dump import DumpFailed, dump_to_upload
 from athena.backups.pgtools import ToolTarget, tool
 from athena.backups.restore import RestoreFailed, restore_from_storage
 from athena.backups.storage import BackupNotFound, BackupStorage, StorageError
-from athena.db.pools import ClientEntry, DatabaseUnavailable
+from athena.db.clients import ClientEntry
+from athena.db.database import DatabaseUnavailable
 from athena.errors import ApiError
 from athena.runtime import BackgroundTask, Runtime
 

@@ -17,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from athena.config import Settings
 from athena.db.embedded import pg_bin_dir
-from athena.db.pools import mask_uri
+from athena.db.uris import mask_uri
 
 # Only the end of stderr is kept: a failing tool says why in its last lines, and a runaway
 # stream of warnings must not grow the gateway's memory.

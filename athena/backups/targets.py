@@ -13,7 +13,7 @@ import trio
 from psycopg.conninfo import conninfo_to_dict
 
 from athena.backups.pgtools import ToolTarget
-from athena.db.pools import ClientEntry
+from athena.db.clients import ClientEntry
 from athena.errors import ApiError
 from athena.runtime import Runtime
 

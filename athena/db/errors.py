@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from athena.db.pools import DatabaseUnavailable, StatementDeadlineExceeded
+from athena.db.database import DatabaseUnavailable, StatementDeadlineExceeded
 from athena.errors import ApiError
 
 # Exact SQLSTATEs first, then whole classes (first two characters).

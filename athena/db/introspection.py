@@ -20,7 +20,7 @@ import trio
 from athena.errors import ApiError
 
 if TYPE_CHECKING:
-    from athena.db.pools import ClientEntry
+    from athena.db.clients import ClientEntry
 
 MISS_REFRESH_SECONDS = 1.0
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
@@ -237,8 +237,8 @@ class IntrospectionCache:
             self._snapshots.pop(client, None)
 
     async def snapshot(self, entry: ClientEntry, *, refresh: bool = False) -> SchemaSnapshot:
+        from athena.db.clients import require_db
         from athena.db.errors import api_error_from_db
-        from athena.db.pools import require_db
 
         current = self._snapshots.get(entry.name)
         if current is not None and not refresh:
@@ -259,8 +259,8 @@ class IntrospectionCache:
         self, entry: ClientEntry, name: str, schema: str | None, column: str | None
     ) -> bool:
         """One cheap catalog lookup: does the relation (and column) exist in the database now?"""
+        from athena.db.clients import require_db
         from athena.db.errors import api_error_from_db
-        from athena.db.pools import require_db
 
         if schema is None and "." in name:
             schema, _, name = name.partition(".")

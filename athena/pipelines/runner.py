@@ -33,8 +33,8 @@ import psycopg
 import trio
 from psycopg import sql
 
+from athena.db.clients import require_db
 from athena.db.errors import api_error_from_db
-from athena.db.pools import require_db
 from athena.errors import ApiError
 from athena.query.conditions import plan_where, where_sql
 from athena.query.fetch import order_by_sql
@@ -42,8 +42,8 @@ from athena.query.mutations import InsertRequest, mutation_statement, plan_inser
 from athena.query.post_processing import PostProcessing, check_columns, post_process
 
 if TYPE_CHECKING:
+    from athena.db.clients import ClientEntry
     from athena.db.introspection import Relation
-    from athena.db.pools import ClientEntry
     from athena.pipelines.config import PipelinePlan
     from athena.runtime import Runtime
 

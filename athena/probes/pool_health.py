@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import trio
 
-from athena.db.pools import Database
+from athena.db.database import Database
 from athena.metrics import gauge
 
 if TYPE_CHECKING:

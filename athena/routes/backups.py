@@ -28,7 +28,7 @@ from athena.backups.storage import (
     storage_api_error,
 )
 from athena.backups.targets import client_for_backup, client_for_restore
-from athena.db.pools import DatabaseUnavailable
+from athena.db.database import DatabaseUnavailable
 from athena.errors import ApiError
 from athena.routes._http import ctx, dumps, json_object, json_response, rt
 

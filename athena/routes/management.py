@@ -13,7 +13,7 @@ from quart import Blueprint, Response, request
 
 from athena.auth.guard import authorize
 from athena.context import CallContext
-from athena.db.pools import ClientEntry
+from athena.db.clients import ClientEntry
 from athena.errors import ApiError
 from athena.query.ddl import REQUIRED_RIGHTS
 from athena.routes._http import ctx, json_object, rt, success

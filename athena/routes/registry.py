@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
-from athena.db.pools import DatabaseUnavailable
+from athena.db.database import DatabaseUnavailable
 from athena.errors import ApiError
 from athena.probes.registry import RegistryCache, RegistrySnapshot
 from athena.routes._http import raw_json_response, rt

@@ -10,7 +10,7 @@ import psycopg
 from quart import Blueprint, Response
 
 from athena.auth.guard import require_admin
-from athena.db.pools import DatabaseUnavailable
+from athena.db.database import DatabaseUnavailable
 from athena.errors import ApiError
 from athena.routes._http import ctx, json_response, rt
 from athena.services import statistics as stats

@@ -27,8 +27,8 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from athena.auth.keys import generate_key
+from athena.db.database import DatabaseUnavailable
 from athena.db.errors import api_error_from_db
-from athena.db.pools import DatabaseUnavailable
 from athena.errors import ApiError
 
 if TYPE_CHECKING:

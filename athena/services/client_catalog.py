@@ -31,7 +31,9 @@ import psycopg
 import trio
 from psycopg.types.json import Jsonb
 
-from athena.db.pools import ClientEntry, DatabaseUnavailable, mask_uri
+from athena.db.clients import ClientEntry
+from athena.db.database import DatabaseUnavailable
+from athena.db.uris import mask_uri
 from athena.errors import ApiError
 
 if TYPE_CHECKING:

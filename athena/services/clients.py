@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from athena.context import CallContext
-from athena.db.pools import ClientEntry
+from athena.db.clients import ClientEntry
 from athena.errors import ApiError
 
 if TYPE_CHECKING:

@@ -25,8 +25,8 @@ import trio
 from athena.auth.guard import authorize
 from athena.auth.rights import table_right
 from athena.context import CallContext
+from athena.db.clients import ClientEntry, require_db
 from athena.db.errors import api_error_from_db
-from athena.db.pools import ClientEntry, require_db
 from athena.errors import ApiError
 from athena.query.conditions import parse_conditions
 from athena.query.fetch import (

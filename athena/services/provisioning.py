@@ -160,7 +160,7 @@ async def _register(catalog: Any, name: str, uri: str) -> None:
 
 
 async def _run_on_entry(entry: Any, fn: Any) -> Any:
-    from athena.db.pools import require_db
+    from athena.db.clients import require_db
 
     try:
         return await require_db(entry).run(fn)

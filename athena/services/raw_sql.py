@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from athena.context import CallContext
+from athena.db.clients import ClientEntry, require_db
 from athena.db.errors import api_error_from_db
-from athena.db.pools import ClientEntry, require_db
 from athena.errors import ApiError
 from athena.query.raw import encode_rows, is_ddl, query_text, written_rows
 

@@ -31,7 +31,7 @@ from prometheus_client.core import CounterMetricFamily
 from psycopg import sql
 
 from athena.context import CallContext
-from athena.db.pools import Database
+from athena.db.database import Database
 from athena.metrics import gauge
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ import psycopg
 
 from athena.auth.guard import authorize
 from athena.context import CallContext
+from athena.db.clients import ClientEntry, require_db
 from athena.db.errors import api_error_from_db
-from athena.db.pools import ClientEntry, require_db
 from athena.errors import ApiError
 from athena.query import ddl
 

@@ -12,7 +12,7 @@ from support.servers import AthenaServer
 
 from athena.auth.keys import parse_key
 from athena.auth.store import AuthStore
-from athena.db.pools import Database, make_pool
+from athena.db.database import Database, make_pool
 
 
 class CountingDatabase(Database):

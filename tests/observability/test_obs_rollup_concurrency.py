@@ -10,7 +10,7 @@ from support.pg import TestPostgres
 
 from athena.context import CallContext
 from athena.db import catalog as catalog_db
-from athena.db.pools import Database, make_pool
+from athena.db.database import Database, make_pool
 from athena.services.request_log import RequestLog
 from athena.services.statistics import rebuild, rollup_step
 

@@ -10,8 +10,8 @@ import trio
 from psycopg import sql
 from support.pg import TestPostgres
 
+from athena.db.database import Database, DatabaseUnavailable, StatementDeadlineExceeded, make_pool
 from athena.db.errors import api_error_from_db
-from athena.db.pools import Database, DatabaseUnavailable, StatementDeadlineExceeded, make_pool
 
 
 def _database(

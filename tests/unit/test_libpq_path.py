@@ -9,8 +9,8 @@ import trio
 from support.pg import TestPostgres
 
 from athena.db import libpq
+from athena.db.database import Database, StatementDeadlineExceeded, make_pool
 from athena.db.libpq import numbered, text_params
-from athena.db.pools import Database, StatementDeadlineExceeded, make_pool
 
 JSON_STATEMENT = (
     b"SELECT coalesce(json_agg(t), '[]')::text, count(*) FROM "

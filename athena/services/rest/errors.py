@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import psycopg
 
+from athena.db.database import DatabaseUnavailable
 from athena.db.errors import api_error_from_db
-from athena.db.pools import DatabaseUnavailable
 from athena.errors import CODES, ApiError
 from athena.query.postgrest.errors import PgrstError, pgrst_error
 

@@ -22,8 +22,9 @@ import psycopg
 from athena.auth.guard import authorize
 from athena.auth.rights import table_right
 from athena.context import CallContext
+from athena.db.clients import require_db
+from athena.db.database import DatabaseUnavailable
 from athena.db.introspection import Relation, SchemaSnapshot
-from athena.db.pools import DatabaseUnavailable, require_db
 from athena.errors import ApiError
 from athena.query.postgrest.build import (
     Statement,

@@ -1,18 +1,14 @@
-"""Connection pools and the one way the event loop talks to PostgreSQL.
+"""The one way the event loop talks to one PostgreSQL database: ``Database`` over a pool.
 
-psycopg's async API speaks asyncio, not trio, so every database call runs a synchronous
-function in a worker thread (``trio.to_thread.run_sync``) bounded by one ``CapacityLimiter``.
-The event loop never blocks on a socket to Postgres.
-
-``ClientRegistry`` maps a client name to a ``ClientEntry`` with its own ``ConnectionPool``.
-Entries are replaced atomically (a dict assignment), so hot-adding a client never disturbs
-requests in flight on another one.
+psycopg's async API speaks asyncio, not trio, so a blocking database call runs a synchronous
+function in a worker thread (``trio.to_thread.run_sync``) bounded by one ``CapacityLimiter``;
+the gateway's own statements run on the event loop through libpq's non-blocking interface
+(``fetch_one`` / ``fetch_json``). The event loop never blocks on a socket to Postgres.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import select
 import threading
@@ -20,16 +16,13 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import trio
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from athena.db.libpq import PreparedNames, first_row_text, numbered, text_params
-from athena.errors import ApiError
 
-log = logging.getLogger("athena.db")
 T = TypeVar("T")
 
 
@@ -51,23 +44,6 @@ class DatabaseUnavailable(Exception):
     Raised by ``Database.run``; routes turn it into 503 ``client_unavailable`` (or
     ``auth_unavailable`` / ``catalog_unavailable`` for the catalog).
     """
-
-
-def mask_uri(uri: str | None) -> str | None:
-    """The URI with its password replaced by ``***`` — the only form any response may show."""
-    if not uri:
-        return uri
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return "***"
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
 
 
 def make_pool(
@@ -376,98 +352,3 @@ _CONNECTION_SQLSTATES = {"08000", "08003", "08006", "08001", "08004", "57P01", "
 def _is_connection_failure(exc: psycopg.OperationalError) -> bool:
     state = getattr(exc, "sqlstate", None)
     return state is None or state in _CONNECTION_SQLSTATES
-
-
-@dataclass
-class ClientEntry:
-    """A client as the gateway serves it right now."""
-
-    name: str
-    uri: str | None
-    source: str = "config"  # "config" | "database"
-    description: str | None = None
-    pg_uri_env_var: str | None = None
-    config_uri_template: str | None = None
-    is_active: bool = True
-    is_frozen: bool = False
-    db: Database | None = None
-    # custom_supabase and similar clients have no pool
-    kind: str = "postgres"
-
-    @property
-    def pool_connected(self) -> bool:
-        if self.db is None:
-            return False
-        stats = self.db.pool.get_stats()
-        return stats.get("pool_size", 0) > 0 or stats.get("pool_available", 0) > 0
-
-
-@dataclass
-class ClientRegistry:
-    """Name → ClientEntry, with hot add/replace/remove."""
-
-    limiter: trio.CapacityLimiter
-    pool_factory: Callable[[str, str], ConnectionPool]
-    pool_timeout_s: float = 5.0
-    deadline_s: float | None = None
-    _entries: dict[str, ClientEntry] = field(default_factory=dict)
-
-    def names(self) -> list[str]:
-        return sorted(self._entries)
-
-    def entries(self) -> list[ClientEntry]:
-        return [self._entries[n] for n in sorted(self._entries)]
-
-    def get(self, name: str) -> ClientEntry | None:
-        return self._entries.get(name)
-
-    def put(self, entry: ClientEntry) -> ClientEntry | None:
-        """Install ``entry`` (opening its pool if it has a URI); return the one it replaced.
-
-        The caller closes the replaced entry's pool (``close_entry``) off the event loop.
-        """
-        old = self._entries.get(entry.name)
-        if entry.db is None and entry.uri and entry.is_active:
-            if old is not None and old.db is not None and old.uri == entry.uri:
-                entry.db = old.db  # same database: keep the warm pool
-            else:
-                pool = self.pool_factory(entry.name, entry.uri)
-                entry.db = Database(
-                    entry.name, pool, self.limiter, self.pool_timeout_s, self.deadline_s
-                )
-        self._entries[entry.name] = entry
-        if old is None or old.db is None or old.db is entry.db:
-            return None
-        return old
-
-    def remove(self, name: str) -> ClientEntry | None:
-        return self._entries.pop(name, None)
-
-    def close_all(self) -> None:
-        for entry in list(self._entries.values()):
-            close_entry(entry)
-        self._entries.clear()
-
-
-def close_entry(entry: ClientEntry | None) -> None:
-    """Close an entry's pool (blocking: call from a thread or at shutdown)."""
-    if entry is not None and entry.db is not None:
-        try:
-            entry.db.pool.close(timeout=5.0)
-        except Exception:
-            log.warning("closing pool of client %s failed", entry.name, exc_info=True)
-
-
-def require_db(entry: ClientEntry) -> Database:
-    """The entry's database, or 503 ``client_unavailable`` if it has none."""
-    if entry.db is None:
-        raise ApiError(
-            "client_unavailable",
-            f"client '{entry.name}' has no reachable database",
-            data={"client": entry.name},
-        )
-    return entry.db
-
-
-def pool_stats(db: Database) -> dict[str, Any]:
-    return dict(db.pool.get_stats())
