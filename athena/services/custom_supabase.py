@@ -10,6 +10,12 @@ unreachable → 502 ``upstream_error``.
 
 There is no schema cache for an upstream we do not own, so names are checked for shape only
 (``[A-Za-z_][A-Za-z0-9_]*``, optionally ``schema.``-qualified) — the upstream checks existence.
+
+The upstream URL comes from the caller, so it is an SSRF vector: it passes the outbound guard
+(``athena.services.outbound``: https only, every resolved address checked, the connection pinned
+to it), the request URL is built from its parsed parts (a ``?`` or ``#`` in ``x-supabase-url``
+cannot take over the path), and only a PostgREST JSON answer is ever passed on — a metadata
+service's text, HTML or JSON object is an ``upstream_error``, never a response body.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
@@ -36,6 +42,7 @@ from athena.query.conditions import (
 from athena.query.fetch import parse_columns, parse_fetch, relation_name, strip_nulls_flag
 from athena.query.mutations import insert_rows
 from athena.query.post_processing import post_process, truthy
+from athena.services.outbound import OutboundPolicy, send_checked
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -76,8 +83,10 @@ def _check_name(name: str, what: str) -> str:
     return name
 
 
-def upstream(ctx: CallContext) -> tuple[str, str]:
-    """``(base_url, key)`` from the headers; 400 ``missing_header`` when either is absent."""
+def upstream(ctx: CallContext, policy: OutboundPolicy) -> tuple[httpx.URL, str]:
+    """``(base_url, key)`` from the headers; 400 ``missing_header`` when either is absent,
+    400 ``outbound_url_refused`` when the URL's shape fails the outbound policy (DNS and the
+    address are checked when the request is sent)."""
     url, key = ctx.header("x-supabase-url"), ctx.header("x-supabase-key")
     for name, value in (("x-supabase-url", url), ("x-supabase-key", key)):
         if not value:
@@ -87,10 +96,15 @@ def upstream(ctx: CallContext) -> tuple[str, str]:
                 data={"details": {"missing_header": name}},
             )
     assert url is not None and key is not None
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ApiError("invalid_value", "x-supabase-url must be an http(s) URL")
-    return url.rstrip("/"), key
+    base = policy.parse(url)
+    # Only scheme, host, port and a path prefix survive: the query and fragment are dropped, so
+    # whatever follows a "?" or "#" can never become (part of) the path we call.
+    return base.copy_with(path=base.path.rstrip("/"), query=None, fragment=None), key
+
+
+def request_url(base: httpx.URL, table: str) -> httpx.URL:
+    """``<base path>/rest/v1/<table>``, the table percent-encoded as one path segment."""
+    return base.copy_with(path=f"{base.path}/rest/v1/{quote(table, safe='')}")
 
 
 # -- request translation (pure) ----------------------------------------------------------------
@@ -176,12 +190,45 @@ def _client(rt: Runtime) -> httpx.AsyncClient:
     return client  # type: ignore[no-any-return]
 
 
-def _upstream_error(response: httpx.Response) -> ApiError:
+def _policy(rt: Runtime) -> OutboundPolicy:
+    policy = rt.services.get("outbound_policy")
+    if policy is None:
+        policy = rt.services["outbound_policy"] = OutboundPolicy.from_settings(rt.settings)
+    return policy  # type: ignore[no-any-return]
+
+
+def _is_json(response: httpx.Response) -> bool:
+    # PostgREST answers application/json (or its vnd.pgrst…+json media types).
+    media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+_PGRST_ERROR_KEYS = frozenset({"code", "message", "details", "hint"})
+
+
+def _pgrst_error(response: httpx.Response) -> dict[str, Any]:
+    """The upstream's error object when it is PostgREST's ``{code, message, details, hint}``
+    (strings or null, nothing else); otherwise empty, so no other body is ever echoed."""
+    if not _is_json(response):
+        return {}
     try:
         payload = response.json()
     except ValueError:
-        payload = None
-    info = payload if isinstance(payload, dict) else {}
+        return {}
+    if (
+        not isinstance(payload, dict)
+        or not {"code", "message"} <= set(payload) <= _PGRST_ERROR_KEYS
+    ):
+        return {}
+    if not all(v is None or isinstance(v, str) for v in payload.values()):
+        return {}
+    return payload
+
+
+def _upstream_error(response: httpx.Response) -> ApiError:
+    info = _pgrst_error(response)
     pg_code = str(info.get("code") or "")
     message = str(info.get("message") or f"the Supabase project answered {response.status_code}")
     data: dict[str, Any] = {"upstream_status": response.status_code}
@@ -197,11 +244,17 @@ def _upstream_error(response: httpx.Response) -> ApiError:
             code = "invalid_input"
         elif response.status_code in (401, 403):
             code, message = "upstream_error", "the Supabase project rejected the x-supabase-key"
-        elif response.status_code >= 500:
+        elif response.status_code >= 500 or not info:
             code = "upstream_error"
         else:
             code = "query_failed"
     return ApiError(code, message, data=data)
+
+
+def _not_postgrest() -> ApiError:
+    return ApiError(
+        "upstream_error", "the upstream did not answer like a Supabase (PostgREST) project"
+    )
 
 
 async def _call(
@@ -214,21 +267,27 @@ async def _call(
     body: Any = None,
     prefer: str | None = None,
 ) -> list[dict[str, Any]]:
-    base, key = upstream(ctx)
+    policy = _policy(rt)
+    base, key = upstream(ctx, policy)
     schema, _, name = table.rpartition(".")
     headers = {"apikey": key, "Authorization": f"Bearer {key}", "Accept": "application/json"}
     if prefer:
         headers["Prefer"] = prefer
     if schema:
         headers["Accept-Profile" if method == "GET" else "Content-Profile"] = schema
-    url = f"{base}/rest/v1/{quote(name, safe='')}"
     content = None
     if body is not None:
         headers["Content-Type"] = "application/json"
         content = json.dumps(body, separators=(",", ":")).encode()
     try:
-        response = await _client(rt).request(
-            method, url, params=params, headers=headers, content=content
+        response = await send_checked(
+            _client(rt),
+            method,
+            str(request_url(base, name)),
+            policy,
+            params=params,
+            headers=headers,
+            content=content,
         )
     except httpx.TimeoutException:
         raise ApiError("upstream_timeout", "the Supabase project did not answer in time") from None
@@ -240,18 +299,19 @@ async def _call(
         ) from None
     if response.status_code >= 400:
         raise _upstream_error(response)
-    if not response.content.strip():
+    if response.status_code not in (200, 201, 204, 206):
+        raise _not_postgrest()  # a redirect or any other odd status is not a result
+    if response.status_code == 204 or not response.content.strip():
         return []
+    if not _is_json(response):
+        raise _not_postgrest()
     try:
         payload = response.json()
     except ValueError:
-        raise ApiError(
-            "upstream_error", "the Supabase project answered with invalid JSON"
-        ) from None
-    if isinstance(payload, dict):
-        payload = [payload]
-    if not isinstance(payload, list):
-        raise ApiError("upstream_error", "the Supabase project answered an unexpected shape")
+        raise _not_postgrest() from None
+    # With return=representation PostgREST answers an array of row objects, always.
+    if not isinstance(payload, list) or not all(isinstance(row, dict) for row in payload):
+        raise _not_postgrest()
     return payload
 
 
@@ -276,7 +336,7 @@ async def _begin(
     ctx.table_name = table
     ctx.operation = operation
     await authorize(rt, ctx, CLIENT_NAME, table_right(table, right))
-    upstream(ctx)  # 400 before any work when the headers are missing
+    upstream(ctx, _policy(rt))  # 400 before any work when the headers are missing
     return table
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -65,6 +65,13 @@ class _Upstream:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def athena(athena_factory: Callable[..., AthenaServer]) -> AthenaServer:
+    """A gateway that may call loopback over plain http: the upstream below lives there.
+    (By default the outbound guard refuses both; see test_custom_supabase_ssrf.py.)"""
+    return athena_factory(outbound_allow_cidrs="127.0.0.0/8", outbound_allow_http="true")
 
 
 @pytest.fixture
