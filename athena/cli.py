@@ -45,7 +45,7 @@ def catalog_connection(args: argparse.Namespace) -> Iterator[tuple[Settings, psy
     Uses ``ATHENA_CATALOG_URI``; else the embedded server of ``--data-dir`` — the running one,
     or, when no gateway is running, one started just for this command.
     """
-    from athena.server import embedded_catalog_uri, migrate_catalog, start_embedded
+    from athena.serving.parent import embedded_catalog_uri, migrate_catalog, start_embedded
 
     settings = _settings_from(args)
     uri = embedded_catalog_uri(settings)
@@ -73,13 +73,13 @@ def catalog_connection(args: argparse.Namespace) -> Iterator[tuple[Settings, psy
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from athena.server import run
+    from athena.serving.parent import run
 
     return run(_settings_from(args))
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from athena.server import run_child_worker
+    from athena.serving.parent import run_child_worker
 
     return run_child_worker(load_settings())
 

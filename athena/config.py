@@ -107,10 +107,10 @@ class Settings(BaseSettings):
     enforce_api_keys: bool = True
     require_context_headers: bool = True
     rest_format: Literal["envelope", "postgrest"] = "envelope"
-    # Serve the hot routes straight from ASGI (athena/hot_lane.py); false: everything via Quart.
+    # Serve the hot routes straight from ASGI (athena/http/hot_lane.py); false: everything via Quart.
     hot_lane: bool = True
     # Read and write the hot lane's plain HTTP/1.1 requests straight on the socket
-    # (athena/lane_http.py); false: hypercorn serves every connection.
+    # (athena/serving/lane_http.py); false: hypercorn serves every connection.
     lane_http: bool = True
     # Schemas /rest/v1 serves besides ``public`` (Accept-Profile / Content-Profile), comma list.
     rest_schemas: str = ""

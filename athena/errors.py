@@ -7,7 +7,7 @@ Exception tree::
                             {"status":"error","code","message","error","data"?}
 
 A handler never builds an error response itself: it raises ``ApiError(code, message)`` and the
-one error handler in ``app.py`` renders it. Any other exception escaping a handler is a bug: it is
+one error handler in ``athena/http/app.py`` renders it. Any other exception escaping a handler is a bug: it is
 logged with the request id and rendered as 500 ``internal_error`` with no detail.
 
 ``CODES`` is the table of every stable code with its HTTP status. Add new codes here, grouped,

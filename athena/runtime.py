@@ -23,9 +23,9 @@ from athena.config import Settings
 from athena.db.clients import ClientEntry, ClientRegistry, close_entry
 from athena.db.database import Database, make_pool
 from athena.db.introspection import IntrospectionCache
-from athena.metrics import Metrics, gauge
+from athena.observability.metrics import Metrics, gauge
+from athena.observability.request_log import RequestLog
 from athena.services.events import EventBus
-from athena.services.request_log import RequestLog
 from athena.supervisor import Supervisor, singleton
 
 log = logging.getLogger("athena.runtime")

@@ -88,8 +88,8 @@ async def measure(app: Any, name: str, make: Any, requests: int, concurrency: in
 
 
 async def run(args: argparse.Namespace, catalog: str, data: str, key: str) -> None:
-    from athena.app import create_asgi
     from athena.config import load_settings
+    from athena.http.app import create_asgi
     from athena.runtime import Runtime
 
     settings = load_settings()
@@ -152,7 +152,7 @@ def main() -> None:
             }
         )
         from athena.config import load_settings
-        from athena.server import migrate_catalog
+        from athena.serving.parent import migrate_catalog
 
         migrate_catalog(catalog, load_settings())
         print(f"in-process, {args.concurrency} concurrent tasks, "

@@ -124,8 +124,8 @@ async def compare(urls: dict[bool, str], target: tuple, args: argparse.Namespace
 def hot_path_cost_us(n: int = 200_000) -> float:
     """Microseconds of one Metrics.observe + RequestLog.record, as after_request does it."""
     from athena.context import CallContext
-    from athena.metrics import Metrics
-    from athena.services.request_log import RequestLog
+    from athena.observability.metrics import Metrics
+    from athena.observability.request_log import RequestLog
 
     async def run() -> float:
         metrics = Metrics()

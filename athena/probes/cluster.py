@@ -30,7 +30,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from athena import __version__
-from athena.metrics import gauge
+from athena.observability.metrics import gauge
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime

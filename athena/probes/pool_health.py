@@ -17,7 +17,7 @@ import psycopg
 import trio
 
 from athena.db.database import Database
-from athena.metrics import gauge
+from athena.observability.metrics import gauge
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime

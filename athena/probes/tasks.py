@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from athena.metrics import gauge
+from athena.observability.metrics import gauge
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime

@@ -65,7 +65,7 @@ async def data_get() -> Response:
     return _respond(await gateway.fetch(rt(), ctx(), body))
 
 
-# The body-in, envelope-out routes. ``athena.hot_lane`` serves them straight from ASGI; the
+# The body-in, envelope-out routes. ``athena.http.hot_lane`` serves them straight from ASGI; the
 # Quart views below serve the requests it hands over (chunked or over-limit bodies).
 Service = Callable[["Runtime", CallContext, dict[str, Any]], Awaitable[GatewayResult]]
 BODY_ROUTES: dict[tuple[str, str], Service] = {

@@ -42,7 +42,7 @@ async def answer(
 ) -> RestAnswer:  # fmt: skip
     """Run the request; failures become PostgREST's ``{code, message, details, hint}`` in native
     mode and propagate as ``ApiError`` (the envelope) otherwise. Shared by the Quart view below
-    and ``athena.hot_lane``."""
+    and ``athena.http.hot_lane``."""
     native = is_native(runtime, call)
     try:
         if method == "PUT":  # PostgREST's PUT (single-row upsert) is not offered

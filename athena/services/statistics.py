@@ -33,8 +33,8 @@ import trio
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from athena.metrics import gauge
-from athena.services.request_log import LOG_WRITE_BARRIER
+from athena.observability.metrics import gauge
+from athena.observability.request_log import LOG_WRITE_BARRIER
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime

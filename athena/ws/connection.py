@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("athena.ws")
 
 ROUTE = "/wss/gateway"
-# hypercorn closes with a bare 1009 above its own frame limit (server.py): keep ours below it so
+# hypercorn closes with a bare 1009 above its own frame limit (serving/parent.py): keep ours below it so
 # the client gets an error reply saying why.
 HYPERCORN_MAX_MESSAGE_BYTES = 1024 * 1024
 # Shutdown: time for in-flight requests to finish and their replies to leave, inside hypercorn's
@@ -190,7 +190,7 @@ class Connection:
         # waits for the frame hypercorn is still writing (its socket write cannot be cancelled);
         # abandoning it would lose the close code. A client that disconnects ends the wait, and
         # one that stopped reading is dropped once the stalled write gives up (no progress for
-        # ATHENA_KEEP_ALIVE_S, athena/http_serve.py).
+        # ATHENA_KEEP_ALIVE_S, athena/serving/hypercorn_adapter.py).
         try:
             await self.ws.close(code, reason)
         except Exception:  # the client went away first: nothing left to tell it

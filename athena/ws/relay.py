@@ -37,7 +37,7 @@ import psycopg
 import trio
 from psycopg import sql
 
-from athena.metrics import gauge
+from athena.observability.metrics import gauge
 from athena.services.events import ChangeEvent, InterestKey, interest_keys_of
 
 if TYPE_CHECKING:

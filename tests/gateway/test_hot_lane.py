@@ -1,4 +1,4 @@
-"""The hot lane (athena/hot_lane.py) serves the gateway routes and /ping in front of Quart.
+"""The hot lane (athena/http/hot_lane.py) serves the gateway routes and /ping in front of Quart.
 
 A request with a chunked body is handed to Quart instead, so sending the same request both ways
 compares the two paths over the real server: a user must not be able to tell them apart.

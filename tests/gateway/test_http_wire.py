@@ -1,4 +1,4 @@
-"""HTTP/1.1 on the wire, over raw sockets: what athena/lane_http.py serves itself, and the
+"""HTTP/1.1 on the wire, over raw sockets: what athena/serving/lane_http.py serves itself, and the
 requests it hands to hypercorn, must both behave like a careful HTTP/1.1 server.
 
 Clients such as httpx never pipeline, split a head across packets on purpose, or send a
@@ -186,7 +186,7 @@ def test_a_client_that_half_closes_is_closed_at_once(
     """Not after the 30 s keep-alive timeout, which held a socket in CLOSE-WAIT per client.
 
     hypercorn did that after a hot-lane response (served through ASGI once a connection has
-    moved to hypercorn); http_serve._Connection ends the wait when the client has gone.
+    moved to hypercorn); hypercorn_adapter._Connection ends the wait when the client has gone.
     """
     with _wire(athena) as wire:
         if on_hypercorn:

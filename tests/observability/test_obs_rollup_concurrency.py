@@ -11,7 +11,7 @@ from support.pg import TestPostgres
 from athena.context import CallContext
 from athena.db import catalog as catalog_db
 from athena.db.database import Database, make_pool
-from athena.services.request_log import RequestLog
+from athena.observability.request_log import RequestLog
 from athena.services.statistics import rebuild, rollup_step
 
 WRITERS = 4

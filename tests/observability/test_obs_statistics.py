@@ -14,7 +14,7 @@ import psycopg
 from obs_helpers import scrape, wait_for
 from support.servers import AthenaServer
 
-from athena.services.request_log import LOG_WRITE_BARRIER
+from athena.observability.request_log import LOG_WRITE_BARRIER
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""athena.balance: workers sharing a listening socket keep even shares of connections.
+"""athena.serving.balance: workers sharing a listening socket keep even shares of connections.
 
 Two ``BalancedListener``s on one socket in one process stand in for two workers: each has its
 own slot on a real shared board (a memfd), exactly as worker processes do.
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from athena import balance
+from athena.serving import balance
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""athena.lane_http's pure parts: which request heads it serves itself, and what it writes."""
+"""athena.serving.lane_http's pure parts: which request heads it serves itself, and what it writes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from athena.lane_http import parse_head, render_response
+from athena.serving.lane_http import parse_head, render_response
 
 HEAD = (
     b"POST /gateway/fetch?x=1 HTTP/1.1\r\nHost: gw.example\r\nContent-Type: application/json\r\n"

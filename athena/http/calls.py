@@ -1,6 +1,6 @@
 """Opening and closing an HTTP call: the checks and bookkeeping every request gets.
 
-Two paths serve HTTP — Quart for most routes and ``athena.hot_lane`` for the data gateway's hot
+Two paths serve HTTP — Quart for most routes and ``athena.http.hot_lane`` for the data gateway's hot
 routes — and both go through one ``CallGate``, so limits, rate limits, metrics and the request
 log cannot drift apart between them.
 """

@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from athena.calls import CallGate, first_values, query_pairs
 from athena.context import CallContext
 from athena.errors import ApiError
+from athena.http.calls import CallGate, first_values, query_pairs
 from athena.routes._http import JSON, dumps, parse_json_object
 from athena.routes.gateway import BODY_ROUTES, envelope
 from athena.routes.rest import answer as rest_answer

@@ -32,8 +32,8 @@ from urllib.parse import unquote
 
 import trio
 
-from athena.hot_lane import HotLane
-from athena.streams import Stalled, WrappedStream, send_with_progress
+from athena.http.hot_lane import HotLane
+from athena.serving.streams import Stalled, WrappedStream, send_with_progress
 
 log = logging.getLogger("athena.http")
 

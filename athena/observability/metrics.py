@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from athena.metrics_share import MetricsShare
+    from athena.observability.metrics_share import MetricsShare
 
 
 class _CallbackCollector(Collector):

@@ -13,7 +13,7 @@ Two changes to hypercorn's connection handling, in ``_Connection``:
   only that timer ended an idle connection. A client that opens a connection per request then
   pins thousands of sockets.
 - A write the peer accepts nothing of for the keep-alive timeout closes the connection, as in
-  ``athena.lane_http``. hypercorn's shielded write waited for ever.
+  ``athena.serving.lane_http``. hypercorn's shielded write waited for ever.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import wrap_app
 
-from athena.hot_lane import HotLane
-from athena.lane_http import LaneHttp
-from athena.streams import Stalled, send_with_progress
+from athena.http.hot_lane import HotLane
+from athena.serving.lane_http import LaneHttp
+from athena.serving.streams import Stalled, send_with_progress
 
 
 class _Connection(TCPServer):
@@ -90,7 +90,7 @@ async def serve(
     """Serve ``app`` on ``listener`` until ``shutdown_trigger`` returns, then drain.
 
     With ``lane`` (the hot lane, which ``app`` is or wraps), connections start in
-    ``athena.lane_http``, which answers the lane's plain requests itself and hands everything
+    ``athena.serving.lane_http``, which answers the lane's plain requests itself and hands everything
     else to hypercorn.
     """
     asgi = wrap_app(app, config.wsgi_max_body_size, "asgi")

@@ -35,13 +35,13 @@ import psycopg
 import trio
 from hypercorn.config import Config as HypercornConfig
 
-from athena import balance, http_serve
 from athena.config import ConfigError, Settings
 from athena.db import catalog as catalog_db
 from athena.db.embedded import EmbeddedPostgres, pg_bin_dir
 from athena.db.uris import mask_uri
+from athena.serving import balance, hypercorn_adapter
 
-log = logging.getLogger("athena.server")
+log = logging.getLogger("athena.serving.parent")
 
 # In-flight requests get this long after a shutdown signal; the process exits within ~5 s.
 GRACEFUL_SECONDS = 4.0
@@ -190,9 +190,9 @@ async def serve_worker(
     ``fd`` is the listening socket (this process owns and closes it). ``seat`` is given when
     several workers share that socket.
     """
-    from athena.app import create_asgi
-    from athena.hot_lane import HotLane
-    from athena.metrics_share import MetricsShare
+    from athena.http.app import create_asgi
+    from athena.http.hot_lane import HotLane
+    from athena.observability.metrics_share import MetricsShare
     from athena.runtime import BackgroundTask, Runtime
 
     runtime = await Runtime.open(
@@ -232,7 +232,7 @@ async def serve_worker(
                 runtime.shutting_down.set()
 
             lane = app if isinstance(app, HotLane) and settings.lane_http else None
-            await http_serve.serve(
+            await hypercorn_adapter.serve(
                 app, config, listener, shutdown_trigger=shutdown_trigger, lane=lane
             )
             root.cancel_scope.cancel()

@@ -1,5 +1,5 @@
 """``create_app(runtime)`` → the QuartTrio application; ``create_asgi(runtime)`` → what hypercorn
-serves: ``athena.hot_lane`` in front of it.
+serves: ``athena.http.hot_lane`` in front of it.
 
 Every route module in ``athena.routes`` that defines ``blueprint`` is registered; a module is
 added only when its routes really work, so ``GET /`` (built from the live URL map) lists exactly
@@ -18,10 +18,10 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from athena import routes as routes_pkg
-from athena.calls import CallGate
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
-from athena.hot_lane import HotLane
+from athena.http.calls import CallGate
+from athena.http.hot_lane import HotLane
 from athena.routes._http import json_response
 from athena.runtime import Runtime, set_current_runtime
 

@@ -32,7 +32,7 @@ from psycopg import sql
 
 from athena.context import CallContext
 from athena.db.database import Database
-from athena.metrics import gauge
+from athena.observability.metrics import gauge
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime

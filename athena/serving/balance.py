@@ -27,7 +27,7 @@ import time
 
 import trio
 
-from athena.streams import WrappedStream
+from athena.serving.streams import WrappedStream
 
 # How long a pending connection may wait for a less loaded worker to take it.
 DEFER_SECONDS = 0.025

@@ -1,0 +1,11 @@
+"""What the gateway tells operators about itself.
+
+- ``metrics``: the Prometheus registry and the gateway's metrics.
+- ``metrics_share``: with ``--workers N``, every worker's metrics snapshot, so that a scrape
+  of any worker answers for all of them.
+- ``request_log``: the request log — a bounded channel to a background writer that inserts in
+  batches, so the hot path never waits on the log table.
+
+The supervised background tasks that read these (statistics rollups, pool health, cluster
+probing) live beside it in ``athena.probes``.
+"""
