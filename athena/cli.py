@@ -79,7 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from athena.serving.parent import run_child_worker
+    from athena.serving.worker import run_child_worker
 
     return run_child_worker(load_settings())
 

@@ -89,7 +89,7 @@ async def measure(app: Any, name: str, make: Any, requests: int, concurrency: in
 
 async def run(args: argparse.Namespace, catalog: str, data: str, key: str) -> None:
     from athena.config import load_settings
-    from athena.http.app import create_asgi
+    from athena.http.gate import create_asgi
     from athena.runtime import Runtime
 
     settings = load_settings()

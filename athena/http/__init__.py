@@ -1,7 +1,7 @@
 """Request → response: the ASGI application hypercorn and the plain-HTTP lane serve.
 
-- ``app``: the Quart application (every route blueprint, the error handlers) and
-  ``create_asgi``, the gate that puts the hot lane in front of it.
+- ``gate``: ``create_asgi`` — the hot lane in front of the Quart app, or Quart alone.
+- ``app``: the Quart application (every route blueprint, the hooks, the error handlers).
 - ``hot_lane``: the hot routes (``/gateway/*`` bodies, ``/rest/v1/{table}``, ``/ping``) served
   straight from ASGI, with the same checks and errors as Quart.
 - ``calls``: ``CallGate`` — opening and closing a call (context, limits, rate limits, metrics,

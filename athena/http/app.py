@@ -1,5 +1,5 @@
-"""``create_app(runtime)`` → the QuartTrio application; ``create_asgi(runtime)`` → what hypercorn
-serves: ``athena.http.hot_lane`` in front of it.
+"""``create_app(runtime)`` → the QuartTrio application (``athena.http.gate`` puts the hot lane in
+front of it).
 
 Every route module in ``athena.routes`` that defines ``blueprint`` is registered; a module is
 added only when its routes really work, so ``GET /`` (built from the live URL map) lists exactly
@@ -21,7 +21,6 @@ from athena import routes as routes_pkg
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
 from athena.http.calls import CallGate
-from athena.http.hot_lane import HotLane
 from athena.routes._http import json_response
 from athena.runtime import Runtime, set_current_runtime
 
@@ -135,12 +134,3 @@ def create_app(runtime: Runtime) -> Quart:
         return await _api_error(err)
 
     return app
-
-
-def create_asgi(runtime: Runtime) -> HotLane | Quart:
-    """What hypercorn serves: the hot lane in front of the Quart application (or Quart alone
-    with ``ATHENA_HOT_LANE=false``)."""
-    app = create_app(runtime)
-    if not runtime.settings.hot_lane:
-        return app
-    return HotLane(app, runtime, app.call_gate)  # type: ignore[attr-defined]

@@ -1,24 +1,18 @@
-"""Start-up, serving and shutdown of the gateway.
+"""``athena serve``: the process parent.
 
 ``prepare()`` runs before any event loop: it starts the embedded PostgreSQL (when no
 ``ATHENA_CATALOG_URI`` is set), migrates the catalog, settles the admin key and binds the
 listening socket, so that every start-up failure is one clear line from the CLI.
 
-``serve_worker()`` is one worker process: a root trio nursery holding the runtime (pools,
-supervisor and its background tasks) and hypercorn. SIGINT/SIGTERM trigger a graceful shutdown:
-stop accepting, let in-flight requests finish (up to ``GRACEFUL_SECONDS``), close WebSockets
-with 1001, flush the request log, close the pools. A second signal cancels at once.
-
-``run()`` is ``athena serve``: with ``--workers N`` (N > 1) it spawns N worker processes that
-share the listening socket, forwards signals to them, and stops the embedded server after they
-exit.
+``run()`` then serves: one worker in this process, or with ``--workers N`` (N > 1) N worker
+processes (``athena.serving.worker``) that share the listening socket; it forwards signals to
+them, and stops the embedded server after they exit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import gc
 import logging
 import os
 import secrets
@@ -28,42 +22,30 @@ import socket
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import trio
-from hypercorn.config import Config as HypercornConfig
 
 from athena.config import ConfigError, Settings
 from athena.db import catalog as catalog_db
 from athena.db.embedded import EmbeddedPostgres, pg_bin_dir
 from athena.db.uris import mask_uri
-from athena.serving import balance, hypercorn_adapter
+from athena.serving import balance
+from athena.serving.worker import (
+    ENV_ADMIN,
+    ENV_BOARD_FD,
+    ENV_CATALOG,
+    ENV_DEFAULT_CLIENT,
+    ENV_FD,
+    ENV_METRICS_DIR,
+    ENV_WORKER_COUNT,
+    ENV_WORKER_INDEX,
+    Prepared,
+    serve_worker,
+)
 
-log = logging.getLogger("athena.serving.parent")
-
-# In-flight requests get this long after a shutdown signal; the process exits within ~5 s.
-GRACEFUL_SECONDS = 4.0
-
-_ENV_FD = "ATHENA_INTERNAL_LISTEN_FD"
-_ENV_CATALOG = "ATHENA_INTERNAL_CATALOG_URI"
-_ENV_DEFAULT_CLIENT = "ATHENA_INTERNAL_DEFAULT_CLIENT_URI"
-_ENV_ADMIN = "ATHENA_INTERNAL_ADMIN_KEY"
-_ENV_BOARD_FD = "ATHENA_INTERNAL_BOARD_FD"
-_ENV_WORKER_INDEX = "ATHENA_INTERNAL_WORKER_INDEX"
-_ENV_WORKER_COUNT = "ATHENA_INTERNAL_WORKER_COUNT"
-_ENV_METRICS_DIR = "ATHENA_INTERNAL_METRICS_DIR"
-
-
-@dataclass
-class Prepared:
-    catalog_uri: str
-    default_client_uri: str | None
-    admin_key: str
-    admin_key_generated: bool
-    embedded: EmbeddedPostgres | None
-    sock: socket.socket | None = None
+log = logging.getLogger("athena.server")
 
 
 def start_embedded(settings: Settings) -> tuple[EmbeddedPostgres, catalog_db.EmbeddedLayout]:
@@ -155,101 +137,6 @@ def prepare(settings: Settings) -> Prepared:
     return Prepared(catalog_uri, default_client_uri, admin_key, generated, embedded, sock)
 
 
-def hypercorn_config(keep_alive_s: float = 30.0) -> HypercornConfig:
-    config = HypercornConfig()
-    config.graceful_timeout = GRACEFUL_SECONDS
-    # Idle keep-alive connections are closed after ATHENA_KEEP_ALIVE_S (30 s). No read
-    # timeout: hypercorn applies it to client bytes even while a response streams, which cut
-    # backups and downloads at 60 s.
-    # Slow clients cost one trio task and a socket each, so they do not tie the server up
-    # (tests/core/test_limits.py holds 200 of them open while serving normally).
-    config.keep_alive_timeout = keep_alive_s
-    config.read_timeout = None
-    config.h11_max_incomplete_size = 64 * 1024  # request line + headers
-    config.websocket_max_message_size = 1024 * 1024
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.include_server_header = False
-    return config
-
-
-@dataclass
-class Seat:
-    """Where a worker sits among the ``--workers N`` sharing one socket."""
-
-    index: int
-    board: balance.Board | None  # even shares of connections (None: no memfd here)
-    metrics_dir: Path  # every worker's metrics snapshot, for whichever one is scraped
-
-
-async def serve_worker(
-    settings: Settings, prepared: Prepared, fd: int, seat: Seat | None = None
-) -> None:
-    """One worker: the root nursery with runtime, supervisor and hypercorn.
-
-    ``fd`` is the listening socket (this process owns and closes it). ``seat`` is given when
-    several workers share that socket.
-    """
-    from athena.http.app import create_asgi
-    from athena.http.hot_lane import HotLane
-    from athena.observability.metrics_share import MetricsShare
-    from athena.runtime import BackgroundTask, Runtime
-
-    runtime = await Runtime.open(
-        settings,
-        admin_key=prepared.admin_key,
-        catalog_uri=prepared.catalog_uri,
-        default_client_uri=prepared.default_client_uri,
-    )
-    try:
-        app = create_asgi(runtime)
-        config = hypercorn_config(settings.keep_alive_s)
-        sock = socket.socket(fileno=fd)
-        listener: trio.abc.Listener[trio.abc.Stream]
-        listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-        if seat is not None:
-            share = MetricsShare(seat.metrics_dir, seat.index, runtime.metrics.registry)
-            runtime.metrics.share = share
-            runtime.background.append(BackgroundTask("metrics_share", share.run))
-            if seat.board is not None:
-                listener = balance.BalancedListener(sock, seat.board)
-                runtime.background.append(
-                    BackgroundTask("worker_heartbeat", seat.board.keep_beating)
-                )
-        # Everything allocated so far lives as long as the process: move it out of the
-        # collector's sight, and collect young objects less often. Full collections over a
-        # large heap were the biggest source of tail latency under load.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(20_000, 20, 20)
-        async with trio.open_nursery() as root:
-            runtime.start_background(root)
-            stop = trio.Event()
-            root.start_soon(_watch_signals, stop, root.cancel_scope)
-
-            async def shutdown_trigger() -> None:
-                await stop.wait()
-                runtime.shutting_down.set()
-
-            lane = app if isinstance(app, HotLane) and settings.lane_http else None
-            await hypercorn_adapter.serve(
-                app, config, listener, shutdown_trigger=shutdown_trigger, lane=lane
-            )
-            root.cancel_scope.cancel()
-    finally:
-        await runtime.aclose()
-
-
-async def _watch_signals(stop: trio.Event, scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            if stop.is_set():
-                scope.cancel()  # second signal: stop now
-                return
-            log.info("shutting down: finishing in-flight requests")
-            stop.set()
-
-
 def _announce(settings: Settings, prepared: Prepared) -> None:
     where = "embedded PostgreSQL" if prepared.embedded else mask_uri(prepared.catalog_uri)
     print(
@@ -293,12 +180,12 @@ def _run_workers(settings: Settings, prepared: Prepared) -> None:
     env = dict(os.environ)
     env.update(
         {
-            _ENV_FD: str(fd),
-            _ENV_CATALOG: prepared.catalog_uri,
-            _ENV_DEFAULT_CLIENT: prepared.default_client_uri or "",
-            _ENV_ADMIN: prepared.admin_key,
-            _ENV_WORKER_COUNT: str(settings.workers),
-            _ENV_METRICS_DIR: metrics_dir,
+            ENV_FD: str(fd),
+            ENV_CATALOG: prepared.catalog_uri,
+            ENV_DEFAULT_CLIENT: prepared.default_client_uri or "",
+            ENV_ADMIN: prepared.admin_key,
+            ENV_WORKER_COUNT: str(settings.workers),
+            ENV_METRICS_DIR: metrics_dir,
             "ATHENA_WORKERS": "1",
         }
     )
@@ -306,13 +193,13 @@ def _run_workers(settings: Settings, prepared: Prepared) -> None:
         env["ATHENA_CONFIG"] = str(settings.config)
     shared = [fd]
     if board_fd is not None:
-        env[_ENV_BOARD_FD] = str(board_fd)
+        env[ENV_BOARD_FD] = str(board_fd)
         shared.append(board_fd)
     children = [
         subprocess.Popen(
             [sys.executable, "-m", "athena", "_worker"],
             pass_fds=shared,
-            env={**env, _ENV_WORKER_INDEX: str(index)},
+            env={**env, ENV_WORKER_INDEX: str(index)},
         )
         for index in range(settings.workers)
     ]
@@ -332,26 +219,6 @@ def _run_workers(settings: Settings, prepared: Prepared) -> None:
         for s, handler in previous.items():
             signal.signal(s, handler)
         shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-def run_child_worker(settings: Settings) -> int:
-    """Entry point of a worker process spawned by ``_run_workers``."""
-    prepared = Prepared(
-        catalog_uri=os.environ[_ENV_CATALOG],
-        default_client_uri=os.environ.get(_ENV_DEFAULT_CLIENT) or None,
-        admin_key=os.environ[_ENV_ADMIN],
-        admin_key_generated=False,
-        embedded=None,
-    )
-    index = int(os.environ[_ENV_WORKER_INDEX])
-    board = None
-    if os.environ.get(_ENV_BOARD_FD):
-        board = balance.Board(
-            int(os.environ[_ENV_BOARD_FD]), index, int(os.environ[_ENV_WORKER_COUNT])
-        )
-    seat = Seat(index, board, Path(os.environ[_ENV_METRICS_DIR]))
-    trio.run(serve_worker, settings, prepared, int(os.environ[_ENV_FD]), seat)
-    return 0
 
 
 def embedded_catalog_uri(settings: Settings) -> str | None:

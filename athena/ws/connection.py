@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("athena.ws")
 
 ROUTE = "/wss/gateway"
-# hypercorn closes with a bare 1009 above its own frame limit (serving/parent.py): keep ours below it so
+# hypercorn closes with a bare 1009 above its own frame limit (serving/worker.py): keep ours below it so
 # the client gets an error reply saying why.
 HYPERCORN_MAX_MESSAGE_BYTES = 1024 * 1024
 # Shutdown: time for in-flight requests to finish and their replies to leave, inside hypercorn's

@@ -1,0 +1,22 @@
+"""The gate: what hypercorn (and the plain-HTTP lane) serve — the hot lane in front of Quart.
+
+A request on a hot route (``athena.http.hot_lane``) is answered there; everything else, and
+everything with ``ATHENA_HOT_LANE=false``, goes to the Quart application (``athena.http.app``).
+"""
+
+from __future__ import annotations
+
+from quart import Quart
+
+from athena.http.app import create_app
+from athena.http.hot_lane import HotLane
+from athena.runtime import Runtime
+
+
+def create_asgi(runtime: Runtime) -> HotLane | Quart:
+    """What hypercorn serves: the hot lane in front of the Quart application (or Quart alone
+    with ``ATHENA_HOT_LANE=false``)."""
+    app = create_app(runtime)
+    if not runtime.settings.hot_lane:
+        return app
+    return HotLane(app, runtime, app.call_gate)  # type: ignore[attr-defined]
