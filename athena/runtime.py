@@ -254,6 +254,7 @@ class Runtime:
 # capability plugs itself in without a central list that every change would have to edit.
 CAPABILITY_PACKAGES = (
     "athena.services",
+    "athena.observability",
     "athena.probes",
     "athena.backups",
     "athena.pipelines",
