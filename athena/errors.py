@@ -110,6 +110,7 @@ CODES: dict[str, int] = {
     "pg_uri_unreachable": 400,  # pg_uri parsed but no connection could be made when saving
     "client_config_managed": 409,  # the client comes from configuration; change it there
     "unknown_schema": 400,
+    "schema_not_exposed": 400,  # a data route named a schema outside ATHENA_REST_SCHEMAS
     "unsupported_data_type": 400,
     "unsupported_default": 400,
     "unsupported_index_method": 400,

@@ -22,7 +22,7 @@ from athena.auth.store import AuthStore
 from athena.config import Settings
 from athena.db.clients import ClientEntry, ClientRegistry, close_entry
 from athena.db.database import Database, make_pool
-from athena.db.introspection import IntrospectionCache
+from athena.db.introspection import IntrospectionCache, exposed_schemas
 from athena.observability.metrics import Metrics, gauge
 from athena.observability.request_log import RequestLog
 from athena.services.events import EventBus
@@ -123,6 +123,7 @@ class Runtime:
                 enabled=settings.request_log_enabled,
             ),
         )
+        rt.introspection = IntrospectionCache(exposed=exposed_schemas(settings.rest_schemas))
         await trio.to_thread.run_sync(rt._load_clients, default_client_uri)
         metrics.add_collector(rt._pool_gauges)
         rt.background.append(BackgroundTask("request_log_writer", rt.request_log.run_writer))

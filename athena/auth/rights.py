@@ -1,19 +1,27 @@
 """Which granted rights satisfy which required right (pure).
 
 Required rights look like ``users.read`` (table rights), ``gateway.query`` or
-``management.tables.write`` (fixed rights). A table right is also satisfied by the matching
+``management.tables.write`` (fixed rights). A table right names a relation and an operation:
+``users.read`` is table ``users`` in ``public`` (bare names are always ``public``), and
+``billing.invoices.read`` is table ``invoices`` in schema ``billing``; ``public.users.read`` is
+the same right as ``users.read``. A table right is also satisfied by the matching
 ``gateway.read|write|delete`` fallback. Granted rights may use wildcards:
 
-=============  ====================================================================
-``*``          everything
-``users.*``    every right on table ``users`` (and ``gateway.*``: every gateway right)
-``*.read``     ``<any table>.read`` and ``gateway.read`` — never a management right
-``*.*``        every table and gateway right — never a management right
-=============  ====================================================================
+======================  ===========================================================
+``*``                   everything
+``users.*``             every right on table ``public.users`` (never on a schema
+                        named ``users``: ``users.*`` does not grant ``users.ssn.read``)
+``billing.invoices.*``  every right on table ``billing.invoices``
+``gateway.*``           every gateway right (the fallbacks and ``gateway.query``)
+``*.read``              ``<any table>.read`` and ``gateway.read`` — never a management right
+``*.*``                 every table and gateway right — never a management right
+======================  ===========================================================
 
-Matching is exact and case-sensitive, like PostgreSQL's quoted identifiers. A table literally
-named ``management`` collides with the fixed namespace: reading it needs ``management.read``
-itself (no wildcard or gateway fallback), which is the safe side of the collision.
+A right never matches across the schema/table boundary: the part before the operation names
+one whole relation, compared exactly and case-sensitively, like PostgreSQL's quoted
+identifiers. A table literally named ``management`` collides with the fixed namespace: reading
+it needs ``management.read`` itself (no wildcard or gateway fallback), which is the safe side of
+the collision.
 """
 
 from __future__ import annotations
@@ -25,17 +33,38 @@ TABLE_OPERATIONS = ("read", "write", "delete")
 _FIXED_PREFIXES = ("management.",)
 
 
-def table_right(table: str, operation: str) -> str:
-    """The right needed to ``operation`` (read|write|delete) on ``table``."""
+def relation_key(table: str, schema: str | None = None) -> str:
+    """The name a right uses for a relation: bare for ``public``, else ``schema.table``."""
+    if schema is None and "." in table:
+        schema, _, table = table.partition(".")
+    return table if schema in (None, "", "public") else f"{schema}.{table}"
+
+
+def table_right(table: str, operation: str, schema: str | None = None) -> str:
+    """The right needed to ``operation`` (read|write|delete) on ``table`` (in ``schema``, or
+    ``schema.table``; bare names are ``public``)."""
     if operation not in TABLE_OPERATIONS:
         raise ValueError(f"unknown table operation {operation!r}")
-    return f"{table}.{operation}"
+    return f"{relation_key(table, schema)}.{operation}"
+
+
+def _table_parts(right: str) -> tuple[str, str] | None:
+    """``(relation, operation)`` of a table right (or a wildcard over one), else None."""
+    if right.startswith(_FIXED_PREFIXES):
+        return None
+    relation, _, op = right.rpartition(".")
+    if not relation or (op not in TABLE_OPERATIONS and op != "*"):
+        return None
+    if relation.count(".") == 1 and relation.startswith("public."):
+        relation = relation[len("public.") :]  # public.users.read is users.read
+    return relation, op
 
 
 def _candidates(required: str) -> list[str]:
-    head, _, op = required.rpartition(".")
-    if op in TABLE_OPERATIONS and head and not required.startswith(_FIXED_PREFIXES):
-        return [required, f"gateway.{op}"]
+    parts = _table_parts(required)
+    if parts is not None and parts[1] != "*" and parts[0] != "gateway":
+        relation, op = parts
+        return [f"{relation}.{op}", f"gateway.{op}"]
     return [required]
 
 
@@ -44,6 +73,12 @@ def _matches(granted: str, required: str) -> bool:
         return True
     if granted == "*.*":  # every table right and gateway right, like ``*`` minus management
         return not required.startswith(_FIXED_PREFIXES)
+    need, have = _table_parts(required), _table_parts(granted)
+    if need is not None and have is not None:
+        # A table right: the relation is one whole name, never a prefix of a longer one.
+        relation_ok = have[0] == "*" or have[0] == need[0]
+        return relation_ok and have[1] in ("*", need[1])
+    # Fixed rights (gateway.query, management.*): wildcards by namespace.
     if granted.endswith(".*"):
         return required.startswith(granted[:-1])
     if granted.startswith("*."):

@@ -164,22 +164,29 @@ class Relation:
         return col
 
 
+def split_name(name: str, schema: str | None = None) -> tuple[str, str]:
+    """``(schema, table)``: ``schema.table`` is split, a bare name is ``public``."""
+    if schema is None and "." in name:
+        schema, _, name = name.partition(".")
+    return schema or "public", name
+
+
+def exposed_schemas(setting: str) -> list[str]:
+    """``public`` plus ``ATHENA_REST_SCHEMAS``: the schemas any data route may name."""
+    extra = [s.strip() for s in setting.split(",") if s.strip()]
+    return ["public", *[s for s in extra if s != "public"]]
+
+
 @dataclass
 class SchemaSnapshot:
     relations: dict[tuple[str, str], Relation]
     loaded_at: float = field(default_factory=time.monotonic)
 
     def find(self, name: str, schema: str | None = None) -> Relation | None:
-        """Look up ``name`` (``schema.table`` accepted); bare names prefer ``public``."""
-        if schema is None and "." in name:
-            schema, _, name = name.partition(".")
-        if schema is not None:
-            return self.relations.get((schema, name))
-        rel = self.relations.get(("public", name))
-        if rel is not None:
-            return rel
-        matches = [r for (s, n), r in self.relations.items() if n == name]
-        return matches[0] if len(matches) == 1 else None
+        """Look up ``name`` (``schema.table`` accepted); a bare name is a ``public`` relation,
+        never one found in another schema (rights name ``public`` tables by bare names)."""
+        schema, name = split_name(name, schema)
+        return self.relations.get((schema, name))
 
     def referencing(self, target: Relation) -> list[tuple[Relation, ForeignKey]]:
         """Foreign keys from any relation that point at ``target`` (for one-to-many embeds)."""
@@ -226,7 +233,10 @@ def load_snapshot(conn: psycopg.Connection) -> SchemaSnapshot:
 class IntrospectionCache:
     """Per-client ``SchemaSnapshot``s."""
 
-    def __init__(self) -> None:
+    def __init__(self, exposed: list[str] | None = None) -> None:
+        # One rule for /gateway/*, /rest/v1, WebSocket and pipelines: bare names are public;
+        # other schemas only when exposed (ATHENA_REST_SCHEMAS) and named.
+        self.exposed = exposed or ["public"]
         self._snapshots: dict[str, SchemaSnapshot] = {}
         self._locks: dict[str, trio.Lock] = {}
 
@@ -291,6 +301,14 @@ class IntrospectionCache:
         looked up the same way. ``stale=True`` reloads when the snapshot is older than
         ``MISS_REFRESH_SECONDS``.
         """
+        schema, name = split_name(name, schema)
+        if schema not in self.exposed:
+            raise ApiError(
+                "schema_not_exposed",
+                f"schema '{schema}' is not exposed; bare names are public tables, other schemas "
+                f"must be listed in ATHENA_REST_SCHEMAS (exposed: {', '.join(self.exposed)})",
+                data={"schema": schema, "exposed": list(self.exposed)},
+            )
         snap = await self.snapshot(entry)
         if stale and time.monotonic() - snap.loaded_at > MISS_REFRESH_SECONDS:
             snap = await self.snapshot(entry, refresh=True)
@@ -307,7 +325,7 @@ class IntrospectionCache:
             snap = await self.snapshot(entry, refresh=True)
             rel = snap.find(name, schema)
         if rel is None:
-            shown = f"{schema}.{name}" if schema else name
+            shown = name if schema == "public" else f"{schema}.{name}"
             raise ApiError(
                 "unknown_table",
                 f"table or view '{shown}' does not exist",

@@ -50,6 +50,22 @@ CASES = [
     ([], "users.read", False),
     (["Users.read"], "users.read", False),  # exact, case-sensitive like quoted identifiers
     (["users.read", "orders.write"], "orders.write", True),
+    # A right names one relation: schema-qualified rights name schema AND table.
+    (["customers.*"], "customers.ssn.read", False),  # not the schema named customers
+    (["customers.read"], "customers.ssn.read", False),
+    (["customers.*"], "customers.read", True),
+    (["customers.ssn.*"], "customers.ssn.read", True),
+    (["customers.ssn.read"], "customers.ssn.read", True),
+    (["customers.ssn.read"], "customers.ssn.write", False),
+    (["customers.ssn.read"], "ssn.read", False),  # public.ssn is another table
+    (["ssn.read"], "customers.ssn.read", False),
+    (["public.users.read"], "users.read", True),  # bare names are public
+    (["users.read"], "public.users.read", True),
+    (["public.*"], "public.users.read", False),  # a table named public, not the schema
+    (["*.read"], "billing.invoices.read", True),  # "any table" includes other schemas
+    (["gateway.read"], "billing.invoices.read", True),
+    (["gateway.*"], "billing.invoices.delete", True),
+    (["*.*"], "billing.invoices.delete", True),
 ]
 
 
@@ -61,6 +77,10 @@ def test_has_right(granted: list[str], required: str, allowed: bool) -> None:
 def test_table_right_names_the_operation() -> None:
     assert table_right("users", "read") == "users.read"
     assert table_right("users", "delete") == "users.delete"
+    assert table_right("public.users", "read") == "users.read"
+    assert table_right("users", "read", schema="public") == "users.read"
+    assert table_right("ssn", "read", schema="customers") == "customers.ssn.read"
+    assert table_right("customers.ssn", "read") == "customers.ssn.read"
     with pytest.raises(ValueError):
         table_right("users", "drop")
 

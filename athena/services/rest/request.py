@@ -176,12 +176,6 @@ def wants_native(header: str | None, setting: str) -> bool:
     return setting == "postgrest"
 
 
-def exposed_schemas(setting: str) -> list[str]:
-    """``public`` plus ``ATHENA_REST_SCHEMAS``."""
-    extra = [s.strip() for s in setting.split(",") if s.strip()]
-    return ["public", *[s for s in extra if s != "public"]]
-
-
 def profile_schema(header: str | None, exposed: list[str]) -> str:
     """``Accept-Profile`` (reads) / ``Content-Profile`` (writes): one of the exposed schemas."""
     schema = header or "public"

@@ -24,7 +24,7 @@ from athena.auth.rights import table_right
 from athena.context import CallContext
 from athena.db.clients import require_db
 from athena.db.database import DatabaseUnavailable
-from athena.db.introspection import Relation, SchemaSnapshot
+from athena.db.introspection import Relation, SchemaSnapshot, exposed_schemas
 from athena.errors import ApiError
 from athena.query.postgrest.build import (
     Statement,
@@ -50,7 +50,6 @@ from athena.services.rest.plan import (
 )
 from athena.services.rest.request import (
     Preferences,
-    exposed_schemas,
     parse_accept,
     parse_range,
     profile_schema,
@@ -107,7 +106,7 @@ class RestService:
         entry = resolve_client(rt, ctx)
         header = "accept-profile" if method in ("GET", "HEAD") else "content-profile"
         schema = profile_schema(ctx.header(header), exposed_schemas(rt.settings.rest_schemas))
-        await authorize(rt, ctx, entry.name, table_right(table, _RIGHT[method]))
+        await authorize(rt, ctx, entry.name, table_right(table, _RIGHT[method], schema))
         try:
             rel = await rt.introspection.relation(entry, table, schema)
         except ApiError as exc:
@@ -173,7 +172,7 @@ class _Call:
 
     async def _check_embedded(self, rel: Relation, embeds: Embeds) -> None:
         """Embedding reads another table: the caller must be allowed to read it too."""
-        seen = {rel.name}
+        seen = {rel.qualified}
         exposed = exposed_schemas(self.rt.settings.rest_schemas)
         for other in embeds.tables:
             if other.schema not in exposed:
@@ -183,9 +182,10 @@ class _Call:
                     f"Could not find a relationship between '{rel.name}' and "
                     f"'{other.name}' in the schema cache",
                 )
-            if other.name not in seen:
-                seen.add(other.name)
-                await authorize(self.rt, self.ctx, self.entry.name, table_right(other.name, "read"))
+            if other.qualified not in seen:
+                seen.add(other.qualified)
+                right = table_right(other.name, "read", other.schema)
+                await authorize(self.rt, self.ctx, self.entry.name, right)
 
     def _db_error(self, exc: BaseException) -> Exception:
         if self.shape.native:
