@@ -71,6 +71,7 @@ CODES: dict[str, int] = {
     "unknown_table": 400,
     "unknown_column": 400,
     "unknown_right": 400,
+    "unknown_function": 404,  # /rest/v1/rpc, /gateway/rpc, /rpc: no such function (overload)
     # -- database outcomes, mapped from SQLSTATE ---------------------------------------------
     "unique_violation": 409,
     "foreign_key_violation": 409,

@@ -17,6 +17,10 @@ the same right as ``users.read``. A table right is also satisfied by the matchin
 ``*.*``                 every table and gateway right — never a management right
 ======================  ===========================================================
 
+Functions (``/rest/v1/rpc``, ``/gateway/rpc``, ``/rpc``) need ``<function>.execute``, granted
+only by that right itself, ``rpc.*`` or ``*``: table rights and their wildcards (``*.*``,
+``<name>.*``) never grant a function, so a key made for tables cannot run code.
+
 A right never matches across the schema/table boundary: the part before the operation names
 one whole relation, compared exactly and case-sensitively, like PostgreSQL's quoted
 identifiers. A table literally named ``management`` collides with the fixed namespace: reading
@@ -60,6 +64,14 @@ def _table_parts(right: str) -> tuple[str, str] | None:
     return relation, op
 
 
+FUNCTION_OPERATION = "execute"
+
+
+def function_right(function: str, schema: str | None = None) -> str:
+    """The right needed to call ``function`` (bare for ``public``, else ``schema.fn``)."""
+    return f"{relation_key(function, schema)}.{FUNCTION_OPERATION}"
+
+
 def _candidates(required: str) -> list[str]:
     parts = _table_parts(required)
     if parts is not None and parts[1] != "*" and parts[0] != "gateway":
@@ -91,4 +103,6 @@ def _matches(granted: str, required: str) -> bool:
 def has_right(granted: Iterable[str], required: str) -> bool:
     """True when any granted right (with wildcards) covers ``required``."""
     granted = list(granted)
+    if required.endswith("." + FUNCTION_OPERATION):
+        return any(g in ("*", "rpc.*", required) for g in granted)
     return any(_matches(g, c) for c in _candidates(required) for g in granted)

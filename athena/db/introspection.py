@@ -1,4 +1,5 @@
-"""The live schema of each client database, cached: relations, columns, keys, foreign keys.
+"""The live schema of each client database, cached: relations, columns, keys, foreign keys
+and the functions callable over ``/rpc``.
 
 Every identifier a request names is checked here before any SQL exists. The cache is loaded in
 one query per client (PostgreSQL builds the JSON), refreshed after DDL made through Athena
@@ -81,6 +82,63 @@ FROM (
     AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
     AND n.nspname NOT LIKE 'pg_temp_%%' AND n.nspname NOT LIKE 'pg_toast_temp_%%'
 ) s
+"""
+
+# Functions callable over /rest/v1/rpc (PostgREST's schema cache of routines): plain functions
+# (no procedures, aggregates or window functions) outside the system schemas, with their IN
+# parameters in order and what they return. ``format_type`` names the types as SQL text.
+_ROUTINES_SQL = """
+SELECT coalesce(json_agg(json_build_object(
+    'schema', n.nspname,
+    'name', p.proname,
+    'volatility', p.provolatile,
+    'defaults', p.pronargdefaults,
+    'returns_set', p.proretset,
+    'return_type', format_type(p.prorettype, NULL),
+    'return_typtype', rt.typtype,
+    'return_table', (SELECT json_build_array(cn.nspname, c.relname)
+                       FROM pg_class c JOIN pg_namespace cn ON cn.oid = c.relnamespace
+                      WHERE c.oid = rt.typrelid AND c.relkind IN ('r', 'v', 'm', 'f', 'p')),
+    'return_columns', CASE
+      WHEN rt.typrelid <> 0 THEN (
+        SELECT coalesce(json_agg(json_build_array(a.attname, format_type(a.atttypid, a.atttypmod))
+                                 ORDER BY a.attnum), '[]'::json)
+          FROM pg_attribute a
+         WHERE a.attrelid = rt.typrelid AND a.attnum > 0 AND NOT a.attisdropped)
+      ELSE (
+        SELECT coalesce(json_agg(json_build_array(arg.name, format_type(arg.type, NULL))
+                                 ORDER BY arg.ord), '[]'::json)
+          FROM (SELECT p.proargnames[o.ord] AS name, o.type, o.ord, p.proargmodes[o.ord] AS mode
+                  FROM unnest(p.proallargtypes) WITH ORDINALITY AS o(type, ord)) arg
+         WHERE arg.mode IN ('o', 'b', 't'))
+    END,
+    'params', (
+      SELECT coalesce(json_agg(json_build_object(
+               'name', coalesce(arg.name, ''),
+               'type', format_type(arg.type, NULL),
+               'variadic', arg.mode = 'v') ORDER BY arg.ord), '[]'::json)
+        FROM (SELECT p.proargnames[o.ord] AS name, o.type, o.ord,
+                     coalesce(p.proargmodes[o.ord], 'i') AS mode
+                FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[]))
+                     WITH ORDINALITY AS o(type, ord)) arg
+       WHERE arg.mode IN ('i', 'b', 'v'))
+  ) ORDER BY n.nspname, p.proname, p.oid), '[]'::json)
+FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_type rt ON rt.oid = p.prorettype
+WHERE p.prokind = 'f'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+  AND n.nspname NOT LIKE 'pg_temp_%%' AND n.nspname NOT LIKE 'pg_toast_temp_%%'
+  -- trigger functions and those over internal types cannot be called with arguments from a URL
+  AND format_type(p.prorettype, NULL) NOT IN ('trigger', 'event_trigger', 'internal',
+                                              'language_handler', 'fdw_handler',
+                                              'index_am_handler', 'table_am_handler')
+"""
+
+_ROUTINE_EXISTS_SQL = """
+SELECT EXISTS (
+  SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE p.proname = %(name)s AND n.nspname = %(schema)s AND p.prokind = 'f')
 """
 
 _EXISTS_SQL = """
@@ -177,10 +235,78 @@ def exposed_schemas(setting: str) -> list[str]:
     return ["public", *[s for s in extra if s != "public"]]
 
 
+@dataclass(frozen=True)
+class RoutineParam:
+    name: str  # "" for an unnamed parameter
+    type: str  # format_type()
+    required: bool  # no DEFAULT
+    variadic: bool = False
+
+
+@dataclass(frozen=True)
+class Routine:
+    """A function as the schema cache knows it (PostgREST's ``Routine``)."""
+
+    schema: str
+    name: str
+    params: tuple[RoutineParam, ...]
+    volatility: str  # "immutable" | "stable" | "volatile"
+    returns_set: bool
+    return_type: str  # format_type(), e.g. "integer", "void", "record", "countries"
+    # "composite" (a row type, or TABLE/OUT columns), "scalar" or "void"
+    return_kind: str
+    return_columns: tuple[tuple[str, str], ...]  # (name, type) of a composite result
+    return_table: tuple[str, str] | None  # the table whose row type it returns, if any
+
+    @property
+    def qualified(self) -> tuple[str, str]:
+        return (self.schema, self.name)
+
+
+_VOLATILITY = {"i": "immutable", "s": "stable", "v": "volatile"}
+
+
+def parse_routines(items: list[dict[str, object]]) -> dict[tuple[str, str], list[Routine]]:
+    routines: dict[tuple[str, str], list[Routine]] = {}
+    for item in items:
+        raw_params = item["params"] or []
+        optional = int(item["defaults"] or 0)  # type: ignore[call-overload]
+        count = len(raw_params)  # type: ignore[arg-type]
+        params = tuple(
+            RoutineParam(p["name"], p["type"], i < count - optional, bool(p["variadic"]))
+            for i, p in enumerate(raw_params)  # type: ignore[arg-type]
+        )
+        rtype = str(item["return_type"])
+        typtype = item["return_typtype"]
+        columns = tuple(tuple(c) for c in (item["return_columns"] or []))  # type: ignore[union-attr]
+        if rtype == "void":
+            kind = "void"
+        elif typtype == "c" or (rtype == "record" and columns):
+            kind = "composite"
+        else:
+            kind = "scalar"
+        table = item["return_table"]
+        routine = Routine(
+            schema=str(item["schema"]),
+            name=str(item["name"]),
+            params=params,
+            volatility=_VOLATILITY.get(str(item["volatility"]), "volatile"),
+            returns_set=bool(item["returns_set"]),
+            return_type=rtype,
+            return_kind=kind,
+            return_columns=columns,  # type: ignore[arg-type]
+            return_table=tuple(table) if table else None,  # type: ignore[arg-type]
+        )
+        routines.setdefault(routine.qualified, []).append(routine)
+    return routines
+
+
 @dataclass
 class SchemaSnapshot:
     relations: dict[tuple[str, str], Relation]
     loaded_at: float = field(default_factory=time.monotonic)
+    # functions by (schema, name); a name may carry several overloads
+    routines: dict[tuple[str, str], list[Routine]] = field(default_factory=dict)
 
     def find(self, name: str, schema: str | None = None) -> Relation | None:
         """Look up ``name`` (``schema.table`` accepted); a bare name is a ``public`` relation,
@@ -227,7 +353,10 @@ def parse_snapshot(payload: list[dict[str, object]] | str) -> SchemaSnapshot:
 
 def load_snapshot(conn: psycopg.Connection) -> SchemaSnapshot:
     row = conn.execute(_LOAD_SQL).fetchone()
-    return parse_snapshot(row[0] if row else [])
+    snap = parse_snapshot(row[0] if row else [])
+    row = conn.execute(_ROUTINES_SQL).fetchone()
+    snap.routines = parse_routines(row[0] if row else [])
+    return snap
 
 
 class IntrospectionCache:
@@ -282,6 +411,31 @@ class IntrospectionCache:
         except Exception as exc:
             raise api_error_from_db(exc, client=entry.name) from None
         return bool(row and row[0])
+
+    async def routines(self, entry: ClientEntry, name: str, schema: str) -> list[Routine]:
+        """The overloads of function ``schema.name`` (empty when there is none).
+
+        A miss is checked the way ``relation`` checks one: one cheap catalog lookup, and a
+        reload only when the function exists now (created since the cache was loaded).
+        """
+        from athena.db.errors import api_error_from_db
+        from athena.db.pools import require_db
+
+        snap = await self.snapshot(entry)
+        found = snap.routines.get((schema, name))
+        if found:
+            return found
+        params = {"name": name, "schema": schema}
+        try:
+            row = await require_db(entry).run(
+                lambda conn: conn.execute(_ROUTINE_EXISTS_SQL, params).fetchone()
+            )
+        except Exception as exc:
+            raise api_error_from_db(exc, client=entry.name) from None
+        if not (row and row[0]):
+            return []
+        snap = await self.snapshot(entry, refresh=True)
+        return snap.routines.get((schema, name), [])
 
     async def relation(
         self,

@@ -1,5 +1,6 @@
 """The data gateway over HTTP: ``/gateway/fetch``, ``/gateway/data``, ``GET /data``,
-``/gateway/update``, ``/gateway/insert``, ``/gateway/delete``, ``/gateway/query``.
+``/gateway/update``, ``/gateway/insert``, ``/gateway/delete``, ``/gateway/query``,
+``/gateway/rpc``.
 
 Thin: read the body, call ``athena.services.gateway``, wrap the JSON text it returns in the
 success envelope without decoding it.
@@ -16,6 +17,7 @@ from athena.context import CallContext
 from athena.routes._http import ctx, json_object, raw_json_response, rt, success_bytes
 from athena.services import gateway
 from athena.services.gateway import GatewayResult
+from athena.services.rest.rpc import gateway_rpc
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -75,6 +77,7 @@ BODY_ROUTES: dict[tuple[str, str], Service] = {
     ("PUT", "/gateway/insert"): gateway.insert,
     ("DELETE", "/gateway/delete"): gateway.delete,
     ("POST", "/gateway/query"): gateway.query,
+    ("POST", "/gateway/rpc"): gateway_rpc,
 }
 
 

@@ -1,4 +1,5 @@
-"""``/rest/v1/{table}``: GET, HEAD, POST, PATCH, DELETE with PostgREST's grammar.
+"""``/rest/v1/{table}`` (GET, HEAD, POST, PATCH, DELETE) and ``/rest/v1/rpc/{fn}`` (GET, HEAD,
+POST) with PostgREST's grammar.
 
 Thin: collect the ordered query pairs, headers and body, call the service, render. Failures are
 rendered here in the caller's format: PostgREST's ``{code, message, details, hint}`` in native
@@ -7,6 +8,7 @@ mode, the CONTRACT envelope (via ``ApiError`` and the app's handler) otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,8 +18,9 @@ from athena.context import CallContext
 from athena.errors import ApiError
 from athena.query.postgrest.errors import PgrstError, pgrst_error
 from athena.routes._http import ctx, dumps, rt
-from athena.services.rest import is_native, rest_service
+from athena.services.rest import RestResult, is_native, rest_service
 from athena.services.rest.errors import api_error_from_pgrst, pgrst_from_api_error
+from athena.services.rest.rpc import call_rest
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -44,7 +47,8 @@ async def answer(
     mode and propagate as ``ApiError`` (the envelope) otherwise. Shared by the Quart view below
     and ``athena.http.hot_lane``."""
     native = is_native(runtime, call)
-    try:
+
+    async def run() -> RestResult:
         if method == "PUT":  # PostgREST's PUT (single-row upsert) is not offered
             raise pgrst_error(
                 "PGRST117",
@@ -52,7 +56,7 @@ async def answer(
                 hint="Use POST with Prefer: resolution=merge-duplicates to upsert.",
                 headers={"Allow": "GET, HEAD, POST, PATCH, DELETE"},
             )
-        result = await rest_service(runtime).handle(
+        return await rest_service(runtime).handle(
             call,
             method=method,
             table=table,
@@ -61,6 +65,32 @@ async def answer(
             native=native,
             prefer=", ".join(prefer) if prefer else None,
         )
+
+    return await _rendered(call, native, run)
+
+
+async def answer_call(
+    runtime: Runtime, call: CallContext, *, method: str, name: str,
+    pairs: list[tuple[str, str]], body: bytes | None, prefer: list[str],
+) -> RestAnswer:  # fmt: skip
+    """``/rest/v1/rpc/{fn}``, rendered like ``answer``."""
+    native = is_native(runtime, call)
+
+    async def run() -> RestResult:
+        return await call_rest(
+            runtime, call, method=method, name=name, pairs=pairs,
+            body=body if method == "POST" else None, native=native,
+            prefer=", ".join(prefer) if prefer else None,
+        )  # fmt: skip
+
+    return await _rendered(call, native, run)
+
+
+async def _rendered(
+    call: CallContext, native: bool, run: Callable[[], Awaitable[RestResult]]
+) -> RestAnswer:
+    try:
+        result = await run()
     except PgrstError as err:
         if native:
             return _native_error(call, err)
@@ -81,6 +111,17 @@ def _native_error(call: CallContext, err: PgrstError) -> RestAnswer:
     )
 
 
+@blueprint.route("/rest/v1/rpc/<name>", methods=["GET", "HEAD", "POST"])
+async def rest_call(name: str) -> Response:
+    body = await request.get_data(cache=False) if request.method == "POST" else None
+    result = await answer_call(
+        rt(), ctx(), method=request.method, name=name,
+        pairs=list(request.args.items(multi=True)), body=body,
+        prefer=request.headers.getlist("Prefer"),
+    )  # fmt: skip
+    return _response(result)
+
+
 @blueprint.route("/rest/v1/<table>", methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "PUT"])
 async def rest_table(table: str) -> Response:
     body = await request.get_data(cache=False) if request.method in ("POST", "PATCH") else None
@@ -89,6 +130,10 @@ async def rest_table(table: str) -> Response:
         pairs=list(request.args.items(multi=True)), body=body,
         prefer=request.headers.getlist("Prefer"),
     )  # fmt: skip
+    return _response(result)
+
+
+def _response(result: RestAnswer) -> Response:
     response = Response(
         result.body, status=result.status, content_type=result.media, headers=result.headers
     )

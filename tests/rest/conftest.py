@@ -145,3 +145,63 @@ def items(pg: TestPostgres, rest_db: str) -> Iterator[psycopg.Connection]:
             "('banana', 5, NULL), ('cherry', 7, 'dark')"
         )
         yield conn
+
+
+# -- Postgres functions for /rest/v1/rpc, /gateway/rpc and /rpc (prefix rpc_) ----------------
+
+FUNCTIONS_SQL = """
+DROP TABLE IF EXISTS rpc_planets, rpc_stars, rpc_log CASCADE;
+CREATE TABLE rpc_stars (id integer PRIMARY KEY, name text NOT NULL);
+CREATE TABLE rpc_planets (
+    id integer PRIMARY KEY,
+    name text NOT NULL,
+    moons integer NOT NULL,
+    kind text NOT NULL,
+    star_id integer REFERENCES rpc_stars(id)
+);
+CREATE TABLE rpc_log (id serial PRIMARY KEY, msg text NOT NULL);
+INSERT INTO rpc_stars VALUES (1, 'Sol'), (2, 'Proxima');
+INSERT INTO rpc_planets VALUES
+    (1, 'Mercury', 0, 'rocky', 1), (2, 'Venus', 0, 'rocky', 1), (3, 'Earth', 1, 'rocky', 1),
+    (4, 'Mars', 2, 'rocky', 1), (5, 'Jupiter', 95, 'giant', 1), (6, 'Saturn', 146, 'giant', 1),
+    (7, 'Proxima b', 0, 'rocky', 2);
+
+-- volatile (the default), set of a table: filtered, ordered, paged and embedded like one
+CREATE OR REPLACE FUNCTION rpc_all_planets() RETURNS SETOF rpc_planets
+    LANGUAGE sql AS $$ SELECT * FROM rpc_planets $$;
+CREATE OR REPLACE FUNCTION rpc_planets_like(needle text) RETURNS SETOF rpc_planets
+    LANGUAGE sql STABLE AS $$ SELECT * FROM rpc_planets WHERE name ILIKE '%' || needle || '%' $$;
+-- scalars, overloads told apart by argument names, defaults
+CREATE OR REPLACE FUNCTION rpc_add(a integer, b integer) RETURNS integer
+    LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$;
+CREATE OR REPLACE FUNCTION rpc_greet(who text) RETURNS text
+    LANGUAGE sql IMMUTABLE AS $$ SELECT 'hello ' || who $$;
+CREATE OR REPLACE FUNCTION rpc_greet(first text, last text, punct text DEFAULT '!') RETURNS text
+    LANGUAGE sql IMMUTABLE AS $$ SELECT 'hello ' || first || ' ' || last || punct $$;
+CREATE OR REPLACE FUNCTION rpc_series(n integer) RETURNS SETOF integer
+    LANGUAGE sql IMMUTABLE AS $$ SELECT generate_series(1, n) $$;
+CREATE OR REPLACE FUNCTION rpc_kinds() RETURNS TABLE(kind text, planets bigint, moons bigint)
+    LANGUAGE sql STABLE AS $$
+    SELECT kind, count(*), sum(moons) FROM rpc_planets GROUP BY kind $$;
+CREATE OR REPLACE FUNCTION rpc_planet(pid integer) RETURNS rpc_planets
+    LANGUAGE sql STABLE AS $$ SELECT * FROM rpc_planets WHERE id = pid $$;
+CREATE OR REPLACE FUNCTION rpc_tags(tags text[]) RETURNS integer
+    LANGUAGE sql IMMUTABLE AS $$ SELECT cardinality(tags) $$;
+-- writes: void → 204; runs read-write only when volatile and called with POST
+CREATE OR REPLACE FUNCTION rpc_note(msg text) RETURNS void
+    LANGUAGE sql AS $$ INSERT INTO rpc_log (msg) VALUES (msg) $$;
+CREATE OR REPLACE FUNCTION rpc_fail(msg text) RETURNS integer
+    LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused: %', msg USING HINT = 'ask nicely'; END $$;
+-- one unnamed json parameter takes the whole body
+CREATE OR REPLACE FUNCTION rpc_echo(json) RETURNS json
+    LANGUAGE sql IMMUTABLE AS $$ SELECT $1 $$;
+CREATE OR REPLACE FUNCTION rpc_keys(payload jsonb) RETURNS integer
+    LANGUAGE sql IMMUTABLE AS $$ SELECT count(*)::integer FROM jsonb_object_keys(payload) $$;
+"""
+
+
+@pytest.fixture(scope="session")
+def functions(pg: TestPostgres, rest_db: str) -> str:
+    with pg.connect(rest_db) as conn:
+        conn.execute(FUNCTIONS_SQL)
+    return rest_db

@@ -102,6 +102,7 @@ class _Builder:
     strip_nulls: bool = False
     # every embed's relationship, resolved before any SQL is built (relationships.py)
     embeds: Embeds = field(default_factory=Embeds)
+    scalar_column: str | None = None
 
     # -- small pieces ----------------------------------------------------------------------
 
@@ -428,7 +429,9 @@ class _Builder:
     def body_sql(self, source: sql.Composable) -> sql.Composable:
         """``json_agg`` of the projected rows of ``source`` (a sub-select aliased ``r``)."""
         agg = sql.SQL("json_agg(pgrst_r)")
-        if self.strip_nulls:
+        if self.scalar_column is not None:  # a set of scalars: the values, not objects
+            agg = sql.SQL("json_agg({})").format(sql.Identifier("pgrst_r", self.scalar_column))
+        elif self.strip_nulls:
             agg = sql.SQL("json_agg(json_strip_nulls(row_to_json(pgrst_r)))")
         return sql.SQL("coalesce({}, '[]'::json)::text").format(agg)
 
@@ -466,24 +469,31 @@ def build_read(
     strip_nulls: bool = False,
     body: bool = True,
     embeds: Embeds | None = None,
+    source: sql.Composable | None = None,
+    scalar_column: str | None = None,
 ) -> Built:
     """The GET statement: ``(total, page_count, body, NULL)``; ``embeds`` as planned (resolved
-    here when the caller did not plan them)."""
+    here when the caller did not plan them). ``source`` reads the rows from elsewhere than
+    ``rel`` itself (a function's result, see ``call.py``), ``scalar_column`` makes the body an
+    array of that column's values."""
     if embeds is None:
         embeds = resolve_embeds(snapshot, rel, query.select)
-    b = _Builder(snapshot, query, strip_nulls=strip_nulls, embeds=embeds)
+    b = _Builder(
+        snapshot, query, strip_nulls=strip_nulls, embeds=embeds, scalar_column=scalar_column
+    )
+    from_item = source if source is not None else sql.Identifier(*rel.qualified)
     alias = b.alias()
     root = query.root
     where = b.node_conditions(rel, alias, (), query.select)
-    embeds = any(isinstance(item, EmbedItem) for item in query.select)
+    has_embeds = any(isinstance(item, EmbedItem) for item in query.select)
     # With embeds, page first and project after: PostgreSQL evaluates a projection below
     # LIMIT/OFFSET, so ``offset=50000`` would otherwise run the embedded sub-selects for every
     # skipped row.
     page = sql.SQL("SELECT {} FROM {} AS {}").format(
         sql.SQL("{}.*").format(sql.Identifier(alias))
-        if embeds
+        if has_embeds
         else b.projection(rel, alias, (), query.select),
-        sql.Identifier(*rel.qualified),
+        from_item,
         sql.Identifier(alias),
     )
     if where:
@@ -496,16 +506,14 @@ def build_read(
         page = sql.SQL("{} LIMIT {}").format(page, b.bind(limit))
     if offset:
         page = sql.SQL("{} OFFSET {}").format(page, b.bind(offset))
-    source = page
-    if embeds:
-        source = sql.SQL("SELECT {} FROM ({}) AS {}").format(
+    rows = page
+    if has_embeds:
+        rows = sql.SQL("SELECT {} FROM ({}) AS {}").format(
             b.projection(rel, alias, (), query.select), page, sql.Identifier(alias)
         )
     total: sql.Composable = sql.SQL("NULL::bigint")
     if count_exact:
-        count_src = sql.SQL("SELECT 1 FROM {} AS {}").format(
-            sql.Identifier(*rel.qualified), sql.Identifier(alias)
-        )
+        count_src = sql.SQL("SELECT 1 FROM {} AS {}").format(from_item, sql.Identifier(alias))
         if where:
             count_src = sql.SQL("{} WHERE {}").format(count_src, sql.SQL(" AND ").join(where))
         if count_cap is not None:  # stop counting past the cap (the caller then estimates)
@@ -513,13 +521,17 @@ def build_read(
         total = sql.SQL("(SELECT count(*) FROM ({}) pgrst_c)").format(count_src)
     b.check_paths()
     statement = sql.SQL("SELECT {}, count(*), {}, NULL FROM ({}) pgrst_r").format(
-        total, b.body_sql(source) if body else sql.SQL("NULL"), source
+        total, b.body_sql(rows) if body else sql.SQL("NULL"), rows
     )
     return Built(Statement(statement, b.params), b.embeds)
 
 
 def build_count_source(
-    snapshot: SchemaSnapshot, rel: Relation, query: ParsedQuery, embeds: Embeds | None = None
+    snapshot: SchemaSnapshot,
+    rel: Relation,
+    query: ParsedQuery,
+    embeds: Embeds | None = None,
+    source: sql.Composable | None = None,
 ) -> Statement:
     """``SELECT 1 FROM rel WHERE …`` — the service EXPLAINs it for ``count=planned``."""
     if embeds is None:
@@ -528,7 +540,7 @@ def build_count_source(
     alias = b.alias()
     where = b.node_conditions(rel, alias, (), query.select)
     stmt = sql.SQL("SELECT 1 FROM {} AS {}").format(
-        sql.Identifier(*rel.qualified), sql.Identifier(alias)
+        source if source is not None else sql.Identifier(*rel.qualified), sql.Identifier(alias)
     )
     if where:
         stmt = sql.SQL("{} WHERE {}").format(stmt, sql.SQL(" AND ").join(where))

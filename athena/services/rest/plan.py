@@ -4,16 +4,18 @@ A plan holds the page a read returns, the count it computes, the rows a write se
 returns, and every embedded resource already resolved to its foreign key (``resolve_embeds``),
 so that the service can check the rights on every table the request reads before it runs. The
 names follow PostgREST's ``Plan`` module: ``ReadPlan`` for GET/HEAD, ``MutatePlan`` for
-POST/PATCH/DELETE.
+POST/PATCH/DELETE, ``CallPlan`` for a function call (``find_routine`` picks the overload).
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from athena.db.introspection import Relation, SchemaSnapshot
+from athena.db.introspection import Relation, Routine, SchemaSnapshot
 from athena.query.postgrest.build import Returning
+from athena.query.postgrest.call import CallArgs, result_relation
 from athena.query.postgrest.errors import pgrst_error
 from athena.query.postgrest.grammar import ParsedQuery
 from athena.query.postgrest.relationships import Embeds, resolve_embeds
@@ -235,4 +237,203 @@ def plan_delete(
         singular=singular,
         returning=returning,
         embeds=_embeds(snapshot, rel, query, returning),
+    )
+
+
+# -- calls (/rpc) ---------------------------------------------------------------------------
+
+_SINGLE_BODY_TYPES = ("json", "jsonb")
+
+
+def _matches_params(routine: Routine, keys: set[str]) -> bool:
+    """PostgREST's ``findProc``: required parameters all given, the rest optional ones."""
+    if not routine.params:
+        return not keys
+    if any(p.name == "" for p in routine.params):
+        return False
+    required = {p.name for p in routine.params if p.required}
+    optional = {p.name for p in routine.params if not p.required}
+    return required <= keys and keys - required <= optional
+
+
+def _single_unnamed_json(routine: Routine) -> bool:
+    return (
+        len(routine.params) == 1
+        and routine.params[0].name == ""
+        and routine.params[0].type in _SINGLE_BODY_TYPES
+    )
+
+
+def find_routine(
+    overloads: list[Routine],
+    *,
+    schema: str,
+    name: str,
+    keys: set[str],
+    post: bool,
+    single_object: bool,
+    known: list[tuple[str, str]],
+) -> tuple[Routine, bool]:
+    """The one overload a call means, and whether it takes the whole body as one argument.
+
+    Overloads are told apart by argument names (PostgREST's rule); a function with a single
+    unnamed json/jsonb parameter takes a POST body no named overload matches. ``Prefer:
+    params=single-object`` passes the body to a function's one json/jsonb parameter, named or
+    not. None → 404 PGRST202 with PostgREST's hint; several → 300 PGRST203.
+    """
+    if single_object and post:
+        singles = [
+            r for r in overloads if len(r.params) == 1 and r.params[0].type in _SINGLE_BODY_TYPES
+        ]
+        if len(singles) == 1:
+            return singles[0], True
+    matched = [r for r in overloads if _matches_params(r, keys)]
+    fallback = [r for r in overloads if post and _single_unnamed_json(r)]
+    if len(matched) == 1:
+        return matched[0], False
+    if not matched and len(fallback) == 1:
+        return fallback[0], True
+    if len(matched) > 1 or len(fallback) > 1:
+        candidates = matched or fallback
+        listed = ", ".join(
+            f"{r.schema}.{r.name}(" + ", ".join(f"{p.name} => {p.type}" for p in r.params) + ")"
+            for r in candidates
+        )
+        raise pgrst_error(
+            "PGRST203",
+            f"Could not choose the best candidate function between: {listed}",
+            hint="Try renaming the parameters or the function itself in the database so "
+            "function overloading can be resolved",
+        )
+    raise no_function(schema, name, sorted(keys), post=post, overloads=overloads, known=known)
+
+
+def no_function(
+    schema: str,
+    name: str,
+    keys: list[str],
+    *,
+    post: bool,
+    overloads: list[Routine],
+    known: list[tuple[str, str]],
+) -> Exception:
+    """PGRST202 worded as PostgREST words it, with its "Perhaps you meant" hint."""
+    func = f"{schema}.{name}"
+    shown = f"({', '.join(keys)})" if keys else " without parameters"
+    with_params = (
+        f" with parameter{'s' if len(keys) > 1 else ''} {', '.join(keys)}"
+        if keys
+        else " without parameters"
+    )
+    details = f"Searched for the function {func}{with_params}"
+    if post:
+        details += " or with a single unnamed json/jsonb parameter"
+    details += ", but no matches were found in the schema cache."
+    hint = None
+    if overloads:
+        # the name exists: suggest the closest parameter list of its overloads
+        options = {"(" + ", ".join(sorted(p.name for p in r.params)) + ")": r for r in overloads}
+        close = difflib.get_close_matches(
+            "(" + ", ".join(keys) + ")", list(options), n=1, cutoff=0.33
+        )
+        if close:
+            hint = f"Perhaps you meant to call the function {func}{close[0]}"
+    else:
+        names = [n for s, n in known if s == schema]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+        if close:
+            hint = f"Perhaps you meant to call the function {schema}.{close[0]}"
+    return pgrst_error(
+        "PGRST202",
+        f"Could not find the function {func}{shown} in the schema cache",
+        details=details,
+        hint=hint,
+    )
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    """A call: the overload, its arguments, whether it may write, and how its rows are read."""
+
+    routine: Routine
+    args: CallArgs
+    read_only: bool
+    rel: Relation  # the result as a relation (the table itself for SETOF <table>)
+    read: ReadPlan
+
+    @property
+    def returns_rows(self) -> bool:
+        """SETOF / TABLE results answer an array; single values and rows answer themselves."""
+        return self.routine.returns_set
+
+    @property
+    def void(self) -> bool:
+        return self.routine.return_kind == "void"
+
+
+def plan_call(
+    snapshot: SchemaSnapshot,
+    overloads: list[Routine],
+    *,
+    schema: str,
+    name: str,
+    method: str,
+    direct: dict[str, str] | None,
+    body: Any,
+    raw_body: str | None,
+    single_object: bool,
+    query: ParsedQuery,
+    prefs: ReadPreferences,
+    range_header: tuple[int, int | None] | None,
+    native: bool,
+    max_rows: int,
+) -> CallPlan:
+    """``direct``: GET/HEAD arguments (text); ``body``: the decoded POST object (its JSON text
+    in ``raw_body``). Reads (GET/HEAD) and non-volatile functions run read-only."""
+    post = method == "POST"
+    if post:
+        if not isinstance(body, dict) and not single_object:
+            overload_single = [r for r in overloads if _single_unnamed_json(r)]
+            if not overload_single:
+                raise invalid_body("the body of a function call must be a JSON object")
+        keys = set(body) if isinstance(body, dict) else set()
+    else:
+        keys = set(direct or {})
+    known = [k for k in snapshot.routines]
+    routine, whole_body = find_routine(
+        overloads,
+        schema=schema,
+        name=name,
+        keys=keys,
+        post=post,
+        single_object=single_object,
+        known=known,
+    )
+    if whole_body:
+        args = CallArgs("single", routine.params, body=raw_body or "{}")
+    elif not routine.params or not keys:
+        args = CallArgs("none")
+    else:
+        given = tuple(p for p in routine.params if p.name in keys)
+        if post:
+            args = CallArgs("json", given, body=raw_body)
+        else:
+            args = CallArgs("direct", given, direct=dict(direct or {}))
+    rel = result_relation(snapshot, routine)
+    read = plan_read(
+        snapshot,
+        rel,
+        query,
+        prefs=prefs,
+        range_header=range_header,
+        native=native,
+        max_rows=max_rows,
+        head=method == "HEAD",
+    )
+    return CallPlan(
+        routine=routine,
+        args=args,
+        read_only=not post or routine.volatility != "volatile",
+        rel=rel,
+        read=read,
     )

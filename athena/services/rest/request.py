@@ -198,3 +198,27 @@ def parse_json_body(raw: bytes | None) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_body(f"the body is not valid JSON: {exc}") from None
+
+
+_OPERATOR_HEAD = re.compile(r"^(?:not\.)?([a-z]+)(?:\([^)]*\))?\.")
+_RESERVED_TAILS = ("order", "limit", "offset", "and", "or")
+
+
+def split_call_pairs(
+    pairs: list[tuple[str, str]], operators: frozenset[str]
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """GET ``/rpc/fn``: a query key whose value has no operator (``name=Alger``) is an
+    argument, everything else (``select``, ``order``, ``col=eq.1`` …) shapes the result, as
+    PostgREST reads a call's query string."""
+    args: dict[str, str] = {}
+    rest: list[tuple[str, str]] = []
+    for key, value in pairs:
+        if key in ("select", "columns", "on_conflict") or key.split(".")[-1] in _RESERVED_TAILS:
+            rest.append((key, value))
+            continue
+        head = _OPERATOR_HEAD.match(value)
+        if head is not None and head.group(1) in operators:
+            rest.append((key, value))
+        else:
+            args[key] = value
+    return args, rest

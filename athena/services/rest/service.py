@@ -125,7 +125,7 @@ class RestService:
             schema=rel.schema,
             profile_asked=bool(ctx.header("accept-profile") or ctx.header("content-profile")),
         )
-        call = _Call(self, ctx, entry, snapshot, shape)
+        call = Serving(rt, ctx, entry, snapshot, shape)
         if method in ("GET", "HEAD"):
             plan = plan_read(
                 snapshot,
@@ -151,18 +151,18 @@ class RestService:
         return await call.write(mplan)
 
 
-class _Call:
+class Serving:
     """One request being served: the client, its schema snapshot and how to shape answers."""
 
     def __init__(
         self,
-        service: RestService,
+        rt: Runtime,
         ctx: CallContext,
         entry: Any,
         snapshot: SchemaSnapshot,
         shape: Shape,
     ) -> None:
-        self.rt = service.rt
+        self.rt = rt
         self.ctx = ctx
         self.entry = entry
         self.snapshot = snapshot
@@ -170,7 +170,7 @@ class _Call:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _check_embedded(self, rel: Relation, embeds: Embeds) -> None:
+    async def check_embedded(self, rel: Relation, embeds: Embeds) -> None:
         """Embedding reads another table: the caller must be allowed to read it too."""
         seen = {rel.qualified}
         exposed = exposed_schemas(self.rt.settings.rest_schemas)
@@ -192,7 +192,7 @@ class _Call:
             return pgrst_from_db(exc, client=self.entry.name)
         return api_error_for_db(exc, client=self.entry.name)
 
-    async def _run(self, fn: Any) -> Any:
+    async def run(self, fn: Any) -> Any:
         try:
             return await require_db(self.entry).run(fn)
         except (psycopg.Error, DatabaseUnavailable) as exc:
@@ -209,7 +209,7 @@ class _Call:
     # -- GET / HEAD --------------------------------------------------------------------------
 
     async def read(self, plan: ReadPlan, *, strip_nulls: bool) -> RestResult:
-        await self._check_embedded(plan.rel, plan.embeds)
+        await self.check_embedded(plan.rel, plan.embeds)
         mode = plan.count
         built = build_read(
             self.snapshot,
@@ -241,10 +241,10 @@ class _Call:
                     b"EXPLAIN (FORMAT JSON) " + planned_stmt.query.as_bytes(conn),
                     planned_stmt.params,
                 ).fetchone()
-                total = int(_plan_rows(explain[0] if explain else None))
+                total = int(plan_rows(explain[0] if explain else None))
             return total, row[1], row[2]
 
-        total, count, body = await self._run(work)
+        total, count, body = await self.run(work)
         return self._read_result(plan, total, count, body)
 
     def _read_result(
@@ -299,7 +299,7 @@ class _Call:
         return built.statement
 
     async def _execute_write(self, plan: MutatePlan) -> tuple[int, str | None]:
-        await self._check_embedded(plan.rel, plan.embeds)
+        await self.check_embedded(plan.rel, plan.embeds)
         statement = self._build(plan)
         max_affected = plan.prefs.max_affected
         needs_tx = plan.needs_transaction
@@ -327,7 +327,7 @@ class _Call:
                 return count, row[2], row[3]
 
         try:
-            count, body, events = await self._run(work)
+            count, body, events = await self.run(work)
         except _RolledBack as done:
             return done.count, done.body
         if events and count:
@@ -383,7 +383,7 @@ class _RolledBack(Exception):
         self.body = body
 
 
-def _plan_rows(plan: Any) -> float:
+def plan_rows(plan: Any) -> float:
     try:
         return float(plan[0]["Plan"]["Plan Rows"])
     except (TypeError, KeyError, IndexError, ValueError):
