@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 10 * 1024 * 1024
     max_result_rows: int = 100_000
     max_result_bytes: int = 64 * 1024 * 1024
+    # /gateway/transaction: at most this many operations in one transaction
+    transaction_max_operations: int = Field(default=100, ge=1)
     rate_limit_per_key: float = 0.0  # requests/second; 0 disables
     rate_limit_per_ip: float = 0.0
     rate_limit_burst: int = 100

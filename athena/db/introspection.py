@@ -418,8 +418,8 @@ class IntrospectionCache:
         A miss is checked the way ``relation`` checks one: one cheap catalog lookup, and a
         reload only when the function exists now (created since the cache was loaded).
         """
+        from athena.db.clients import require_db
         from athena.db.errors import api_error_from_db
-        from athena.db.pools import require_db
 
         snap = await self.snapshot(entry)
         found = snap.routines.get((schema, name))

@@ -1,6 +1,6 @@
 """The data gateway over HTTP: ``/gateway/fetch``, ``/gateway/data``, ``GET /data``,
 ``/gateway/update``, ``/gateway/insert``, ``/gateway/delete``, ``/gateway/query``,
-``/gateway/rpc``.
+``/gateway/rpc``, ``/gateway/transaction``.
 
 Thin: read the body, call ``athena.services.gateway``, wrap the JSON text it returns in the
 success envelope without decoding it.
@@ -18,6 +18,7 @@ from athena.routes._http import ctx, json_object, raw_json_response, rt, success
 from athena.services import gateway
 from athena.services.gateway import GatewayResult
 from athena.services.rest.rpc import gateway_rpc
+from athena.services.transaction import transaction
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -78,6 +79,7 @@ BODY_ROUTES: dict[tuple[str, str], Service] = {
     ("DELETE", "/gateway/delete"): gateway.delete,
     ("POST", "/gateway/query"): gateway.query,
     ("POST", "/gateway/rpc"): gateway_rpc,
+    ("POST", "/gateway/transaction"): transaction,
 }
 
 

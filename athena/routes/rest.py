@@ -111,11 +111,11 @@ def _native_error(call: CallContext, err: PgrstError) -> RestAnswer:
     )
 
 
-@blueprint.route("/rest/v1/rpc/<name>", methods=["GET", "HEAD", "POST"])
-async def rest_call(name: str) -> Response:
+@blueprint.route("/rest/v1/rpc/<function>", methods=["GET", "HEAD", "POST"])
+async def rest_call(function: str) -> Response:
     body = await request.get_data(cache=False) if request.method == "POST" else None
     result = await answer_call(
-        rt(), ctx(), method=request.method, name=name,
+        rt(), ctx(), method=request.method, name=function,
         pairs=list(request.args.items(multi=True)), body=body,
         prefer=request.headers.getlist("Prefer"),
     )  # fmt: skip

@@ -16,11 +16,11 @@ from athena.services.rest.rpc import call_gateway, gateway_call_from_query
 blueprint = Blueprint("rpc", __name__)
 
 
-@blueprint.route("/rpc/<name>", methods=["GET", "POST"])
-async def rpc_call(name: str) -> Response:
+@blueprint.route("/rpc/<function_name>", methods=["GET", "POST"])
+async def rpc_call(function_name: str) -> Response:
     body = await json_body(required=False, default={}) if request.method == "POST" else None
     call = gateway_call_from_query(
-        name, list(request.args.items(multi=True)), method=request.method, body=body
+        function_name, list(request.args.items(multi=True)), method=request.method, body=body
     )
     result = await call_gateway(rt(), ctx(), call)
     return raw_json_response(envelope(result), result.status)

@@ -27,6 +27,7 @@ from athena.auth.rights import table_right
 from athena.context import CallContext
 from athena.db.clients import ClientEntry, require_db
 from athena.db.errors import api_error_from_db
+from athena.db.introspection import Relation
 from athena.errors import ApiError
 from athena.query.conditions import parse_conditions
 from athena.query.fetch import (
@@ -53,7 +54,6 @@ from athena.services.clients import resolve_client
 from athena.services.events import ChangeEvent
 
 if TYPE_CHECKING:
-    from athena.db.introspection import Relation
     from athena.runtime import Runtime
 
 T = TypeVar("T")
@@ -187,13 +187,22 @@ def _check_post_processing(relation: Relation, request: FetchRequest) -> None:
         check_columns(request.post, relation, request.columns, "selected")
 
 
-async def fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
-    """Rows of a table or view matching the conditions (``/gateway/fetch``, ``/data`` …)."""
-    body = _body(body)
-    if is_custom_supabase(ctx):
-        from athena.services import custom_supabase
+@dataclass
+class PreparedStatement:
+    """An operation checked (rights, relation, columns) and planned, not yet run: what
+    ``/gateway/transaction`` runs several of on one connection."""
 
-        return await custom_supabase.fetch(rt, ctx, body)
+    entry: ClientEntry
+    relation: Relation
+    operation: str  # fetch | insert | update | delete
+    message: str
+    statement: bytes
+    params: list[Any]
+    request: FetchRequest | None = None  # a fetch's request (post-processing)
+
+
+async def prepare_fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> PreparedStatement:
+    """Authorize and plan a fetch (``/gateway/fetch`` body)."""
     entry, request = await _prepare_read(rt, ctx, body)
     max_rows = rt.settings.max_result_rows
 
@@ -201,10 +210,20 @@ async def fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayR
         _check_post_processing(relation, request)
         return plan_fetch(relation, request, max_rows=max_rows)
 
-    _, (shape, params) = await _planned(rt, entry, request.relation, plan)
-    data, count = await _run(rt, entry, fetch_statement(shape), params)
+    relation, (shape, params) = await _planned(rt, entry, request.relation, plan)
+    return PreparedStatement(
+        entry, relation, "fetch", "Data fetched successfully", fetch_statement(shape), params,
+        request,
+    )  # fmt: skip
+
+
+async def fetch_extras(
+    rt: Runtime, prepared: PreparedStatement, data: bytes, count: int
+) -> dict[str, Any]:
+    """``count``, and ``post_processing`` when the fetch asked for it."""
     extras: dict[str, Any] = {"count": count}
-    if request.post is not None:
+    request = prepared.request
+    if request is not None and request.post is not None:
         spec = request.post
         if len(data) > OFFLOAD_BYTES:  # decoding and grouping a big result: off the event loop
             extras["post_processing"] = await trio.to_thread.run_sync(
@@ -212,7 +231,19 @@ async def fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayR
             )
         else:
             extras["post_processing"] = post_process(json.loads(data), spec)
-    return GatewayResult("Data fetched successfully", data, extras)
+    return extras
+
+
+async def fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
+    """Rows of a table or view matching the conditions (``/gateway/fetch``, ``/data`` …)."""
+    body = _body(body)
+    if is_custom_supabase(ctx):
+        from athena.services import custom_supabase
+
+        return await custom_supabase.fetch(rt, ctx, body)
+    prepared = await prepare_fetch(rt, ctx, body)
+    data, count = await _run(rt, prepared.entry, prepared.statement, prepared.params)
+    return GatewayResult(prepared.message, data, await fetch_extras(rt, prepared, data, count))
 
 
 # -- insert / update / delete ------------------------------------------------------------------
@@ -229,14 +260,8 @@ async def _prepare_write(
     return entry, table
 
 
-async def insert(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
-    """Insert ``insert_body`` (object or array) in one statement; upsert with ``update_body``
-    or ``on_conflict``. Returns the inserted rows and ``count``."""
-    body = _body(body)
-    if is_custom_supabase(ctx):
-        from athena.services import custom_supabase
-
-        return await custom_supabase.insert(rt, ctx, body)
+async def prepare_insert(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> PreparedStatement:
+    """Authorize and plan an insert/upsert (``/gateway/insert`` body)."""
     entry, table = await _prepare_write(rt, ctx, body, "insert", "write")
     require_context_headers(rt, ctx)
     update_body = body.get("update_body")
@@ -256,20 +281,13 @@ async def insert(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> Gateway
     relation, (shape, params) = await _planned(
         rt, entry, table, lambda rel: plan_insert(rel, request)
     )
-    data, count = await _run(rt, entry, mutation_statement(shape), params, capped=False)
-    await _publish(rt, ctx, entry, relation, "insert", data, count)
-    return GatewayResult("Data inserted successfully", data, {"count": count})
+    return PreparedStatement(
+        entry, relation, "insert", "Data inserted successfully", mutation_statement(shape), params
+    )
 
 
-async def update(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
-    """Update rows matching ``conditions`` with ``update_body``; without it, a fetch."""
-    body = _body(body)
-    if body.get("update_body") is None:
-        return await fetch(rt, ctx, body)
-    if is_custom_supabase(ctx):
-        from athena.services import custom_supabase
-
-        return await custom_supabase.update(rt, ctx, body)
+async def prepare_update(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> PreparedStatement:
+    """Authorize and plan an update (``/gateway/update`` body with ``update_body``)."""
     entry, table = await _prepare_write(rt, ctx, body, "update", "write")
     conditions = parse_conditions(body.get("conditions"))
     returning = parse_columns(body.get("columns"))
@@ -280,18 +298,13 @@ async def update(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> Gateway
             rel, body["update_body"], conditions, returning=returning, strip_nulls=strip
         ),
     )  # fmt: skip
-    data, count = await _run(rt, entry, mutation_statement(shape), params, capped=False)
-    await _publish(rt, ctx, entry, relation, "update", data, count)
-    return GatewayResult("Data updated successfully", data, {"count": count})
+    return PreparedStatement(
+        entry, relation, "update", "Data updated successfully", mutation_statement(shape), params
+    )
 
 
-async def delete(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
-    """Delete by ``resource_id`` (column ``resource_id``, else ``id``) AND ``conditions``."""
-    body = _body(body)
-    if is_custom_supabase(ctx):
-        from athena.services import custom_supabase
-
-        return await custom_supabase.delete(rt, ctx, body)
+async def prepare_delete(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> PreparedStatement:
+    """Authorize and plan a delete (``/gateway/delete`` body)."""
     entry, table = await _prepare_write(rt, ctx, body, "delete", "delete")
     require_context_headers(rt, ctx)
     conditions = parse_conditions(body.get("conditions"))
@@ -303,9 +316,55 @@ async def delete(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> Gateway
             rel, body.get("resource_id"), conditions, returning=returning, strip_nulls=strip
         ),
     )  # fmt: skip
-    data, count = await _run(rt, entry, mutation_statement(shape), params, capped=False)
-    await _publish(rt, ctx, entry, relation, "delete", data, count)
-    return GatewayResult("Data deleted successfully", data, {"count": count})
+    return PreparedStatement(
+        entry, relation, "delete", "Data deleted successfully", mutation_statement(shape), params
+    )
+
+
+async def _write(rt: Runtime, ctx: CallContext, prepared: PreparedStatement) -> GatewayResult:
+    data, count = await _run(rt, prepared.entry, prepared.statement, prepared.params, capped=False)
+    await publish(rt, ctx, prepared, data, count)
+    return GatewayResult(prepared.message, data, {"count": count})
+
+
+async def publish(
+    rt: Runtime, ctx: CallContext, prepared: PreparedStatement, data: bytes, count: int
+) -> None:
+    """Hand the rows a committed write returned to the event bus."""
+    await _publish(rt, ctx, prepared.entry, prepared.relation, prepared.operation, data, count)
+
+
+async def insert(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
+    """Insert ``insert_body`` (object or array) in one statement; upsert with ``update_body``
+    or ``on_conflict``. Returns the inserted rows and ``count``."""
+    body = _body(body)
+    if is_custom_supabase(ctx):
+        from athena.services import custom_supabase
+
+        return await custom_supabase.insert(rt, ctx, body)
+    return await _write(rt, ctx, await prepare_insert(rt, ctx, body))
+
+
+async def update(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
+    """Update rows matching ``conditions`` with ``update_body``; without it, a fetch."""
+    body = _body(body)
+    if body.get("update_body") is None:
+        return await fetch(rt, ctx, body)
+    if is_custom_supabase(ctx):
+        from athena.services import custom_supabase
+
+        return await custom_supabase.update(rt, ctx, body)
+    return await _write(rt, ctx, await prepare_update(rt, ctx, body))
+
+
+async def delete(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
+    """Delete by ``resource_id`` (column ``resource_id``, else ``id``) AND ``conditions``."""
+    body = _body(body)
+    if is_custom_supabase(ctx):
+        from athena.services import custom_supabase
+
+        return await custom_supabase.delete(rt, ctx, body)
+    return await _write(rt, ctx, await prepare_delete(rt, ctx, body))
 
 
 # -- raw query ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """What each WebSocket action does: the HTTP gateway's services, subscriptions, ping.
 
 ``gateway.*`` actions call the same functions as ``POST /gateway/<op>`` (``athena.services.
-gateway``): client resolution, ``authorize`` and rights checks happen there, exactly as on HTTP.
+gateway``; ``gateway.rpc`` and ``gateway.transaction`` those of ``/gateway/rpc`` and
+``/gateway/transaction``): client resolution, ``authorize`` and rights checks happen there, exactly as on HTTP.
 
 Subscriptions (decided here, since the contract only says "subscribing needs the table's read
 right"):
@@ -64,6 +65,24 @@ async def dispatch(
     raise ApiError("unknown_action", f"unknown action '{action}'")  # parse_message prevents it
 
 
+def _rpc(rt: Any, ctx: CallContext, body: Any) -> Any:
+    from athena.services.rest.rpc import gateway_rpc
+
+    if not isinstance(body, dict):
+        raise ApiError("invalid_request", "the body must be a JSON object")
+    return gateway_rpc(rt, ctx, body)
+
+
+def _transaction(rt: Any, ctx: CallContext, body: Any) -> Any:
+    from athena.services.transaction import transaction
+
+    return transaction(rt, ctx, body)
+
+
+# Actions served by their own services, beside the data gateway's five.
+_EXTRA_SERVICES = {"rpc": _rpc, "transaction": _transaction}
+
+
 async def _gateway(
     conn: Connection, ctx: CallContext, message: protocol.ClientMessage
 ) -> tuple[str, int]:
@@ -74,7 +93,7 @@ async def _gateway(
             "service_unavailable", "the data gateway is not available in this build"
         ) from None
     operation = message.action.partition(".")[2]
-    service = getattr(gateway, operation)
+    service = _EXTRA_SERVICES.get(operation) or getattr(gateway, operation)
     result = await service(conn.rt, ctx, message.body)
     reply = protocol.success_reply(
         message.request_id, message.action, result.message, result.data_json, result.extras

@@ -34,6 +34,8 @@ GATEWAY_ACTIONS = (
     "gateway.update",
     "gateway.delete",
     "gateway.query",
+    "gateway.rpc",
+    "gateway.transaction",
 )
 EVENT_ACTIONS = ("subscribe", "unsubscribe")
 CONTROL_ACTIONS = ("ping",)

@@ -120,67 +120,94 @@ class RpcService:
         return PreparedCall(Serving(rt, ctx, entry, snapshot, shape), plan)
 
     async def execute(self, prepared: PreparedCall) -> CallOutcome:
-        call, plan = prepared.call, prepared.plan
-        read = plan.read
-        await call.check_embedded(plan.rel, read.embeds)
-        prelude, prelude_params = call_prelude(plan.routine, plan.args)
-        source = sql.Identifier(CALL_SOURCE)
-        mode = read.count
-        if plan.void:
-            query: sql.Composable = sql.SQL(
-                "SELECT NULL::bigint, count(*), NULL::text, NULL FROM {}"
-            ).format(source)
-            params: dict[str, Any] = {}
-            mode = None
-        else:
-            built = build_read(
-                call.snapshot,
-                plan.rel,
-                read.query,
-                limit=read.limit,
-                offset=read.offset,
-                count_exact=mode in ("exact", "estimated"),
-                count_cap=read.count_cap if mode == "estimated" else None,
-                strip_nulls=False,
-                body=not read.head,
-                embeds=read.embeds,
-                source=source,
-                scalar_column=(
-                    result_column(plan.routine) if plan.routine.return_kind == "scalar" else None
-                ),
-            )
-            query, params = built.statement.query, built.statement.params
-        statement = Statement(*with_prelude(prelude, prelude_params, query, params))
-        planned: Statement | None = None
-        if mode in ("planned", "estimated"):
-            count_src = build_count_source(
-                call.snapshot, plan.rel, read.query, read.embeds, source=source
-            )
-            planned = Statement(
-                *with_prelude(prelude, prelude_params, count_src.query, count_src.params)
-            )
-        singular = call.shape.singular and plan.returns_rows
-        read_only = plan.read_only
-        cap = read.count_cap
+        """Run the call in its own transaction (read-only unless volatile and POSTed)."""
+        await prepared.call.check_embedded(prepared.plan.rel, prepared.plan.read.embeds)
+        statement = call_statement(prepared)
 
-        def work(conn: psycopg.Connection) -> tuple[Any, ...]:
+        def work(conn: psycopg.Connection) -> CallOutcome:
             with conn.transaction():
-                if read_only:
+                if statement.read_only:
                     conn.execute("SET TRANSACTION READ ONLY")
-                row = conn.execute(statement.query, statement.params).fetchone()
-                assert row is not None
-                total, count, body = row[0], row[1], row[2]
-                if singular and count != 1:
-                    raise singular_mismatch(count)  # leaves the block: the call rolls back
-                if planned is not None and (mode == "planned" or (total or 0) > cap):
-                    explain = conn.execute(
-                        b"EXPLAIN (FORMAT JSON) " + planned.query.as_bytes(conn), planned.params
-                    ).fetchone()
-                    total = int(plan_rows(explain[0] if explain else None))
-                return total, count, body
+                # a singular mismatch raises inside the block: the call rolls back
+                return statement.run(conn)
 
-        total, count, body = await call.run(work)
+        return await prepared.call.run(work)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class CallStatement:
+    """A planned call as SQL: the statement, and the ``EXPLAIN`` a planned count needs."""
+
+    statement: Statement
+    planned: Statement | None
+    mode: str | None
+    cap: int
+    singular: bool
+    read_only: bool
+
+    def run(self, conn: psycopg.Connection) -> CallOutcome:
+        """Run on ``conn`` inside the caller's transaction (``/gateway/transaction`` runs
+        several calls in one)."""
+        row = conn.execute(self.statement.query, self.statement.params).fetchone()
+        assert row is not None
+        total, count, body = row[0], row[1], row[2]
+        if self.singular and count != 1:
+            raise singular_mismatch(count)
+        if self.planned is not None and (self.mode == "planned" or (total or 0) > self.cap):
+            explain = conn.execute(
+                b"EXPLAIN (FORMAT JSON) " + self.planned.query.as_bytes(conn), self.planned.params
+            ).fetchone()
+            total = int(plan_rows(explain[0] if explain else None))
         return CallOutcome(total, count, body)
+
+
+def call_statement(prepared: PreparedCall) -> CallStatement:
+    """The SQL of a planned call (pure): the call once in ``pgrst_call``, read like a table."""
+    call, plan = prepared.call, prepared.plan
+    read = plan.read
+    prelude, prelude_params = call_prelude(plan.routine, plan.args)
+    source = sql.Identifier(CALL_SOURCE)
+    mode = read.count
+    if plan.void:
+        query: sql.Composable = sql.SQL(
+            "SELECT NULL::bigint, count(*), NULL::text, NULL FROM {}"
+        ).format(source)
+        params: dict[str, Any] = {}
+        mode = None
+    else:
+        built = build_read(
+            call.snapshot,
+            plan.rel,
+            read.query,
+            limit=read.limit,
+            offset=read.offset,
+            count_exact=mode in ("exact", "estimated"),
+            count_cap=read.count_cap if mode == "estimated" else None,
+            strip_nulls=False,
+            body=not read.head,
+            embeds=read.embeds,
+            source=source,
+            scalar_column=(
+                result_column(plan.routine) if plan.routine.return_kind == "scalar" else None
+            ),
+        )
+        query, params = built.statement.query, built.statement.params
+    planned: Statement | None = None
+    if mode in ("planned", "estimated"):
+        count_src = build_count_source(
+            call.snapshot, plan.rel, read.query, read.embeds, source=source
+        )
+        planned = Statement(
+            *with_prelude(prelude, prelude_params, count_src.query, count_src.params)
+        )
+    return CallStatement(
+        statement=Statement(*with_prelude(prelude, prelude_params, query, params)),
+        planned=planned,
+        mode=mode,
+        cap=read.count_cap,
+        singular=call.shape.singular and plan.returns_rows,
+        read_only=plan.read_only,
+    )
 
 
 def single_value(body: str | None, count: int) -> bytes:
@@ -434,14 +461,12 @@ def gateway_call_from_query(
     )
 
 
-async def call_gateway(rt: Runtime, ctx: CallContext, request: GatewayCall) -> GatewayResult:
-    """The envelope answer ``{status, message, data, count}``: ``data`` is the rows of a set
-    result, the value of a single one, ``null`` for ``void``."""
+async def prepare_gateway_call(rt: Runtime, ctx: CallContext, request: GatewayCall) -> PreparedCall:
+    """Rights, lookup and plan of a gateway call (PostgREST errors in the envelope's terms)."""
     prefer = f"count={request.count}" if request.count else ""
     raw = json.dumps(request.args) if request.args is not None else None
-    service = rpc_service(rt)
     try:
-        prepared = await service.prepare(
+        return await rpc_service(rt).prepare(
             ctx,
             name=request.name,
             schema=request.schema,
@@ -453,18 +478,32 @@ async def call_gateway(rt: Runtime, ctx: CallContext, request: GatewayCall) -> G
             prefs=Preferences.parse(prefer),
             native=True,  # no default page of 100: the caller's limit, capped by the row cap
         )
-        outcome = await service.execute(prepared)
     except PgrstError as err:
         raise api_error_from_pgrst(err) from None
+
+
+def gateway_result(prepared: PreparedCall, outcome: CallOutcome, *, head: bool) -> GatewayResult:
+    """``data`` is the rows of a set result, the value of a single one, ``null`` for
+    ``void``; ``count`` the counted total, else the rows returned."""
     plan = prepared.plan
     if plan.void:
         data = b"null"
     elif plan.returns_rows:
-        data = b"[]" if request.head else (outcome.body or "[]").encode()
+        data = b"[]" if head else (outcome.body or "[]").encode()
     else:
-        data = b"null" if request.head else single_value(outcome.body, outcome.count)
+        data = b"null" if head else single_value(outcome.body, outcome.count)
     count = outcome.total if outcome.total is not None else outcome.count
     return GatewayResult("RPC executed successfully", data, {"count": count})
+
+
+async def call_gateway(rt: Runtime, ctx: CallContext, request: GatewayCall) -> GatewayResult:
+    """The envelope answer ``{status, message, data, count}``."""
+    prepared = await prepare_gateway_call(rt, ctx, request)
+    try:
+        outcome = await rpc_service(rt).execute(prepared)
+    except PgrstError as err:
+        raise api_error_from_pgrst(err) from None
+    return gateway_result(prepared, outcome, head=request.head)
 
 
 async def gateway_rpc(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
