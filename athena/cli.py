@@ -78,7 +78,11 @@ def _serve(args: argparse.Namespace) -> int:
     return run(_settings_from(args))
 
 
-def _worker(args: argparse.Namespace) -> int:
+def _worker() -> int:
+    """``athena _worker``: a child worker process started by ``athena serve --workers N``.
+
+    Not an argparse sub-command, so ``athena --help`` does not list it.
+    """
     from athena.serving.worker import run_child_worker
 
     return run_child_worker(load_settings())
@@ -96,9 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(serve)
     serve.set_defaults(func=_serve)
 
-    worker = sub.add_parser("_worker", help=argparse.SUPPRESS)
-    worker.set_defaults(func=_worker)
-
     for info in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands_pkg.__name__}.{info.name}")
         register = getattr(module, "register", None)
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["_worker"]:
+        return _worker()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

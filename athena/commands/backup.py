@@ -162,34 +162,54 @@ def _sse(response: httpx.Response) -> Iterator[tuple[str, Any]]:
 
 
 class Progress:
-    """A one-line progress display on a terminal; silent otherwise."""
+    """rich's progress bar (phase, bar, percent, bytes, rate, ETA) on a terminal; silent otherwise.
+
+    ``update`` takes the job's progress events (``phase``, ``bytes``, ``total_bytes``). A backup
+    streams its dump, so its total is unknown until it ends: the bar pulses and shows the bytes
+    and rate; a restore or a download knows its total and shows percent and ETA.
+    """
 
     def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.enabled = stream.isatty()
-        self.started = time.monotonic()
+        from rich.console import Console
+
+        self.console = Console(file=stream)
+        self.enabled = self.console.is_terminal
+        self._bar: Any = None
+        self._task: Any = None
 
     def update(self, event: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        done = int(event.get("bytes") or 0)
-        total = event.get("total_bytes")
-        rate = done / MB / max(time.monotonic() - self.started, 0.001)
-        phase = str(event.get("phase", ""))
-        if total:
-            width = 30
-            filled = min(width, int(width * done / total))
-            bar = "#" * filled + "." * (width - filled)
-            text = f"[{bar}] {100 * done / total:5.1f}%  {done / MB:8.1f} MB"
-        else:
-            text = f"{done / MB:8.1f} MB"
-        self.stream.write(f"\r{phase:<11} {text}  {rate:6.1f} MB/s ")
-        self.stream.flush()
+        if self._bar is None:
+            from rich import progress as rp
 
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+            self._bar = rp.Progress(
+                rp.TextColumn("{task.description:<11}"),
+                rp.BarColumn(),
+                rp.TaskProgressColumn(),
+                rp.DownloadColumn(binary_units=True),
+                rp.TransferSpeedColumn(),
+                rp.TimeRemainingColumn(),
+                console=self.console,
+            )
+            self._task = self._bar.add_task("", total=None)
+            self._bar.start()
+        self._bar.update(
+            self._task,
+            description=str(event.get("phase") or ""),
+            completed=int(event.get("bytes") or 0),
+            total=event.get("total_bytes") or None,
+        )
+
+    def close(self, finished: bool = False) -> None:
+        """Stop drawing; ``finished`` fills the bar (the job or download is complete)."""
+        if self._bar is None:
+            return
+        if finished:
+            task = self._bar.tasks[0]
+            self._bar.update(self._task, total=task.completed or 1, completed=task.completed or 1)
+        self._bar.stop()
+        self._bar = None
 
 
 SSE_HEADERS = {"Accept": "text/event-stream"}
@@ -274,7 +294,7 @@ def _follow(client: httpx.Client, url: str, body: dict[str, Any]) -> int:
     except CliError:
         progress.close()
         raise
-    progress.close()
+    progress.close(finished=True)
     _print_json(result)
     return 0
 
@@ -360,7 +380,7 @@ def _download(args: argparse.Namespace) -> int:
                     out.write(chunk)
                     done += len(chunk)
                     progress.update({"phase": "download", "bytes": done, "total_bytes": total})
-            progress.close()
+            progress.close(finished=True)
         print(str(output))
         return 0
 

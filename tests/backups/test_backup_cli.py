@@ -76,3 +76,63 @@ def test_cli_reports_failures_as_one_line(backup_env: BackupEnv, work_dir: Path)
     failed = _athena(backup_env, "create", "broken", key=backup_env.admin_key)
     assert failed.returncode == 1
     assert "row-level security" in failed.stderr
+
+
+def _on_a_terminal(backup_env: BackupEnv, *args: str) -> tuple[int, str, str]:
+    """Run `athena backup …` with stderr on a pseudo-terminal: (exit code, stdout, what was drawn)."""
+    import pty
+    import re
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATHENA_")}
+    env.update(ATHENA_KEY_12=backup_env.admin_key, COLUMNS="120", TERM="xterm")
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "athena", "backup", *args, "--url", backup_env.server.url],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+        )
+        os.close(follower)
+        drawn = bytearray()
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        stdout, _ = proc.communicate(timeout=120)
+    finally:
+        os.close(leader)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn.decode(errors="replace"))
+    return proc.returncode, stdout, text
+
+
+def test_cli_progress_on_a_terminal(backup_env: BackupEnv, work_dir: Path) -> None:
+    """On a terminal, rich draws the bar on stderr (phase, bytes, rate, percent); stdout stays
+    the machine-readable result."""
+    import re
+
+    code, stdout, drawn = _on_a_terminal(backup_env, "create", "source")
+    assert code == 0, drawn
+    key = json.loads(stdout)["key"]
+    assert "dumping" in drawn and "done" in drawn, drawn  # the job's phases
+    assert "100%" in drawn, drawn  # a finished job fills the bar
+    assert re.search(r"\d+(\.\d+)?(/\S+)? (bytes|KiB|MiB)", drawn), drawn
+
+    target = work_dir / "t.dump.gz"
+    code, stdout, drawn = _on_a_terminal(backup_env, "download", key, "-o", str(target))
+    assert code == 0, drawn
+    assert stdout.strip() == str(target)
+    size = target.stat().st_size
+    assert "download" in drawn and "100%" in drawn, drawn
+    assert re.search(r"\d+(\.\d+)? ?[kKM]i?B/s", drawn), drawn  # the transfer rate
+    assert f"{size / 1024:.1f}/{size / 1024:.1f} KiB" in drawn, drawn  # done/total, a known total
+
+    # Not a terminal: nothing but the result.
+    plain = _athena(backup_env, "download", key, "-o", str(target), key=backup_env.admin_key)
+    assert plain.returncode == 0 and plain.stderr == "", plain.stderr
