@@ -105,7 +105,8 @@ class Settings(BaseSettings):
 
     # behaviour
     enforce_api_keys: bool = True
-    require_context_headers: bool = True
+    # Optional since SDK 5 (which cannot send X-Company-Id) and Athena RS 3.x; recorded when sent.
+    require_context_headers: bool = False
     rest_format: Literal["envelope", "postgrest"] = "envelope"
     # Serve the hot routes straight from ASGI (athena/http/hot_lane.py); false: everything via Quart.
     hot_lane: bool = True

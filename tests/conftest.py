@@ -73,8 +73,11 @@ def athena_factory(
 
 @pytest.fixture(scope="session")
 def athena(athena_factory: Callable[..., AthenaServer]) -> AthenaServer:
-    """The shared gateway: client ``athena`` → ``data_db``; enforcement on (the default)."""
-    return athena_factory()
+    """The shared gateway: client ``athena`` → ``data_db``; enforcement on (the default).
+
+    It keeps 1.3.0's strict context headers (``ATHENA_REQUIRE_CONTEXT_HEADERS=true``), which the
+    gateway, WebSocket and SDK 0.2.1 tests assert; the SDK 5 tests start a default server."""
+    return athena_factory(require_context_headers="true")
 
 
 @pytest.fixture

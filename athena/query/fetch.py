@@ -23,6 +23,7 @@ from psycopg import sql
 
 from athena.errors import ApiError
 from athena.query.conditions import Node, parse_conditions, plan_where, where_sql
+from athena.query.fetch_ast import to_classic
 from athena.query.post_processing import PostProcessing, truthy
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ class FetchRequest:
     offset: int
     strip_nulls: bool
     post: PostProcessing | None = None
+    # count: "exact" → the total of matching rows (ignoring limit/offset); head → no rows.
+    count: bool = False
+    head: bool = False
 
 
 def relation_name(body: dict[str, Any], *, allow_view: bool = True) -> str:
@@ -63,7 +67,11 @@ def relation_name(body: dict[str, Any], *, allow_view: bool = True) -> str:
 
 
 def parse_columns(raw: Any) -> tuple[str, ...] | None:
-    """``columns`` as an array or comma string; ``*``/absent → ``None`` (all columns)."""
+    """``columns`` as an array or comma string; ``*``/absent → ``None`` (all columns).
+
+    An item may rename its column as PostgREST and the SDK write it, ``label:name``; see
+    ``column_output``.
+    """
     if raw is None or raw == "" or raw == []:
         return None
     if isinstance(raw, str):
@@ -75,7 +83,25 @@ def parse_columns(raw: Any) -> tuple[str, ...] | None:
     items = [c for c in items if c]
     if not items or "*" in items:
         return None
+    for item in items:
+        if "(" in item or ")" in item:
+            raise ApiError(
+                "unsupported_operation",
+                f"'{item}' embeds a relation; /gateway/fetch reads one table — use /rest/v1 "
+                "to embed related rows",
+            )
+        output, column = column_output(item)
+        if not output or not column:
+            raise ApiError("invalid_request", f"'{item}' is not a column or 'alias:column'")
     return tuple(dict.fromkeys(items))  # de-duplicated, order kept
+
+
+def column_output(item: str) -> tuple[str, str]:
+    """``(output name, column)`` of a columns item: ``label:name`` → ``("label", "name")``."""
+    alias, sep, column = item.partition(":")
+    if not sep:
+        return item, item
+    return alias.strip(), column.strip()
 
 
 def _int_field(body: dict[str, Any], name: str) -> int | None:
@@ -155,8 +181,26 @@ def strip_nulls_flag(body: dict[str, Any], header: str | None) -> bool:
     return truthy(body.get("strip_nulls", False))
 
 
+def parse_count(body: dict[str, Any]) -> bool:
+    """``count``: ``exact`` (and ``planned``/``estimated``, answered exactly) asks for the total;
+    absent/null/``none`` does not."""
+    raw = body.get("count")
+    if raw is None or raw is False or raw == "none":
+        return False
+    if raw is True or raw in ("exact", "planned", "estimated"):
+        return True
+    raise ApiError(
+        "invalid_request", "count must be 'exact', 'planned' or 'estimated'",
+        data={"field": "count"},
+    )  # fmt: skip
+
+
 def parse_fetch(body: dict[str, Any], *, strip_nulls_header: str | None = None) -> FetchRequest:
-    """Check the body of a fetch and return what it asks for (no schema checks yet)."""
+    """Check the body of a fetch and return what it asks for (no schema checks yet).
+
+    Takes the classic body and the SDK 5 ``findMany`` AST body (``query/fetch_ast.py``).
+    """
+    body = to_classic(body)
     limit, offset = parse_paging(body)
     return FetchRequest(
         relation=relation_name(body),
@@ -167,14 +211,16 @@ def parse_fetch(body: dict[str, Any], *, strip_nulls_header: str | None = None) 
         offset=offset,
         strip_nulls=strip_nulls_flag(body, strip_nulls_header),
         post=PostProcessing.from_body(body),
+        count=parse_count(body),
+        head=truthy(body.get("head", False)),
     )
 
 
 def check_columns(relation: Relation, columns: tuple[str, ...] | None) -> tuple[str, ...] | None:
     """Each named column exists (400 ``unknown_column`` naming the first that does not)."""
     if columns is not None:
-        for name in columns:
-            relation.column(name)
+        for item in columns:
+            relation.column(column_output(item)[1])
     return columns
 
 
@@ -201,7 +247,13 @@ def plan_fetch(
 def select_list(columns: tuple[str, ...] | None) -> sql.Composable:
     if columns is None:
         return sql.SQL("*")
-    return sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    return sql.SQL(", ").join(_select_item(*column_output(c)) for c in columns)
+
+
+def _select_item(output: str, column: str) -> sql.Composable:
+    if output == column:
+        return sql.Identifier(column)
+    return sql.SQL("{} AS {}").format(sql.Identifier(column), sql.Identifier(output))
 
 
 def json_rows(alias: str, strip_nulls: bool) -> sql.Composable:
@@ -232,6 +284,21 @@ def fetch_sql(shape: tuple[Any, ...]) -> sql.Composed:
         + sql.SQL(" LIMIT %s OFFSET %s")
     )
     return sql.SQL("SELECT {} FROM (").format(json_rows("t", strip_nulls)) + inner + sql.SQL(") t")
+
+
+def count_sql(shape: tuple[Any, ...]) -> sql.Composed:
+    """``('[]', total)`` for a fetch shape: the same WHERE, no order, no paging. Its params are
+    the fetch's without the trailing LIMIT and OFFSET."""
+    qualified, _columns, where, _sort, _strip = shape
+    return (
+        sql.SQL("SELECT '[]'::text, count(*) FROM {}").format(sql.Identifier(*qualified))
+        + where_sql(where)
+    )
+
+
+@lru_cache(maxsize=4096)
+def count_statement(shape: tuple[Any, ...]) -> bytes:
+    return count_sql(shape).as_bytes(None)
 
 
 @lru_cache(maxsize=4096)

@@ -40,6 +40,40 @@ def query_text(body: dict[str, Any], field: str = "query") -> str:
     return text
 
 
+# PostgreSQL's own limit on bind parameters in one statement.
+MAX_PARAMS = 65_535
+
+
+def query_params(body: dict[str, Any]) -> list[str | None] | None:
+    """``params`` for ``$1…`` placeholders, each as text of unknown type (PostgreSQL casts it
+    to what the statement needs, as the gateway's condition values are); absent → ``None``.
+
+    With params the text runs through the extended protocol: one statement only.
+    """
+    raw = body.get("params")
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise ApiError("invalid_request", "'params' must be an array", data={"field": "params"})
+    if len(raw) > MAX_PARAMS:
+        raise ApiError(
+            "invalid_request", f"at most {MAX_PARAMS} params", data={"field": "params"}
+        )
+    from athena.query.conditions import scalar_text  # the one JSON value → SQL text rule
+
+    return [scalar_text(value) if not isinstance(value, list) else _list_param(value)
+            for value in raw]  # fmt: skip
+
+
+def _list_param(values: list[Any]) -> str:
+    """A JSON array is a PostgreSQL array literal when it holds scalars, else JSON text."""
+    from athena.query.conditions import array_literal, scalar_text
+
+    if any(isinstance(v, dict) for v in values):
+        return scalar_text(values) or "[]"
+    return array_literal(values)
+
+
 def written_rows(tag: str | None) -> int:
     """Rows written according to a command tag (``INSERT 0 3`` → 3; ``SELECT 5`` → 0)."""
     if not tag:

@@ -32,6 +32,7 @@ from athena.errors import ApiError
 from athena.query.conditions import parse_conditions
 from athena.query.fetch import (
     FetchRequest,
+    count_statement,
     fetch_statement,
     parse_columns,
     parse_fetch,
@@ -48,7 +49,7 @@ from athena.query.mutations import (
     plan_update,
 )
 from athena.query.post_processing import check_columns, post_process, truthy
-from athena.query.raw import query_text
+from athena.query.raw import query_params, query_text
 from athena.services import raw_sql
 from athena.services.clients import resolve_client
 from athena.services.events import ChangeEvent
@@ -199,6 +200,9 @@ class PreparedStatement:
     statement: bytes
     params: list[Any]
     request: FetchRequest | None = None  # a fetch's request (post-processing)
+    # count: "exact" → ('[]', total) with the same WHERE; its params are the fetch's without
+    # LIMIT and OFFSET. Only planned when asked.
+    count_statement: bytes | None = None
 
 
 async def prepare_fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> PreparedStatement:
@@ -211,9 +215,10 @@ async def prepare_fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> 
         return plan_fetch(relation, request, max_rows=max_rows)
 
     relation, (shape, params) = await _planned(rt, entry, request.relation, plan)
+    counted = count_statement(shape) if request.count or request.head else None
     return PreparedStatement(
         entry, relation, "fetch", "Data fetched successfully", fetch_statement(shape), params,
-        request,
+        request, counted,
     )  # fmt: skip
 
 
@@ -242,7 +247,16 @@ async def fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayR
 
         return await custom_supabase.fetch(rt, ctx, body)
     prepared = await prepare_fetch(rt, ctx, body)
-    data, count = await _run(rt, prepared.entry, prepared.statement, prepared.params)
+    request = prepared.request
+    if request is not None and request.head:
+        data, count = b"[]", 0
+    else:
+        data, count = await _run(rt, prepared.entry, prepared.statement, prepared.params)
+    if prepared.count_statement is not None:
+        # The total, only when asked: one more planned statement with the same WHERE.
+        _, count = await _run(
+            rt, prepared.entry, prepared.count_statement, prepared.params[:-2], capped=False
+        )
     return GatewayResult(prepared.message, data, await fetch_extras(rt, prepared, data, count))
 
 
@@ -377,7 +391,7 @@ async def query(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayR
     ctx.operation = "query"
     await authorize(rt, ctx, entry.name, "gateway.query")
     text = query_text(body)
-    outcome = await raw_sql.execute(rt, entry, text)
+    outcome = await raw_sql.execute(rt, entry, text, query_params(body))
     return GatewayResult(
         "Query executed successfully",
         outcome["data_json"],

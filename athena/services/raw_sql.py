@@ -18,7 +18,7 @@ from athena.context import CallContext
 from athena.db.clients import ClientEntry, require_db
 from athena.db.errors import api_error_from_db
 from athena.errors import ApiError
-from athena.query.raw import encode_rows, is_ddl, query_text, written_rows
+from athena.query.raw import encode_rows, is_ddl, query_params, query_text, written_rows
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -48,16 +48,24 @@ _RESET_SESSION = (
 _UNTRUSTED_TAGS = ("DISCARD", "DEALLOCATE", "PREPARE")
 
 
-def _run_raw(conn: psycopg.Connection, text: str, max_rows: int, max_bytes: int) -> RawOutcome:
+def _run_raw(
+    conn: psycopg.Connection,
+    text: str,
+    max_rows: int,
+    max_bytes: int,
+    params: list[str | None] | None = None,
+) -> RawOutcome:
     statements = affected = 0
     ddl = too_many = too_big = poisoned = False
     data = b"[]"
     columns: list[str] | None = None
     rows: list[tuple[Any, ...]] = []
     try:
-        with conn.transaction(), conn.cursor() as cur:
-            # No parameters and never prepared → the simple protocol: several statements run.
-            cur.execute(text, prepare=False)
+        # No parameters and never prepared → the simple protocol: several statements run.
+        # With params: PostgreSQL's own $1… placeholders (RawCursor), one statement.
+        cursor = conn.cursor() if params is None else psycopg.RawCursor(conn)
+        with conn.transaction(), cursor as cur:
+            cur.execute(text, params, prepare=False)
             while True:
                 statements += 1
                 tag = cur.statusmessage
@@ -98,8 +106,11 @@ def _reset(conn: psycopg.Connection, poisoned: bool) -> None:
         conn.close()  # a connection we cannot reset is not reused
 
 
-async def execute(rt: Runtime, entry: ClientEntry, text: str) -> dict[str, Any]:
-    """Run ``text`` on ``entry``'s pool; returns ``{data_json, meta}`` or raises ApiError."""
+async def execute(
+    rt: Runtime, entry: ClientEntry, text: str, params: list[str | None] | None = None
+) -> dict[str, Any]:
+    """Run ``text`` (with ``params`` for ``$1…``) on ``entry``'s pool; returns
+    ``{data_json, meta}`` or raises ApiError."""
     settings = rt.settings
     db = require_db(entry)
     try:
@@ -107,6 +118,7 @@ async def execute(rt: Runtime, entry: ClientEntry, text: str) -> dict[str, Any]:
             partial(
                 _run_raw,
                 text=text,
+                params=params,
                 max_rows=settings.max_result_rows,
                 max_bytes=settings.max_result_bytes,
             )
@@ -183,8 +195,14 @@ async def query_sql(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> dict
     driver = driver.strip().lower()
     ctx.operation = "query"
     text = query_text(body)
+    params = query_params(body)
     if driver == "athena":
         await authorize(rt, ctx, body.get("db_name") or None, "gateway.query")
+        if params is not None:
+            raise ApiError(
+                "invalid_request", "params are served for PostgreSQL drivers only",
+                data={"field": "params", "driver": driver},
+            )  # fmt: skip
         service = rt.services.get("scylla")
         if service is None:
             from athena.services.scylla import unavailable
@@ -194,4 +212,4 @@ async def query_sql(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> dict
     entry = _client_by_name(rt, body.get("db_name"))
     ctx.client_name = entry.name
     await authorize(rt, ctx, entry.name, "gateway.query")
-    return await execute(rt, entry, text)
+    return await execute(rt, entry, text, params)
