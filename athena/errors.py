@@ -32,6 +32,7 @@ CODES: dict[str, int] = {
     "invalid_value": 400,
     "invalid_pagination": 400,
     "unsupported_driver": 400,
+    "direct_uri_not_allowed": 400,  # x-pg-uri: a caller-chosen database is never connected to
     "update_requires_conditions": 400,
     "delete_requires_conditions": 400,
     "payload_too_large": 413,
@@ -42,6 +43,7 @@ CODES: dict[str, int] = {
     # -- routing: the URL or method does not exist ------------------------------------------
     "not_found": 404,
     "method_not_allowed": 405,
+    "not_supported": 404,  # an SDK 5 service path (storage catalogs, auth) Athena does not serve
     # -- clients: the X-Athena-Client named a database we cannot use ------------------------
     "unknown_client": 400,
     "client_frozen": 403,

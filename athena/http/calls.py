@@ -63,6 +63,14 @@ class CallGate:
         # one read passes it, so the total is checked here too.
         if sum(len(k) + len(v) for k, v in ctx.headers.items()) > MAX_HEADER_BYTES:
             raise ApiError("headers_too_large", "the request headers are larger than 32 KiB")
+        if "x-pg-uri" in ctx.headers:
+            # A caller-chosen database is an SSRF-and-credential risk by design: refused, never
+            # silently ignored (the call would run against the X-Athena-Client database).
+            raise ApiError(
+                "direct_uri_not_allowed",
+                "x-pg-uri (a direct PostgreSQL URI per call) is not served; name a client "
+                "registered in the catalog with X-Athena-Client",
+            )
         if ctx.route not in UNLIMITED_ROUTES:
             self.rate_limits.check(ctx)
 

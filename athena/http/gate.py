@@ -10,13 +10,16 @@ from quart import Quart
 
 from athena.http.app import create_app
 from athena.http.hot_lane import HotLane
+from athena.http.prefixes import ServicePrefixes
 from athena.runtime import Runtime
 
 
-def create_asgi(runtime: Runtime) -> HotLane | Quart:
+def create_asgi(runtime: Runtime) -> HotLane | ServicePrefixes:
     """What hypercorn serves: the hot lane in front of the Quart application (or Quart alone
-    with ``ATHENA_HOT_LANE=false``)."""
-    app = create_app(runtime)
+    with ``ATHENA_HOT_LANE=false``); SDK 5's ``/db/…`` and ``/storage/…`` prefixes are mapped on
+    both paths (the hot lane in its route match, ``ServicePrefixes`` in front of Quart)."""
+    app: Quart = create_app(runtime)
+    quart = ServicePrefixes(app)
     if not runtime.settings.hot_lane:
-        return app
-    return HotLane(app, runtime, app.call_gate)  # type: ignore[attr-defined]
+        return quart
+    return HotLane(quart, runtime, app.call_gate)  # type: ignore[attr-defined]

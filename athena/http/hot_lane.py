@@ -23,6 +23,7 @@ from typing import Any
 from athena.context import CallContext
 from athena.errors import ApiError
 from athena.http.calls import CallGate, first_values, query_pairs
+from athena.http.prefixes import canonical_path
 from athena.routes._http import JSON, dumps, parse_json_object
 from athena.routes.gateway import BODY_ROUTES, envelope
 from athena.routes.rest import answer as rest_answer
@@ -74,6 +75,7 @@ class HotLane:
 
     def match(self, method: str, path: str) -> tuple[Handler, str, str] | None:
         """The handler, route template and path parameter serving ``method path``, if any."""
+        path = canonical_path(path)  # /db/gateway/fetch is /gateway/fetch (SDK 5)
         handler = self.routes.get((method, path))
         if handler is not None:
             return handler, path, ""

@@ -290,10 +290,9 @@ def count_sql(shape: tuple[Any, ...]) -> sql.Composed:
     """``('[]', total)`` for a fetch shape: the same WHERE, no order, no paging. Its params are
     the fetch's without the trailing LIMIT and OFFSET."""
     qualified, _columns, where, _sort, _strip = shape
-    return (
-        sql.SQL("SELECT '[]'::text, count(*) FROM {}").format(sql.Identifier(*qualified))
-        + where_sql(where)
-    )
+    return sql.SQL("SELECT '[]'::text, count(*) FROM {}").format(
+        sql.Identifier(*qualified)
+    ) + where_sql(where)
 
 
 @lru_cache(maxsize=4096)

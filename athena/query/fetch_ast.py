@@ -4,7 +4,7 @@
 ``columns``/``conditions``/``sort_by`` body::
 
     {"table_name": "orders",
-     "select": {"id": true, "total": true, "label": {"column": "name"}},
+     "select": {"id": true, "total": true},
      "where": {"state": "open", "total": {"gte": 10},
                "or": [{"owner": {"eq": "a"}}, {"owner": {"eq": "b"}}],
                "not": {"note": {"is": null}}},
@@ -14,8 +14,7 @@
 ``to_classic(body)`` rewrites that into the body ``query/fetch.py`` already reads, so both shapes
 share one parser, one planner and one statement cache: ``where`` becomes JSON conditions
 (``or``/``not`` carry nested condition lists, never PostgREST text — values stay values, nothing
-is re-quoted), ``select`` becomes ``columns`` (``alias:column`` for renamed keys), ``orderBy``
-becomes ``sort_by``. A body without any AST key is returned unchanged.
+is re-quoted), ``select`` becomes ``columns``, ``orderBy`` becomes ``sort_by``. A body without any AST key is returned unchanged.
 
 Relation filters (``some``/``every``/``none``/``is``/``isNot``) and nested relation selects
 have no classic equivalent on ``/gateway/fetch`` and are refused with 400
@@ -95,12 +94,10 @@ def _columns(select: dict[str, Any]) -> list[str]:
             columns.append(key)
         elif value is False or value is None:
             continue
-        elif isinstance(value, dict) and isinstance(value.get("column"), str):
-            columns.append(key if value["column"] == key else f"{key}:{value['column']}")
         elif isinstance(value, dict):
             raise _unsupported(f"select.{key} is a relation")
         else:
-            raise ApiError("invalid_request", f"select.{key} must be true or a relation object")
+            raise ApiError("invalid_request", f"select.{key} must be true (a column) or a relation object")
     if not columns:
         raise ApiError("invalid_request", "select must name at least one column")
     return columns

@@ -56,9 +56,7 @@ def query_params(body: dict[str, Any]) -> list[str | None] | None:
     if not isinstance(raw, list):
         raise ApiError("invalid_request", "'params' must be an array", data={"field": "params"})
     if len(raw) > MAX_PARAMS:
-        raise ApiError(
-            "invalid_request", f"at most {MAX_PARAMS} params", data={"field": "params"}
-        )
+        raise ApiError("invalid_request", f"at most {MAX_PARAMS} params", data={"field": "params"})
     from athena.query.conditions import scalar_text  # the one JSON value → SQL text rule
 
     return [scalar_text(value) if not isinstance(value, list) else _list_param(value)

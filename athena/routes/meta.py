@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, current_app, redirect
 
-from athena.routes._http import json_response, rt
+from athena.http.prefixes import DATA_FAMILIES, STORAGE_SERVED
+from athena.routes._http import ctx, json_response, rt
+from athena.services.release import release_info
 from athena.spec import openapi_path, spec_bytes, summaries
 
 blueprint = Blueprint("meta", __name__)
@@ -30,6 +32,23 @@ def route_listing() -> list[dict[str, object]]:
     return listing
 
 
+# SDK 5 derives one base URL per service from its root URL (athena/http/prefixes.py).
+SERVICE_PREFIXES = [
+    {"prefix": "/db", "serves": [f"/{family}" for family in DATA_FAMILIES] + ["/"]},
+    {"prefix": "/storage", "serves": [STORAGE_SERVED.removeprefix("/storage")]},
+]
+
+
+_SERVED: list[str] = []
+
+
+def _served_paths() -> list[str]:
+    """The spec paths of every route (the URL map is fixed once the app serves)."""
+    if not _SERVED:
+        _SERVED.extend(openapi_path(rule.rule) for rule in current_app.url_map.iter_rules())
+    return _SERVED
+
+
 @blueprint.get("/")
 async def root() -> Response:
     runtime = rt()
@@ -40,11 +59,39 @@ async def root() -> Response:
         {
             "message": "athena is online",
             "version": runtime.version,
+            "release": release_info(_served_paths()),
             "athena_api": "online",
             "athena_deadpool": deadpool,
             "athena_scylladb": "online" if scylla is not None and scylla.online else "offline",
             "cargo_toml_version": runtime.version,
             "routes": route_listing(),
+            "service_prefixes": SERVICE_PREFIXES,
+        }
+    )
+
+
+@blueprint.get("/health")
+async def health() -> Response:
+    """Liveness and pool state, from memory (the pool-health probe's last round): fast enough
+    for a load balancer to poll, and kept out of the request log like ``/ping``."""
+    runtime = rt()
+    ctx().extra["log"] = False
+    probe = runtime.services.get("pool_health")
+    state = probe.overall() if probe is not None else _pool_state_now()
+    pools = (
+        {name: "online" if check.ok else "offline" for name, check in probe.checks.items()}
+        if probe is not None
+        else {}
+    )
+    return json_response(
+        {
+            "status": "ok" if state == "online" else state,
+            "message": "athena is online",
+            "version": runtime.version,
+            "release": release_info(_served_paths()),
+            "athena_api": "online",
+            "athena_deadpool": state,
+            "pools": pools,
         }
     )
 
