@@ -13,12 +13,15 @@ from athena.spec import openapi_path, spec_bytes, summaries
 blueprint = Blueprint("meta", __name__)
 
 _HIDDEN_METHODS = {"HEAD", "OPTIONS"}
+_REFUSALS = "unsupported."  # the blueprint of athena.routes.unsupported
 
 
 def route_listing() -> list[dict[str, object]]:
     """Every registered route with its methods and the spec's summary, sorted by path."""
     by_path: dict[str, set[str]] = {}
     for rule in current_app.url_map.iter_rules():
+        if rule.endpoint.startswith(_REFUSALS):
+            continue  # SDK paths answered 404 not_supported are not served routes
         methods = set(rule.methods or ()) - _HIDDEN_METHODS
         if getattr(rule, "websocket", False):
             methods = {"GET"}
@@ -45,7 +48,11 @@ _SERVED: list[str] = []
 def _served_paths() -> list[str]:
     """The spec paths of every route (the URL map is fixed once the app serves)."""
     if not _SERVED:
-        _SERVED.extend(openapi_path(rule.rule) for rule in current_app.url_map.iter_rules())
+        _SERVED.extend(
+            openapi_path(rule.rule)
+            for rule in current_app.url_map.iter_rules()
+            if not rule.endpoint.startswith(_REFUSALS)
+        )
     return _SERVED
 
 
