@@ -97,7 +97,9 @@ def _columns(select: dict[str, Any]) -> list[str]:
         elif isinstance(value, dict):
             raise _unsupported(f"select.{key} is a relation")
         else:
-            raise ApiError("invalid_request", f"select.{key} must be true (a column) or a relation object")
+            raise ApiError(
+                "invalid_request", f"select.{key} must be true (a column) or a relation object"
+            )
     if not columns:
         raise ApiError("invalid_request", "select must name at least one column")
     return columns
