@@ -173,6 +173,10 @@ class Settings(BaseSettings):
     backup_s3_prefix: str = "athena-backups"
     backup_s3_endpoint: str | None = None
     backup_s3_region: str = "us-east-1"
+    # A running job whose heartbeat is older than this belongs to a gateway that died: it is
+    # marked failed. Schedules: how often each instance looks for due ones.
+    backup_job_orphan_seconds: float = Field(60.0, gt=0)
+    backup_scheduler_interval_s: float = Field(15.0, gt=0)
 
     @field_validator("cluster_mirrors", "scylla_hosts", "outbound_allow_cidrs", mode="before")
     @classmethod

@@ -105,6 +105,11 @@ CODES: dict[str, int] = {
     "backup_not_found": 404,
     "backup_job_not_found": 404,
     "backup_job_conflict": 409,
+    "backup_job_finished": 409,  # cancel of a job that already ended
+    "backup_job_active": 409,  # delete of a job that has not ended
+    "backup_job_cancelled": 409,  # the job a request waited for was cancelled
+    "backup_schedule_not_found": 404,
+    "invalid_schedule": 400,
     "restore_refused": 403,
     "backup_failed": 502,
     "restore_failed": 502,

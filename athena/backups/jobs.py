@@ -4,15 +4,20 @@ A job outlives the request that started it: the POST only waits for it (or strea
 progress), so a client that disconnects does not stop a dump halfway. Lifecycle::
 
     queued ──(a slot of MAX_CONCURRENT_JOBS frees)──► running ──► succeeded | failed
+       └──────────────── cancel (POST …/cancel) ──────────────┴──► cancelled
 
 Every job writes a heartbeat to ``athena.backup_jobs`` each second; ``reap_orphans`` (a
-supervised background task in every gateway) marks failed the jobs whose gateway died, so a
-job never stays "running" forever. Catalog rows are the truth shared by all instances; the
-in-memory ``Job`` adds live progress for the SSE stream of the gateway running it.
+supervised background task in every gateway) marks failed the jobs whose gateway died
+(``ATHENA_BACKUP_JOB_ORPHAN_SECONDS`` without a heartbeat), so a job never stays "running"
+forever. The heartbeat also reads back ``cancel_requested_at``: a cancel asked on any instance
+reaches the instance running the job within a second. Catalog rows are the truth shared by all
+instances; the in-memory ``Job`` adds live progress for the SSE stream of the gateway running
+it. Ids are integers (the SDK's type); the UUID of jobs from before that change still resolves.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,9 +46,14 @@ log = logging.getLogger("athena.backups")
 # gzip): two at once keeps a small gateway responsive; more wait in "queued".
 MAX_CONCURRENT_JOBS = 2
 HEARTBEAT_SECONDS = 1.0
-# A job whose heartbeat is older than this belongs to a gateway that died.
-ORPHAN_AFTER_SECONDS = 60
-REAP_EVERY_SECONDS = 30.0
+# A job whose heartbeat is older than ATHENA_BACKUP_JOB_ORPHAN_SECONDS belongs to a gateway
+# that died; the reaper looks four times per that period.
+REAP_FRACTION = 4
+# How long POST …/cancel waits for the job to stop before answering with it as it is.
+CANCEL_WAIT_SECONDS = 15.0
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+# Log lines kept per job in memory before the next heartbeat writes them.
+MAX_PENDING_LOG = 200
 # Finished jobs stay in memory this long so a late SSE subscriber still gets the result.
 KEEP_FINISHED = 200
 # SSE: at most this many progress events per second, and a comment line to keep proxies from
@@ -54,8 +64,9 @@ ADVISORY_NAMESPACE = 0x4154_0080  # pg_advisory_xact_lock(namespace, hashtext(cl
 
 # Constant text only: values are always bound parameters.
 _SELECT_JOBS = (
-    "SELECT id, kind, client_name, state, phase, bytes, total_bytes, backup_key, label, error, "
-    "error_code, result, created_at, started_at, finished_at FROM athena.backup_jobs "
+    "SELECT id, uuid, kind, client_name, state, phase, bytes, total_bytes, backup_key, label, "
+    "error, error_code, result, schedule_id, cancel_requested_at, pruned_at, created_at, "
+    "started_at, finished_at FROM athena.backup_jobs "
 )
 
 
@@ -72,9 +83,11 @@ class JobError(Exception):
 class Job:
     """A job this gateway runs, with its live progress."""
 
-    id: str
     kind: str  # backup | restore
     client_name: str
+    id: int = 0  # assigned by the catalog when the job is recorded
+    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    schedule_id: int | None = None
     label: str | None = None
     backup_key: str | None = None
     state: str = "queued"
@@ -91,6 +104,21 @@ class Job:
     finished_at: datetime | None = None
     done: trio.Event = field(default_factory=trio.Event)
     _changed: trio.Event = field(default_factory=trio.Event)
+    scope: trio.CancelScope | None = None
+    cancel_requested: bool = False
+    pending_log: list[tuple[datetime, str, str]] = field(default_factory=list)
+
+    def log(self, message: str, level: str = "info") -> None:
+        """A line of the job's log; written to the catalog with the next heartbeat."""
+        if len(self.pending_log) < MAX_PENDING_LOG:
+            self.pending_log.append((datetime.now(UTC), level, message))
+
+    def request_cancel(self) -> None:
+        if not self.cancel_requested:
+            self.cancel_requested = True
+            self.log("cancel requested")
+        if self.scope is not None:
+            self.scope.cancel()
 
     # -- progress (called from the job's own task) -----------------------------------------
 
@@ -147,11 +175,36 @@ class Job:
 def job_json(row: dict[str, Any]) -> dict[str, Any]:
     """A catalog row as the ``BackupJob`` schema."""
     out = dict(row)
-    out["id"] = str(row["id"])
-    for name in ("created_at", "started_at", "finished_at"):
+    out["uuid"] = str(row["uuid"])
+    for name in ("created_at", "started_at", "finished_at", "cancel_requested_at", "pruned_at"):
         value = row.get(name)
         out[name] = value.isoformat() if value is not None else None
     return out
+
+
+def encode_cursor(value: int | str) -> str:
+    """An opaque page cursor (callers must not build their own)."""
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError("invalid_pagination", "cursor is not one this gateway issued") from None
+
+
+def parse_job_ref(ref: str) -> tuple[str, int | str]:
+    """``("id", 42)`` or ``("uuid", "…")`` (jobs recorded before integer ids); else 400."""
+    text = ref.strip()
+    if text.isdigit() and len(text) <= 18:
+        return "id", int(text)
+    try:
+        return "uuid", str(uuid.UUID(text))
+    except ValueError:
+        raise ApiError(
+            "invalid_request", "the job id is not an integer (or a job UUID)", data={"id": ref}
+        ) from None
 
 
 class JobRegistry:
@@ -161,20 +214,36 @@ class JobRegistry:
         self.rt = rt
         self.storage = BackupStorage(rt.settings)
         self.slots = trio.CapacityLimiter(MAX_CONCURRENT_JOBS)
-        self.live: dict[str, Job] = {}
-        self._finished: list[str] = []
+        self.live: dict[int, Job] = {}
+        self._finished: list[int] = []
+        self.orphan_after = float(rt.settings.backup_job_orphan_seconds)
+        # Called (inside the transaction that records a job's end) by capabilities that react
+        # to finished jobs: the webhook outbox writes its backup.* events there.
+        self.on_finish: list[Callable[[psycopg.Connection, Job], None]] = []
 
     # -- starting --------------------------------------------------------------------------
 
-    async def start_backup(self, entry: ClientEntry, label: str | None) -> Job:
-        job = Job(id=str(uuid.uuid4()), kind="backup", client_name=entry.name, label=label)
-        job.backup_key = self.storage.new_key(entry.name, job.id, job.created_at)
-        await self._record_new(job)
-        self._launch(job, lambda: self._backup(job, entry))
+    def new_backup(
+        self, entry: ClientEntry, label: str | None, schedule_id: int | None = None
+    ) -> Job:
+        """A backup job, not yet recorded (``record_new`` / ``insert_job``) nor launched."""
+        job = Job(kind="backup", client_name=entry.name, label=label, schedule_id=schedule_id)
+        job.backup_key = self.storage.new_key(entry.name, job.uuid, job.created_at)
         return job
 
+    async def start_backup(
+        self, entry: ClientEntry, label: str | None, schedule_id: int | None = None
+    ) -> Job:
+        job = self.new_backup(entry, label, schedule_id)
+        await self._record_new(job)
+        self.launch_backup(job, entry)
+        return job
+
+    def launch_backup(self, job: Job, entry: ClientEntry) -> None:
+        self._launch(job, lambda: self._backup(job, entry))
+
     async def start_restore(self, entry: ClientEntry, key: str) -> Job:
-        job = Job(id=str(uuid.uuid4()), kind="restore", client_name=entry.name, backup_key=key)
+        job = Job(kind="restore", client_name=entry.name, backup_key=key)
         await self._record_new(job)
         self._launch(job, lambda: self._restore(job, entry))
         return job
@@ -188,31 +257,9 @@ class JobRegistry:
         gateways cannot both pass it.
         """
 
-        def insert(conn: psycopg.Connection) -> str | None:
+        def insert(conn: psycopg.Connection) -> int | None:
             with conn.transaction():
-                conn.execute(
-                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                    (ADVISORY_NAMESPACE, job.client_name),
-                )
-                busy = conn.execute(
-                    """SELECT id::text FROM athena.backup_jobs
-                        WHERE client_name = %s AND state IN ('queued', 'running')
-                          AND (kind = 'restore' OR %s = 'restore')
-                          AND coalesce(heartbeat_at, created_at)
-                              > now() - make_interval(secs => %s)
-                        LIMIT 1""",
-                    (job.client_name, job.kind, ORPHAN_AFTER_SECONDS),
-                ).fetchone()
-                if busy:
-                    return str(busy[0])
-                conn.execute(
-                    """INSERT INTO athena.backup_jobs
-                           (id, kind, client_name, state, phase, backup_key, label,
-                            created_at, heartbeat_at)
-                       VALUES (%s, %s, %s, 'queued', 'queued', %s, %s, %s, now())""",
-                    (job.id, job.kind, job.client_name, job.backup_key, job.label, job.created_at),
-                )
-            return None
+                return self.insert_job(conn, job)
 
         try:
             busy = await self.rt.catalog.run(insert)
@@ -225,6 +272,41 @@ class JobRegistry:
                 data={"job_id": busy, "client_name": job.client_name},
             )
 
+    def insert_job(self, conn: psycopg.Connection, job: Job) -> int | None:
+        """Record ``job`` inside the caller's transaction; the id of a conflicting job instead.
+
+        Takes the per-client advisory lock for the rest of the transaction.
+        """
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (ADVISORY_NAMESPACE, job.client_name)
+        )
+        busy = conn.execute(
+            """SELECT id FROM athena.backup_jobs
+                WHERE client_name = %s AND state IN ('queued', 'running')
+                  AND (kind = 'restore' OR %s = 'restore')
+                  AND coalesce(heartbeat_at, created_at) > now() - make_interval(secs => %s)
+                LIMIT 1""",
+            (job.client_name, job.kind, self.orphan_after),
+        ).fetchone()
+        if busy:
+            return int(busy[0])
+        row = conn.execute(
+            """INSERT INTO athena.backup_jobs
+                   (uuid, kind, client_name, state, phase, backup_key, label, schedule_id,
+                    created_at, heartbeat_at)
+               VALUES (%s, %s, %s, 'queued', 'queued', %s, %s, %s, %s, now())
+               RETURNING id""",
+            (
+                job.uuid, job.kind, job.client_name, job.backup_key, job.label, job.schedule_id,
+                job.created_at,
+            ),
+        ).fetchone()  # fmt: skip
+        assert row is not None
+        job.id = int(row[0])
+        origin = f" by schedule {job.schedule_id}" if job.schedule_id else ""
+        job.log(f"{job.kind} of client '{job.client_name}' queued{origin}")
+        return None
+
     def _launch(self, job: Job, work: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         if self.rt.nursery is None:
             raise ApiError("service_unavailable", "the gateway is not ready to run jobs yet")
@@ -234,48 +316,61 @@ class JobRegistry:
     # -- running ---------------------------------------------------------------------------
 
     async def _run(self, job: Job, work: Callable[[], Awaitable[dict[str, Any]]]) -> None:
-        """Run one job to its end and record every step; Cancelled (shutdown) is recorded
-        as a failure, then re-raised."""
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._heartbeat, job)
-                async with self.slots:
-                    job.state, job.started_at = "running", datetime.now(UTC)
-                    job.touch()
-                    await self._persist(job)
-                    job.result = await work()
-                job.state = "succeeded"
-                job.phase = "done"
-                nursery.cancel_scope.cancel()
-        except BaseException as exc:
-            cancelled, failure = _classify(exc)
-            job.state = "failed"
-            if cancelled is not None and failure is None:
-                job.error_code = "service_unavailable"
-                job.error = "the gateway shut down before the job finished"
-            elif isinstance(failure, JobError):
-                job.error_code, job.error = failure.code, failure.reason
-            elif isinstance(failure, DatabaseUnavailable):
-                job.error_code = "catalog_unavailable"
-                job.error = "the catalog database became unreachable while the job started"
-            else:
-                log.error("%s job %s crashed", job.kind, job.id, exc_info=failure or exc)
-                job.error_code = "internal_error"
-                job.error = "an unexpected error stopped the job; see the gateway's log"
-            if cancelled is not None or not isinstance(exc, Exception):
-                await self._finish(job, persist_within=5)
-                raise
-        await self._finish(job, persist_within=10)
+        """Run one job to its end and record every step. A cancel of the job (its own scope)
+        ends it ``cancelled``; Cancelled from outside (shutdown) is recorded as a failure,
+        then re-raised."""
+        with trio.CancelScope() as scope:
+            job.scope = scope
+            if job.cancel_requested:
+                scope.cancel()
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._heartbeat, job)
+                    async with self.slots:
+                        job.state, job.started_at = "running", datetime.now(UTC)
+                        job.log("started")
+                        job.touch()
+                        await self._persist(job)
+                        job.result = await work()
+                    job.state = "succeeded"
+                    job.phase = "done"
+                    job.log(f"succeeded ({job.bytes} bytes)")
+                    nursery.cancel_scope.cancel()
+            except BaseException as exc:
+                cancelled, failure = _classify(exc)
+                job.state = "failed"
+                if cancelled is not None and failure is None and job.cancel_requested:
+                    job.state = "cancelled"
+                    job.error_code = "backup_job_cancelled"
+                    job.error = "the job was cancelled"
+                elif cancelled is not None and failure is None:
+                    job.error_code = "service_unavailable"
+                    job.error = "the gateway shut down before the job finished"
+                elif isinstance(failure, JobError):
+                    job.error_code, job.error = failure.code, failure.reason
+                elif isinstance(failure, DatabaseUnavailable):
+                    job.error_code = "catalog_unavailable"
+                    job.error = "the catalog database became unreachable while the job started"
+                else:
+                    log.error("%s job %s crashed", job.kind, job.id, exc_info=failure or exc)
+                    job.error_code = "internal_error"
+                    job.error = "an unexpected error stopped the job; see the gateway's log"
+                job.log(f"{job.state}: {job.error}", "error" if job.state == "failed" else "info")
+                if cancelled is not None or not isinstance(exc, Exception):
+                    await self._finish(job, persist_within=5)
+                    raise  # the job's own cancel ends at its scope; a shutdown goes on up
+        if not job.done.is_set():
+            await self._finish(job, persist_within=10)
 
     async def _finish(self, job: Job, *, persist_within: float) -> None:
         """Record the outcome, then wake the waiters: whoever is answered can already read
         the finished job from the catalog."""
         job.finished_at = datetime.now(UTC)
-        if job.state == "failed":
-            job.phase = "failed"
+        if job.state in ("failed", "cancelled"):
+            job.phase = job.state
         with trio.CancelScope(shield=True), trio.move_on_after(persist_within):
             try:
-                await self._persist(job)
+                await self._persist(job, final=True)
             except Exception:  # the reaper marks it failed later; the waiters still learn now
                 log.warning("recording the end of job %s failed", job.id, exc_info=True)
         job.done.set()
@@ -292,23 +387,45 @@ class JobRegistry:
             except Exception:  # the catalog may be briefly away; the job goes on
                 log.warning("recording progress of job %s failed", job.id, exc_info=True)
 
-    async def _persist(self, job: Job) -> None:
-        def write(conn: psycopg.Connection) -> None:
-            conn.execute(
-                """UPDATE athena.backup_jobs
-                      SET state = %s, phase = %s, bytes = %s, total_bytes = %s,
-                          backup_key = %s, error = %s, error_code = %s, result = %s,
-                          started_at = %s, finished_at = %s, heartbeat_at = now()
-                    WHERE id = %s""",
-                (
-                    job.state, job.phase, job.bytes, job.total_bytes, job.backup_key,
-                    job.error, job.error_code,
-                    Jsonb(job.result) if job.result is not None else None,
-                    job.started_at, job.finished_at, job.id,
-                ),
-            )  # fmt: skip
+    async def _persist(self, job: Job, *, final: bool = False) -> None:
+        """Write the job's state and new log lines; a cancel asked elsewhere comes back."""
+        lines, job.pending_log = job.pending_log, []
 
-        await self.rt.catalog.run(write)
+        def write(conn: psycopg.Connection) -> bool:
+            with conn.transaction():
+                row = conn.execute(
+                    """UPDATE athena.backup_jobs
+                          SET state = %s, phase = %s, bytes = %s, total_bytes = %s,
+                              backup_key = %s, error = %s, error_code = %s, result = %s,
+                              started_at = %s, finished_at = %s, heartbeat_at = now()
+                        WHERE id = %s
+                    RETURNING cancel_requested_at IS NOT NULL""",
+                    (
+                        job.state, job.phase, job.bytes, job.total_bytes, job.backup_key,
+                        job.error, job.error_code,
+                        Jsonb(job.result) if job.result is not None else None,
+                        job.started_at, job.finished_at, job.id,
+                    ),
+                ).fetchone()  # fmt: skip
+                if lines:
+                    with conn.cursor() as cur:
+                        cur.executemany(
+                            "INSERT INTO athena.backup_job_log (job_id, at, level, message)"
+                            " VALUES (%s, %s, %s, %s)",
+                            [(job.id, at, level, text) for at, level, text in lines],
+                        )
+                if final:
+                    for hook in self.on_finish:
+                        hook(conn, job)
+                return bool(row and row[0])
+
+        try:
+            cancel = await self.rt.catalog.run(write)
+        except BaseException:
+            job.pending_log[:0] = lines  # written with the next heartbeat
+            raise
+        if cancel and not job.done.is_set():
+            job.request_cancel()
 
     def _target(self, entry: ClientEntry) -> ToolTarget:
         if not entry.uri:
@@ -322,13 +439,16 @@ class JobRegistry:
         assert job.backup_key is not None
         job.set_phase("connecting")
         server_version = await _server_version(target)
+        job.log(f"connected to PostgreSQL {server_version}")
         metadata = {
             "client-name": entry.name,
             "created-at": job.created_at.isoformat(),
             "athena-version": __version__,
             "server-version": server_version,
-            "job-id": job.id,
+            "job-id": str(job.id),
         }
+        if job.schedule_id is not None:
+            metadata["schedule-id"] = str(job.schedule_id)
         if job.label:
             metadata["label"] = job.label
         try:
@@ -337,13 +457,16 @@ class JobRegistry:
             raise JobError("storage_unavailable", exc.reason) from None
         try:
             job.set_phase("dumping")
+            job.log(f"pg_dump streaming to s3://{self.storage.bucket}/{job.backup_key}")
             size = await _unwrap(
                 dump_to_upload(tool(self.rt.settings, "pg_dump"), target, upload, job)
             )
             job.set_phase("finalizing")
+            job.log(f"dump complete, {len(upload.parts)} part(s) uploaded; finalizing")
             await upload.complete()
         except BaseException as exc:
             await upload.abort()  # shielded: no partial object may remain
+            job.log("the S3 upload was aborted")
             _reraise_as_job_error(exc, "backup_failed")
             raise
         job.bytes = size
@@ -359,6 +482,7 @@ class JobRegistry:
         target = self._target(entry)
         assert job.backup_key is not None
         job.set_phase("restoring")
+        job.log(f"pg_restore from s3://{self.storage.bucket}/{job.backup_key}")
         try:
             await _unwrap(
                 restore_from_storage(
@@ -373,8 +497,17 @@ class JobRegistry:
     # -- queries ---------------------------------------------------------------------------
 
     async def list_jobs(
-        self, *, client_name: str | None, kind: str | None, state: str | None, limit: int
-    ) -> list[dict[str, Any]]:
+        self,
+        *,
+        client_name: str | None,
+        kind: str | None,
+        state: str | None,
+        limit: int,
+        before_id: int | None = None,
+        schedule_id: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of jobs, newest first, and the id to continue before (None: last page)."""
+
         def query(conn: psycopg.Connection) -> list[dict[str, Any]]:
             with conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(
@@ -382,25 +515,99 @@ class JobRegistry:
                     + """WHERE (%(client)s::text IS NULL OR client_name = %(client)s)
                            AND (%(kind)s::text IS NULL OR kind = %(kind)s)
                            AND (%(state)s::text IS NULL OR state = %(state)s)
-                         ORDER BY created_at DESC LIMIT %(limit)s""",
-                    {"client": client_name, "kind": kind, "state": state, "limit": limit},
-                )
+                           AND (%(before)s::bigint IS NULL OR id < %(before)s)
+                           AND (%(schedule)s::bigint IS NULL OR schedule_id = %(schedule)s)
+                         ORDER BY id DESC LIMIT %(limit)s""",
+                    {
+                        "client": client_name, "kind": kind, "state": state,
+                        "before": before_id, "schedule": schedule_id, "limit": limit + 1,
+                    },
+                )  # fmt: skip
                 return cur.fetchall()
 
         rows = await self.rt.catalog.run(query)
-        return [self._overlay(job_json(r)) for r in rows]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_id = int(rows[-1]["id"]) if more and rows else None
+        return [self._overlay(job_json(r)) for r in rows], next_id
 
-    async def get_job(self, job_id: str) -> dict[str, Any] | None:
+    async def get_job(self, ref: tuple[str, int | str], *, with_log: bool = False) -> dict[str, Any] | None:
+        column = "id" if ref[0] == "id" else "uuid"
+
         def query(conn: psycopg.Connection) -> dict[str, Any] | None:
             with conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(
-                    _SELECT_JOBS + "WHERE id = %s",
-                    (job_id,),
-                )
-                return cur.fetchone()
+                cur.execute(_SELECT_JOBS + f"WHERE {column} = %s", (ref[1],))
+                row = cur.fetchone()
+                if row is not None and with_log:
+                    cur.execute(
+                        "SELECT at, level, message FROM athena.backup_job_log"
+                        " WHERE job_id = %s ORDER BY id",
+                        (row["id"],),
+                    )
+                    row["log"] = [
+                        {"at": r["at"].isoformat(), "level": r["level"], "message": r["message"]}
+                        for r in cur.fetchall()
+                    ]
+                return row
 
         row = await self.rt.catalog.run(query)
         return self._overlay(job_json(row)) if row else None
+
+    async def cancel(self, job_id: int) -> dict[str, Any] | None:
+        """Ask the job to stop (on whichever instance runs it) and wait a while for it."""
+
+        def request(conn: psycopg.Connection) -> str | None:
+            row = conn.execute(
+                """UPDATE athena.backup_jobs SET cancel_requested_at = coalesce(cancel_requested_at, now())
+                    WHERE id = %s RETURNING state""",
+                (job_id,),
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        state = await self.rt.catalog.run(request)
+        if state is None:
+            return None
+        if state in FINAL_STATES:
+            raise ApiError(
+                "backup_job_finished",
+                f"the job has already {state}; only queued or running jobs can be cancelled",
+                data={"id": job_id, "state": state},
+            )
+        live = self.live.get(job_id)
+        with trio.move_on_after(CANCEL_WAIT_SECONDS):
+            if live is not None:
+                live.request_cancel()
+                await live.done.wait()
+            else:  # another instance runs it: its heartbeat sees the request within a second
+                while True:
+                    job = await self.get_job(("id", job_id))
+                    if job is None or job["state"] in FINAL_STATES:
+                        break
+                    await trio.sleep(0.2)
+        return await self.get_job(("id", job_id), with_log=True)
+
+    async def delete_job(self, job_id: int) -> str | None:
+        """Delete a finished job's record (never its backup); its state, or None if unknown."""
+
+        def delete(conn: psycopg.Connection) -> str | None:
+            with conn.transaction():
+                row = conn.execute(
+                    "SELECT state FROM athena.backup_jobs WHERE id = %s FOR UPDATE", (job_id,)
+                ).fetchone()
+                if row is None:
+                    return None
+                if row[0] in FINAL_STATES:
+                    conn.execute("DELETE FROM athena.backup_jobs WHERE id = %s", (job_id,))
+                return str(row[0])
+
+        state = await self.rt.catalog.run(delete)
+        if state is not None and state not in FINAL_STATES:
+            raise ApiError(
+                "backup_job_active",
+                f"the job is {state}; cancel it before deleting it",
+                data={"id": job_id, "state": state},
+            )
+        return state
 
     def _overlay(self, row: dict[str, Any]) -> dict[str, Any]:
         """The catalog row with the fresher in-memory progress of a job running here."""
@@ -441,20 +648,32 @@ class JobRegistry:
     async def reap_orphans(self) -> None:
         """Mark failed the jobs whose gateway stopped sending heartbeats."""
         while True:
-            await self.rt.catalog.run(_reap)
-            await trio.sleep(REAP_EVERY_SECONDS)
+            await self.rt.catalog.run(self._reap)
+            await trio.sleep(max(0.5, self.orphan_after / REAP_FRACTION))
 
-
-def _reap(conn: psycopg.Connection) -> None:
-    conn.execute(
-        """UPDATE athena.backup_jobs
-              SET state = 'failed', phase = 'failed', finished_at = now(),
-                  error_code = 'service_unavailable',
-                  error = 'the gateway running this job stopped before it finished'
-            WHERE state IN ('queued', 'running')
-              AND coalesce(heartbeat_at, created_at) < now() - make_interval(secs => %s)""",
-        (ORPHAN_AFTER_SECONDS,),
-    )
+    def _reap(self, conn: psycopg.Connection) -> None:
+        with conn.transaction():
+            rows = conn.execute(
+                """UPDATE athena.backup_jobs
+                      SET state = 'failed', phase = 'failed', finished_at = now(),
+                          error_code = 'service_unavailable',
+                          error = 'the gateway running this job stopped before it finished'
+                    WHERE state IN ('queued', 'running')
+                      AND coalesce(heartbeat_at, created_at) < now() - make_interval(secs => %s)
+                RETURNING id, kind, client_name, schedule_id, label, backup_key""",
+                (self.orphan_after,),
+            ).fetchall()
+            for job_id, kind, client, schedule_id, label, key in rows:
+                conn.execute(
+                    "INSERT INTO athena.backup_job_log (job_id, level, message) VALUES (%s, 'error', %s)",
+                    (job_id, "failed: the gateway running this job stopped sending heartbeats"),
+                )
+                job = Job(kind=kind, client_name=client, id=job_id, schedule_id=schedule_id,
+                          label=label, backup_key=key, state="failed",
+                          error_code="service_unavailable",
+                          error="the gateway running this job stopped before it finished")  # fmt: skip
+                for hook in self.on_finish:
+                    hook(conn, job)
 
 
 async def _server_version(target: ToolTarget) -> str:

@@ -130,6 +130,16 @@ def _is_not_found(exc: BaseException) -> bool:
     )
 
 
+def _sort_stamp(obj: dict[str, Any]) -> str:
+    """``YYYYMMDDTHHMMSSZ`` of a listed object: its key's own stamp, else LastModified."""
+    name = obj["Key"].rsplit("/", 1)[-1]
+    stamp = name[:16]
+    if len(stamp) == 16 and stamp[8] == "T" and stamp.endswith("Z"):
+        return stamp
+    modified = obj.get("LastModified")
+    return modified.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") if modified else ""
+
+
 class BackupStorage:
     """The bucket and prefix of this gateway's backups."""
 
@@ -263,6 +273,52 @@ class BackupStorage:
         # Keys embed a sortable UTC timestamp, so the key breaks ties of equal created_at.
         result.sort(key=lambda o: (o.created_at, o.key), reverse=True)
         return result
+
+    async def list_page(
+        self, client_name: str | None, limit: int | None, after: str | None
+    ) -> tuple[list[BackupObject], str | None]:
+        """A page of backups, newest first, and the cursor of the next page (None: last).
+
+        The listing itself is cheap (keys only); only the page's objects are asked for their
+        metadata. The order is the key's own UTC stamp (falling back to S3's LastModified),
+        then the key, so pages never overlap or skip while backups are added.
+        """
+        if limit is None and after is None:
+            return await self.list(client_name), None
+        prefix = f"{self.prefix}/{client_name}/" if client_name else f"{self.prefix}/"
+
+        def list_all(client: Any) -> list[tuple[str, str, int]]:
+            found: list[tuple[str, str, int]] = []
+            for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            ):
+                for obj in page.get("Contents", []):
+                    if obj["Key"].endswith(EXTENSION):
+                        found.append((_sort_stamp(obj), obj["Key"], obj.get("Size", 0)))
+            return found
+
+        listed = sorted(await self.call(list_all), reverse=True)
+        if after is not None:
+            stamp, _, key = after.partition("\n")
+            listed = [item for item in listed if (item[0], item[1]) < (stamp, key)]
+        page = listed if limit is None else listed[:limit]
+        more = limit is not None and len(listed) > limit
+        objects: list[BackupObject | None] = [None] * len(page)
+        limiter = trio.Semaphore(LIST_HEAD_CONCURRENCY)
+
+        async def describe(i: int, key: str, size: int) -> None:
+            async with limiter:
+                try:
+                    head = await self.call(lambda c: c.head_object(Bucket=self.bucket, Key=key))
+                except BackupNotFound:
+                    return
+                objects[i] = self._object(key, head, size)
+
+        async with trio.open_nursery() as nursery:
+            for i, (_, key, size) in enumerate(page):
+                nursery.start_soon(describe, i, key, size)
+        next_cursor = f"{page[-1][0]}\n{page[-1][1]}" if more and page else None
+        return [o for o in objects if o is not None], next_cursor
 
     async def delete(self, key: str) -> None:
         await self.head(key)  # S3 deletes of missing keys succeed silently: 404 first

@@ -13,14 +13,19 @@ taken for a key.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 from quart import Blueprint, Response, request
 
 from athena.auth.guard import require_admin
-from athena.backups.jobs import Job, JobRegistry
+from athena.backups.jobs import (
+    Job,
+    JobRegistry,
+    decode_cursor,
+    encode_cursor,
+    parse_job_ref,
+)
 from athena.backups.storage import (
     BackupNotFound,
     StorageError,
@@ -29,15 +34,17 @@ from athena.backups.storage import (
 )
 from athena.backups.targets import client_for_backup, client_for_restore
 from athena.db.database import DatabaseUnavailable
+from athena.db.uris import mask_uri
 from athena.errors import ApiError
 from athena.routes._http import ctx, dumps, json_object, json_response, rt
 
 blueprint = Blueprint("backups", __name__)
 
 _JOB_KINDS = {"backup", "restore"}
-_JOB_STATES = {"queued", "running", "succeeded", "failed"}
+_JOB_STATES = {"queued", "running", "succeeded", "failed", "cancelled"}
 MAX_LABEL_CHARS = 512
 MAX_JOBS_LISTED = 500
+MAX_BACKUPS_LISTED = 1000
 
 
 def _registry() -> JobRegistry:
@@ -109,17 +116,57 @@ async def create_backup() -> Response:
     return await _answer(registry, job)
 
 
+def _limit(default: int | None, maximum: int) -> int | None:
+    raw = request.args.get("limit")
+    if raw is None or raw == "":
+        return default
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise ApiError("invalid_pagination", "limit must be an integer") from None
+    if not 1 <= limit <= maximum:
+        raise ApiError("invalid_pagination", f"limit must be between 1 and {maximum}")
+    return limit
+
+
 @blueprint.get("/admin/backups")
 async def list_backups() -> Response:
+    """Newest first; without ``limit`` every backup (the seed's behaviour), with it a page
+    and ``next_cursor``."""
     registry = _storage_registry()
     client_name = _text_arg(request.args.get("client_name", "").strip(), "client_name")
     if client_name is not None and "/" in client_name:
         raise ApiError("invalid_request", "client_name must not contain '/'")
+    limit = _limit(None, MAX_BACKUPS_LISTED)
+    cursor = request.args.get("cursor") or None
+    after = decode_cursor(cursor) if cursor else None
     try:
-        objects = await registry.storage.list(client_name)
+        objects, next_key = await registry.storage.list_page(client_name, limit, after)
     except StorageError as exc:
         raise storage_api_error(exc) from None
-    return json_response({"backups": [o.as_dict() for o in objects]})
+    body: dict[str, Any] = {"backups": [o.as_dict() for o in objects]}
+    if limit is not None or cursor is not None:  # paged: the seed's plain listing is unchanged
+        body["next_cursor"] = encode_cursor(next_key) if next_key else None
+    return json_response(body)
+
+
+@blueprint.get("/admin/backups/config")
+async def backup_config() -> Response:
+    """Where backups go, for operators and consoles: never a credential."""
+    require_admin(rt(), ctx())
+    settings = rt().settings
+    return json_response(
+        {
+            "configured": not settings.s3_missing(),
+            "missing_settings": settings.s3_missing(),
+            "bucket": settings.backup_s3_bucket,
+            "region": settings.backup_s3_region,
+            "prefix": settings.backup_s3_prefix.strip("/"),
+            "endpoint": mask_uri(settings.backup_s3_endpoint) if settings.backup_s3_endpoint else None,
+            "job_orphan_seconds": settings.backup_job_orphan_seconds,
+            "scheduler_interval_s": settings.backup_scheduler_interval_s,
+        }
+    )
 
 
 @blueprint.get("/admin/backups/jobs")
@@ -132,41 +179,77 @@ async def list_jobs() -> Response:
         raise ApiError("invalid_request", "kind must be 'backup' or 'restore'")
     if state is not None and state not in _JOB_STATES:
         raise ApiError("invalid_request", f"state must be one of {', '.join(sorted(_JOB_STATES))}")
+    limit = _limit(50, MAX_JOBS_LISTED)
+    assert limit is not None
+    cursor = args.get("cursor") or None
+    before: int | None = None
+    if cursor:
+        text = decode_cursor(cursor)
+        if not text.isdigit():
+            raise ApiError("invalid_pagination", "cursor is not one this gateway issued")
+        before = int(text)
     try:
-        limit = int(args.get("limit", "50"))
-    except ValueError:
-        raise ApiError("invalid_pagination", "limit must be an integer") from None
-    if not 1 <= limit <= MAX_JOBS_LISTED:
-        raise ApiError("invalid_pagination", f"limit must be between 1 and {MAX_JOBS_LISTED}")
-    try:
-        jobs = await registry.list_jobs(
+        jobs, next_id = await registry.list_jobs(
             client_name=_text_arg(args.get("client_name"), "client_name"),
             kind=kind,
             state=state,
             limit=limit,
+            before_id=before,
         )
     except DatabaseUnavailable:
         raise ApiError("catalog_unavailable", "the catalog database is unreachable") from None
-    return json_response({"jobs": jobs})
+    return json_response(
+        {"jobs": jobs, "next_cursor": encode_cursor(next_id) if next_id is not None else None}
+    )
+
+
+async def _job_or_404(registry: JobRegistry, ref: tuple[str, int | str]) -> dict[str, object]:
+    try:
+        job = await registry.get_job(ref, with_log=True)
+    except DatabaseUnavailable:
+        raise ApiError("catalog_unavailable", "the catalog database is unreachable") from None
+    if job is None:
+        raise ApiError("backup_job_not_found", "no backup job has this id", data={"id": ref[1]})
+    return job
 
 
 @blueprint.get("/admin/backups/jobs/<id>")
 async def get_job(id: str) -> Response:  # the spec names the path parameter {id}
     registry = _registry()
-    try:
-        job_id = str(uuid.UUID(id))
-    except ValueError:
-        raise ApiError("invalid_uuid", "the job id is not a UUID", data={"id": id}) from None
-    live = registry.live.get(job_id)
+    ref = parse_job_ref(id)
+    live = registry.live.get(ref[1]) if ref[0] == "id" else None  # type: ignore[call-overload]
     if live is not None and _wants_stream():
         return _sse_response(registry, live)  # re-attach to a job's progress
+    return json_response({"job": await _job_or_404(registry, ref)})
+
+
+@blueprint.post("/admin/backups/jobs/<id>/cancel")
+async def cancel_job(id: str) -> Response:
+    """Stop a queued or running job wherever it runs; answers the job once it stopped (or,
+    after 15 s, as it is, with ``cancel_requested_at`` set and status 202)."""
+    registry = _registry()
+    job_id = int((await _job_or_404(registry, parse_job_ref(id)))["id"])  # type: ignore[call-overload]
     try:
-        job = await registry.get_job(job_id)
+        job = await registry.cancel(job_id)
     except DatabaseUnavailable:
         raise ApiError("catalog_unavailable", "the catalog database is unreachable") from None
     if job is None:
         raise ApiError("backup_job_not_found", "no backup job has this id", data={"id": job_id})
-    return json_response({"job": job})
+    return json_response({"job": job}, 200 if job["state"] == "cancelled" else 202)
+
+
+@blueprint.delete("/admin/backups/jobs/<id>")
+async def delete_job(id: str) -> Response:
+    """Forget a finished job (its backup in S3 stays; delete that by key)."""
+    registry = _registry()
+    job_id = int((await _job_or_404(registry, parse_job_ref(id)))["id"])  # type: ignore[call-overload]
+    try:
+        state = await registry.delete_job(job_id)
+    except DatabaseUnavailable:
+        raise ApiError("catalog_unavailable", "the catalog database is unreachable") from None
+    if state is None:
+        raise ApiError("backup_job_not_found", "no backup job has this id", data={"id": job_id})
+    return json_response({"id": job_id, "deleted": True})
 
 
 @blueprint.post("/admin/backups/<path:key>/restore")

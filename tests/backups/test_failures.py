@@ -73,7 +73,7 @@ def test_bad_requests_are_400(api: httpx.Client) -> None:
         "invalid_request",
     )
     _error(api.get("/admin/backups/jobs", params={"client_name": "a\x00"}), 400, "invalid_request")
-    _error(api.get("/admin/backups/jobs/not-a-uuid"), 400, "invalid_uuid")
+    _error(api.get("/admin/backups/jobs/not-an-id"), 400, "invalid_request")
     _error(api.get("/admin/backups/jobs", params={"limit": "0"}), 400, "invalid_pagination")
     _error(api.get("/admin/backups/jobs", params={"state": "sleeping"}), 400, "invalid_request")
 
@@ -90,6 +90,7 @@ def test_unknown_keys_and_jobs_are_404(api: httpx.Client) -> None:
             "backup_not_found",
         )
     _error(api.get(f"/admin/backups/jobs/{uuid.uuid4()}"), 404, "backup_job_not_found")
+    _error(api.get("/admin/backups/jobs/987654321"), 404, "backup_job_not_found")
 
 
 def test_restore_refuses_frozen_clients_and_the_catalog(api: httpx.Client, backup_key: str) -> None:
@@ -173,13 +174,13 @@ def test_a_restore_waits_for_no_one_but_refuses_to_overlap(
     backup_env: BackupEnv, api: httpx.Client, backup_key: str
 ) -> None:
     """A job still running on the client (here: recorded by another gateway) → 409."""
-    job_id = str(uuid.uuid4())
     with backup_env.pg.connect(backup_env.catalog_db, superuser=True) as conn:
-        conn.execute(
-            """INSERT INTO athena.backup_jobs (id, kind, client_name, state, heartbeat_at)
-               VALUES (%s, 'restore', 'target2', 'running', now())""",
-            (job_id,),
-        )
+        row = conn.execute(
+            """INSERT INTO athena.backup_jobs (kind, client_name, state, heartbeat_at)
+               VALUES ('restore', 'target2', 'running', now()) RETURNING id"""
+        ).fetchone()
+        assert row is not None
+        job_id = row[0]
     try:
         key = quote(backup_key, safe="")
         busy = api.post(f"/admin/backups/{key}/restore", json={"client_name": "target2"})
@@ -195,15 +196,14 @@ def test_a_job_of_a_dead_gateway_does_not_block_the_client(
     backup_env: BackupEnv, api: httpx.Client
 ) -> None:
     """A "running" job without a heartbeat for minutes belongs to a gateway that died."""
-    job_id = str(uuid.uuid4())
     with backup_env.pg.connect(backup_env.catalog_db, superuser=True) as conn:
-        conn.execute(
-            """INSERT INTO athena.backup_jobs (id, kind, client_name, state, heartbeat_at,
-                                               created_at)
-               VALUES (%s, 'restore', 'target2', 'running', now() - interval '10 minutes',
-                       now() - interval '10 minutes')""",
-            (job_id,),
-        )
+        row = conn.execute(
+            """INSERT INTO athena.backup_jobs (kind, client_name, state, heartbeat_at, created_at)
+               VALUES ('restore', 'target2', 'running', now() - interval '10 minutes',
+                       now() - interval '10 minutes') RETURNING id"""
+        ).fetchone()
+        assert row is not None
+        job_id = row[0]
     try:
         response = api.post("/admin/backups", json={"client_name": "target2"})
         assert response.status_code == 200, response.text
