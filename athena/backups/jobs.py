@@ -197,7 +197,7 @@ def decode_cursor(cursor: str) -> str:
 def parse_job_ref(ref: str) -> tuple[str, int | str]:
     """``("id", 42)`` or ``("uuid", "…")`` (jobs recorded before integer ids); else 400."""
     text = ref.strip()
-    if text.isdigit() and len(text) <= 18:
+    if text.isascii() and text.isdigit() and len(text) <= 18:
         return "id", int(text)
     try:
         return "uuid", str(uuid.UUID(text))

@@ -1,5 +1,5 @@
-"""``athena backup create | list | restore | jobs | download | delete`` — client of a running
-gateway's ``/admin/backups`` API.
+"""``athena backup create | list | restore | jobs | download | delete | schedules …`` — client of
+a running gateway's ``/admin/backups`` API.
 
 The commands talk HTTP to a gateway, not to S3 or PostgreSQL directly: the gateway holds the
 S3 settings, the client URIs and the job records, so a backup taken from the CLI is the same
@@ -79,6 +79,44 @@ def register(subparsers: Any) -> None:
     delete.add_argument("key")
     _common(delete)
     delete.set_defaults(func=_delete)
+
+    _register_schedules(sub)
+
+
+def _register_schedules(sub: Any) -> None:
+    schedules = sub.add_parser("schedules", help="backups that run on a schedule")
+    ssub = schedules.add_subparsers(dest="schedules_command", required=True)
+
+    listing = ssub.add_parser("list", help="list backup schedules")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    _common(listing)
+    listing.set_defaults(func=_schedules_list)
+
+    create = ssub.add_parser("create", help="back up a client on a schedule")
+    create.add_argument("client", help="client name")
+    create.add_argument(
+        "--frequency", required=True,
+        help="hourly, daily, weekly, monthly, or a 5-field cron expression",
+    )  # fmt: skip
+    create.add_argument("--time", dest="time_of_day", help="HH:MM (hourly uses the minutes)")
+    create.add_argument("--day-of-week", type=int, help="weekly: 0 = Sunday … 6 = Saturday")
+    create.add_argument("--day-of-month", type=int, help="monthly: 1-28")
+    create.add_argument("--timezone", help="IANA time zone of the times (default UTC)")
+    create.add_argument("--retention", type=int, help="keep only the newest N backups")
+    create.add_argument("--label", help="label of the backups it takes")
+    create.add_argument("--disabled", action="store_true", help="create it switched off")
+    _common(create)
+    create.set_defaults(func=_schedules_create)
+
+    delete = ssub.add_parser("delete", help="delete a schedule (its backups stay)")
+    delete.add_argument("id", type=int)
+    _common(delete)
+    delete.set_defaults(func=_schedules_delete)
+
+    run = ssub.add_parser("run", help="run a schedule's backup now (prints the queued job)")
+    run.add_argument("id", type=int)
+    _common(run)
+    run.set_defaults(func=_schedules_run)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -393,6 +431,68 @@ def _delete(args: argparse.Namespace) -> int:
         if response.status_code != 200:
             raise _fail(response)
         _print_json(response.json())
+        return 0
+
+    return _run(args, action)
+
+
+# -- schedules -----------------------------------------------------------------------------
+
+
+def _checked(response: httpx.Response, *ok: int) -> Any:
+    if response.status_code not in (ok or (200,)):
+        raise _fail(response)
+    return response.json()
+
+
+def _schedules_list(args: argparse.Namespace) -> int:
+    def action(client: httpx.Client) -> int:
+        schedules = _checked(client.get("/admin/backups/schedules"))["schedules"]
+        if args.json:
+            _print_json(schedules)
+            return 0
+        if not schedules:
+            print("no schedules", file=sys.stderr)
+        for s in schedules:
+            state = "on " if s["enabled"] else "off"
+            keep = f"keep {s['retention']}" if s.get("retention") else "keep all"
+            print(
+                f"{s['id']:>5} {state} {s['client_name']:<16} {s['cron']:<16} {s['timezone']:<14} "
+                f"next {s.get('next_run_at') or '-':<33} last {s.get('last_status') or '-':<9} "
+                f"{keep}"
+            )
+        return 0
+
+    return _run(args, action)
+
+
+def _schedules_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"client_name": args.client, "frequency": args.frequency}
+    for name in ("time_of_day", "day_of_week", "day_of_month", "timezone", "retention", "label"):
+        value = getattr(args, name)
+        if value is not None:
+            body[name] = value
+    if args.disabled:
+        body["enabled"] = False
+
+    def action(client: httpx.Client) -> int:
+        _print_json(_checked(client.post("/admin/backups/schedules", json=body), 201))
+        return 0
+
+    return _run(args, action)
+
+
+def _schedules_delete(args: argparse.Namespace) -> int:
+    def action(client: httpx.Client) -> int:
+        _print_json(_checked(client.delete(f"/admin/backups/schedules/{args.id}")))
+        return 0
+
+    return _run(args, action)
+
+
+def _schedules_run(args: argparse.Namespace) -> int:
+    def action(client: httpx.Client) -> int:
+        _print_json(_checked(client.post(f"/admin/backups/schedules/{args.id}/run"), 202))
         return 0
 
     return _run(args, action)

@@ -25,7 +25,7 @@ def _book() -> ScheduleBook:
 
 
 def _id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ApiError("invalid_request", "the schedule id is not an integer", data={"id": raw})
     return int(raw)
 
