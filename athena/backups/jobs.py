@@ -90,6 +90,7 @@ class Job:
     schedule_id: int | None = None
     label: str | None = None
     backup_key: str | None = None
+    upload_id: str | None = None  # the open S3 multipart upload (aborted if this gateway dies)
     state: str = "queued"
     phase: str = "queued"
     bytes: int = 0  # backup: gzip bytes produced; restore: bytes read from S3
@@ -397,14 +398,16 @@ class JobRegistry:
                     """UPDATE athena.backup_jobs
                           SET state = %s, phase = %s, bytes = %s, total_bytes = %s,
                               backup_key = %s, error = %s, error_code = %s, result = %s,
-                              started_at = %s, finished_at = %s, heartbeat_at = now()
+                              started_at = %s, finished_at = %s, upload_id = %s,
+                              heartbeat_at = now()
                         WHERE id = %s
                     RETURNING cancel_requested_at IS NOT NULL""",
                     (
                         job.state, job.phase, job.bytes, job.total_bytes, job.backup_key,
                         job.error, job.error_code,
                         Jsonb(job.result) if job.result is not None else None,
-                        job.started_at, job.finished_at, job.id,
+                        job.started_at, job.finished_at,
+                        None if job.done.is_set() or job.finished_at else job.upload_id, job.id,
                     ),
                 ).fetchone()  # fmt: skip
                 if lines:
@@ -455,8 +458,10 @@ class JobRegistry:
             upload = await self.storage.start_upload(job.backup_key, metadata)
         except StorageError as exc:
             raise JobError("storage_unavailable", exc.reason) from None
+        job.upload_id = upload.upload_id
         try:
             job.set_phase("dumping")
+            await self._persist(job)  # the upload id, before any part: the reaper's to abort
             job.log(f"pg_dump streaming to s3://{self.storage.bucket}/{job.backup_key}")
             size = await _unwrap(
                 dump_to_upload(tool(self.rt.settings, "pg_dump"), target, upload, job)
@@ -646,12 +651,24 @@ class JobRegistry:
     # -- housekeeping ----------------------------------------------------------------------
 
     async def reap_orphans(self) -> None:
-        """Mark failed the jobs whose gateway stopped sending heartbeats."""
+        """Mark failed the jobs whose gateway stopped sending heartbeats, and abort the S3
+        uploads they left open (no parts of a dead backup linger in the bucket)."""
         while True:
-            await self.rt.catalog.run(self._reap)
+            for key, upload_id in await self.rt.catalog.run(self._reap):
+                await self._abort_orphan_upload(key, upload_id)
             await trio.sleep(max(0.5, self.orphan_after / REAP_FRACTION))
 
-    def _reap(self, conn: psycopg.Connection) -> None:
+    async def _abort_orphan_upload(self, key: str, upload_id: str) -> None:
+        bucket = self.storage.bucket
+        try:
+            await self.storage.call(
+                lambda c: c.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            )
+        except (StorageError, BackupNotFound):
+            log.warning("aborting the orphaned upload of %s failed", key, exc_info=True)
+
+    def _reap(self, conn: psycopg.Connection) -> list[tuple[str, str]]:
+        uploads: list[tuple[str, str]] = []
         with conn.transaction():
             rows = conn.execute(
                 """UPDATE athena.backup_jobs
@@ -660,10 +677,16 @@ class JobRegistry:
                           error = 'the gateway running this job stopped before it finished'
                     WHERE state IN ('queued', 'running')
                       AND coalesce(heartbeat_at, created_at) < now() - make_interval(secs => %s)
-                RETURNING id, kind, client_name, schedule_id, label, backup_key""",
+                RETURNING id, kind, client_name, schedule_id, label, backup_key, upload_id""",
                 (self.orphan_after,),
             ).fetchall()
-            for job_id, kind, client, schedule_id, label, key in rows:
+            conn.execute(
+                "UPDATE athena.backup_jobs SET upload_id = NULL WHERE id = ANY(%s)",
+                ([r[0] for r in rows],),
+            )
+            for job_id, kind, client, schedule_id, label, key, upload_id in rows:
+                if key and upload_id:
+                    uploads.append((key, upload_id))
                 conn.execute(
                     "INSERT INTO athena.backup_job_log (job_id, level, message) VALUES (%s, 'error', %s)",
                     (job_id, "failed: the gateway running this job stopped sending heartbeats"),
@@ -674,6 +697,7 @@ class JobRegistry:
                           error="the gateway running this job stopped before it finished")  # fmt: skip
                 for hook in self.on_finish:
                     hook(conn, job)
+        return uploads
 
 
 async def _server_version(target: ToolTarget) -> str:

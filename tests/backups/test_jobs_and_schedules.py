@@ -294,6 +294,8 @@ def test_an_instance_killed_mid_backup_leaves_the_job_failed(cluster: Cluster) -
         assert final["state"] == "failed"
         assert final["error_code"] == "service_unavailable"
         assert final["finished_at"]
+        # The reaper also aborted the multipart upload the dead gateway left open.
+        wait_for(lambda: cluster.uploads("slow") == [], 10, "the orphaned upload to go")
     finally:
         lock.release()
         doomed.stop()

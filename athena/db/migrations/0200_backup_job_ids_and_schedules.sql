@@ -14,6 +14,9 @@ ALTER TABLE athena.backup_jobs ADD CONSTRAINT backup_jobs_state_check
 ALTER TABLE athena.backup_jobs
     ADD COLUMN cancel_requested_at timestamptz,
     ADD COLUMN schedule_id bigint,
+    -- the open S3 multipart upload of a running backup: the reaper aborts it when the
+    -- gateway running the job died
+    ADD COLUMN upload_id text,
     -- set when retention deleted the job's backup from S3
     ADD COLUMN pruned_at timestamptz;
 
