@@ -536,7 +536,9 @@ class JobRegistry:
         next_id = int(rows[-1]["id"]) if more and rows else None
         return [self._overlay(job_json(r)) for r in rows], next_id
 
-    async def get_job(self, ref: tuple[str, int | str], *, with_log: bool = False) -> dict[str, Any] | None:
+    async def get_job(
+        self, ref: tuple[str, int | str], *, with_log: bool = False
+    ) -> dict[str, Any] | None:
         column = "id" if ref[0] == "id" else "uuid"
 
         def query(conn: psycopg.Connection) -> dict[str, Any] | None:

@@ -104,7 +104,9 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise _invalid(f"unknown time zone '{name}' (use an IANA name such as UTC or Europe/Paris)", "timezone") from None
+        raise _invalid(
+            f"unknown time zone '{name}' (use an IANA name such as UTC or Europe/Paris)", "timezone"
+        ) from None
 
 
 def next_run(cron: str, timezone: str, after: datetime) -> datetime:
@@ -145,7 +147,9 @@ def parse_schedule(
     time_of_day = merged.get("time_of_day")
     if time_of_day is not None and not isinstance(time_of_day, str):
         raise _invalid("time_of_day must be a string HH:MM", "time_of_day")
-    frequency = merged["frequency"].strip().lower() if merged["frequency"].strip().lower() in FREQUENCIES else merged["frequency"].strip()
+    frequency = merged["frequency"].strip()
+    if frequency.lower() in FREQUENCIES:
+        frequency = frequency.lower()
     day_of_week = _opt_int(merged, "day_of_week", 0, 6)
     day_of_month = _opt_int(merged, "day_of_month", 1, 28)
     cron = resolve_cron(frequency, time_of_day, day_of_week, day_of_month)
@@ -157,11 +161,17 @@ def parse_schedule(
     if not isinstance(enabled, bool):
         raise _invalid("enabled must be true or false", "enabled")
     label = merged.get("label")
-    if label is not None and (not isinstance(label, str) or len(label) > MAX_LABEL_CHARS or "\x00" in label):
+    if label is not None and (
+        not isinstance(label, str) or len(label) > MAX_LABEL_CHARS or "\x00" in label
+    ):
         raise _invalid(f"label must be a string of at most {MAX_LABEL_CHARS} characters", "label")
     retention = merged.get("retention")
-    if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int) or retention < 1):
-        raise _invalid("retention must be a positive integer (backups kept) or null (keep all)", "retention")
+    if retention is not None and (
+        isinstance(retention, bool) or not isinstance(retention, int) or retention < 1
+    ):
+        raise _invalid(
+            "retention must be a positive integer (backups kept) or null (keep all)", "retention"
+        )
     return {
         "client_name": merged["client_name"],
         "frequency": frequency,
@@ -298,17 +308,24 @@ class ScheduleBook:
             with conn.transaction():
                 for row in lock(conn):
                     now = datetime.now(UTC)
-                    following = next_run(row["cron"], row["timezone"], now) if move_next else row["next_run_at"]
+                    following = (
+                        next_run(row["cron"], row["timezone"], now)
+                        if move_next
+                        else row["next_run_at"]
+                    )
                     entry = self.rt.clients.get(row["client_name"])
                     if entry is None or not entry.uri:
                         _after_claim(conn, row["id"], following, "failed", None, move_next)
-                        launched.append((None, ApiError("unknown_client", f"client '{row['client_name']}' of schedule {row['id']} is unknown or has no URI")))
+                        reason = f"client '{row['client_name']}' is unknown or has no URI"
+                        launched.append((None, ApiError("unknown_client", reason)))
                         continue
                     job = jobs.new_backup(entry, row["label"], schedule_id=row["id"])
                     busy = jobs.insert_job(conn, job)
                     if busy is not None:
                         _after_claim(conn, row["id"], following, "skipped", busy, move_next)
-                        launched.append((None, ApiError("backup_job_conflict", f"a restore job runs for client '{entry.name}'", data={"job_id": busy})))
+                        reason = f"a restore job runs for client '{entry.name}'"
+                        conflict = ApiError("backup_job_conflict", reason, data={"job_id": busy})
+                        launched.append((None, conflict))
                         continue
                     _after_claim(conn, row["id"], following, "queued", job.id, move_next)
                     entries[job.id] = entry
@@ -319,7 +336,9 @@ class ScheduleBook:
             if job is not None:
                 jobs.launch_backup(job, entries[job.id])
                 assert self.rt.nursery is not None
-                self.rt.nursery.start_soon(self._retain_after, job, name=f"athena:retention:{job.id}")
+                self.rt.nursery.start_soon(
+                    self._retain_after, job, name=f"athena:retention:{job.id}"
+                )
         return launched
 
     async def _retain_after(self, job: Job) -> None:
@@ -358,7 +377,9 @@ class ScheduleBook:
 
             def mark(conn: psycopg.Connection, job_id: int = job_id, key: str = key) -> None:
                 with conn.transaction():
-                    conn.execute("UPDATE athena.backup_jobs SET pruned_at = now() WHERE id = %s", (job_id,))
+                    conn.execute(
+                        "UPDATE athena.backup_jobs SET pruned_at = now() WHERE id = %s", (job_id,)
+                    )
                     conn.execute(
                         "INSERT INTO athena.backup_job_log (job_id, message) VALUES (%s, %s)",
                         (job_id, f"deleted from S3 by the retention of schedule {schedule_id}"),

@@ -155,6 +155,7 @@ async def backup_config() -> Response:
     """Where backups go, for operators and consoles: never a credential."""
     require_admin(rt(), ctx())
     settings = rt().settings
+    endpoint = settings.backup_s3_endpoint
     return json_response(
         {
             "configured": not settings.s3_missing(),
@@ -162,7 +163,7 @@ async def backup_config() -> Response:
             "bucket": settings.backup_s3_bucket,
             "region": settings.backup_s3_region,
             "prefix": settings.backup_s3_prefix.strip("/"),
-            "endpoint": mask_uri(settings.backup_s3_endpoint) if settings.backup_s3_endpoint else None,
+            "endpoint": mask_uri(endpoint) if endpoint else None,
             "job_orphan_seconds": settings.backup_job_orphan_seconds,
             "scheduler_interval_s": settings.backup_scheduler_interval_s,
         }
