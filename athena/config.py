@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     rate_limit_per_key: float = 0.0  # requests/second; 0 disables
     rate_limit_per_ip: float = 0.0
     rate_limit_burst: int = 100
+    # Buckets in the catalog, shared by every worker and instance (athena/services/ratelimit.py);
+    # false: each process keeps its own (N workers then allow N x the limit).
+    rate_limit_shared: bool = True
+    # How many tokens a process leases at a time: rate x this period (at least one).
+    rate_limit_lease_ms: float = Field(default=100.0, gt=0, le=5000)
     # An idle keep-alive connection, or a request head still arriving, is closed after this.
     keep_alive_s: float = Field(default=30.0, gt=0)
 

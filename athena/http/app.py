@@ -68,7 +68,7 @@ def create_app(runtime: Runtime) -> Quart:
             method=request.method,
             query=request.args.to_dict(),
         )
-        gate.admit(ctx, len(request.query_string))
+        await gate.admit(ctx, len(request.query_string))
 
     @app.before_websocket
     async def _open_ws_call() -> None:

@@ -32,7 +32,7 @@ class CallGate:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.rate_limits = RateLimits.from_settings(runtime.settings)
+        self.rate_limits = RateLimits.from_settings(runtime.settings, runtime.catalog, "http")
 
     def context(
         self,
@@ -55,7 +55,7 @@ class CallGate:
             query=query,
         )
 
-    def admit(self, ctx: CallContext, query_string_bytes: int) -> None:
+    async def admit(self, ctx: CallContext, query_string_bytes: int) -> None:
         """Raise ``ApiError`` (414, 431, 429) when the call must not be served."""
         if query_string_bytes > MAX_QUERY_STRING_BYTES:
             raise ApiError("uri_too_long", "the query string is longer than 8 KiB")
@@ -72,7 +72,7 @@ class CallGate:
                 "registered in the catalog with X-Athena-Client",
             )
         if ctx.route not in UNLIMITED_ROUTES:
-            self.rate_limits.check(ctx)
+            await self.rate_limits.check(ctx)
 
     def close(self, ctx: CallContext, status: int) -> None:
         """Metrics and the request log for a finished call (before its response is sent)."""

@@ -148,7 +148,7 @@ class HotLane:
             headers, remote_addr=remote_addr, route=route, method=method, query=first_values(pairs)
         )
         try:
-            gate.admit(ctx, len(query_string))
+            await gate.admit(ctx, len(query_string))
             call = Call(method, body, headers, pairs, param)
             status, payload, content_type, extra = await handler(ctx, call)
         except ApiError as exc:

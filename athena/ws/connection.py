@@ -276,7 +276,7 @@ class Connection:
             ctx = self._context(message)
             try:
                 if message.action != "ping":
-                    self._check_rate(ctx)
+                    await self._check_rate(ctx)
                 text, status = await dispatch(self, ctx, message)
             except ApiError as err:
                 ctx.error_code = err.code
@@ -300,13 +300,15 @@ class Connection:
             self._in_flight -= 1
             self._slots.release()
 
-    def _check_rate(self, ctx: CallContext) -> None:
+    async def _check_rate(self, ctx: CallContext) -> None:
         """``ATHENA_RATE_LIMIT_PER_IP`` / ``_PER_KEY`` apply per message, as per HTTP request
         (buckets of the WebSocket gateway, separate from the HTTP ones)."""
         limits: RateLimits | None = self.rt.services.get("ws_rate_limits")
         if limits is None:
-            limits = self.rt.services["ws_rate_limits"] = RateLimits.from_settings(self.rt.settings)
-        limits.check(ctx)
+            limits = self.rt.services["ws_rate_limits"] = RateLimits.from_settings(
+                self.rt.settings, self.rt.catalog, "ws"
+            )
+        await limits.check(ctx)
 
     def _context(self, message: protocol.ClientMessage) -> CallContext:
         """The upgrade's headers, overridden by the message's ``headers`` and ``client_name``."""
