@@ -56,7 +56,7 @@ def _admitted_rate(results: list[tuple[float, int, int, httpx.Headers]]) -> floa
     window = [r for r in results if WARM_UP_S <= r[0] < WARM_UP_S + WINDOW_S]
     offered = len(window) / WINDOW_S
     # The limit, not the machine, must be what holds the rate down.
-    assert offered > 2.5 * RATE, f"only {offered:.0f} requests/s offered"
+    assert offered > 1.6 * RATE, f"only {offered:.0f} requests/s offered"
     return sum(1 for r in window if r[2] == 200) / WINDOW_S
 
 
