@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     lane_http: bool = True
     # Schemas /rest/v1 serves besides ``public`` (Accept-Profile / Content-Profile), comma list.
     rest_schemas: str = ""
+    # Accept: application/vnd.pgrst.plan+json|+text (EXPLAIN) on /rest/v1: "admin" (the admin
+    # key only, as PostgREST's db-plan-enabled is off for ordinary roles), "true" or "false"
+    rest_plan_enabled: Literal["admin", "true", "false"] = "admin"
     docs_url: str = DEFAULT_DOCS_URL
     auth_cache_seconds: float = 2.0
 

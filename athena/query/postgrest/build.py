@@ -103,6 +103,7 @@ class _Builder:
     # every embed's relationship, resolved before any SQL is built (relationships.py)
     embeds: Embeds = field(default_factory=Embeds)
     scalar_column: str | None = None
+    csv: bool = False  # Accept: text/csv — the body is CSV text, not a JSON array
 
     # -- small pieces ----------------------------------------------------------------------
 
@@ -426,6 +427,33 @@ class _Builder:
                     hint=f"Verify that '{name}' is included in the 'select' query parameter.",
                 )
 
+    def output_names(self, rel: Relation, items: tuple[SelectItem, ...]) -> list[str]:
+        """The column names a projection of ``items`` produces, in order (the CSV header)."""
+        names: list[str] = []
+        for item in items:
+            if isinstance(item, StarItem):
+                names += [c.name for c in sorted(rel.columns.values(), key=lambda c: c.position)]
+            elif isinstance(item, ColumnItem):
+                names.append(item.output_name)
+            elif item.spread:
+                names += self.output_names(self.embeds.of(rel, item).target, item.children)
+            else:
+                names.append(item.output_name)
+        return names
+
+    def csv_sql(self, rel: Relation) -> sql.Composable:
+        """PostgREST's CSV: a header line, then each row's record text without its
+        parentheses (PostgreSQL quotes values with commas, quotes or spaces; NULL is empty)."""
+        if self.scalar_column is not None:
+            names = [self.scalar_column]
+        else:
+            names = self.output_names(rel, self.query.select)
+        header = self.bind(",".join(names))
+        return sql.SQL(
+            "{}::text || chr(10) || coalesce(string_agg(substring(pgrst_r::text, 2, "
+            "length(pgrst_r::text) - 2), chr(10)), '')"
+        ).format(header)
+
     def body_sql(self, source: sql.Composable) -> sql.Composable:
         """``json_agg`` of the projected rows of ``source`` (a sub-select aliased ``r``)."""
         agg = sql.SQL("json_agg(pgrst_r)")
@@ -471,6 +499,7 @@ def build_read(
     embeds: Embeds | None = None,
     source: sql.Composable | None = None,
     scalar_column: str | None = None,
+    csv: bool = False,
 ) -> Built:
     """The GET statement: ``(total, page_count, body, NULL)``; ``embeds`` as planned (resolved
     here when the caller did not plan them). ``source`` reads the rows from elsewhere than
@@ -479,7 +508,12 @@ def build_read(
     if embeds is None:
         embeds = resolve_embeds(snapshot, rel, query.select)
     b = _Builder(
-        snapshot, query, strip_nulls=strip_nulls, embeds=embeds, scalar_column=scalar_column
+        snapshot,
+        query,
+        strip_nulls=strip_nulls,
+        embeds=embeds,
+        scalar_column=scalar_column,
+        csv=csv,
     )
     from_item = source if source is not None else sql.Identifier(*rel.qualified)
     alias = b.alias()
@@ -520,8 +554,14 @@ def build_read(
             count_src = sql.SQL("{} LIMIT {}").format(count_src, b.bind(count_cap + 1))
         total = sql.SQL("(SELECT count(*) FROM ({}) pgrst_c)").format(count_src)
     b.check_paths()
+    if not body:
+        body_sql: sql.Composable = sql.SQL("NULL")
+    elif csv:
+        body_sql = b.csv_sql(rel)
+    else:
+        body_sql = b.body_sql(rows)
     statement = sql.SQL("SELECT {}, count(*), {}, NULL FROM ({}) pgrst_r").format(
-        total, b.body_sql(rows) if body else sql.SQL("NULL"), rows
+        total, body_sql, rows
     )
     return Built(Statement(statement, b.params), b.embeds)
 

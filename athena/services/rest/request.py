@@ -7,6 +7,8 @@ with the ``Preference-Applied`` list they produce (PostgREST's ``ApiRequest.Pref
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -122,14 +124,41 @@ def _max_affected(raw: str | None) -> int | None:
     return value if value >= 0 else None
 
 
+PLAN_MEDIA = "application/vnd.pgrst.plan"
+CSV_MEDIA = "text/csv"
+# EXPLAIN options PostgREST accepts in ``options=analyze|verbose|…``; each maps to fixed SQL
+PLAN_OPTIONS = ("analyze", "verbose", "settings", "buffers", "wal")
+
+
 @dataclass
 class Accept:
     singular: bool = False
     strip_nulls: bool = False
+    csv: bool = False
+    plan: Literal["json", "text"] | None = None  # EXPLAIN instead of the rows
+    plan_options: tuple[str, ...] = ()
+
+
+def _plan_accept(media: str, params: list[str]) -> Accept:
+    fmt: Literal["json", "text"] = "json" if media.endswith("+json") else "text"
+    options: tuple[str, ...] = ()
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "options":
+            wanted = [o.strip().lower() for o in value.strip().strip('"').split("|") if o.strip()]
+            unknown = [o for o in wanted if o not in PLAN_OPTIONS]
+            if unknown:
+                raise pgrst_error(
+                    "PGRST107", f"None of these media types are available: {media}",
+                    details=f"unknown EXPLAIN option(s): {', '.join(unknown)}",
+                )  # fmt: skip
+            options = tuple(o for o in PLAN_OPTIONS if o in wanted)
+    return Accept(plan=fmt, plan_options=options)
 
 
 def parse_accept(raw: str | None) -> Accept:
-    """``application/json``, ``*/*``, PostgREST's array/object media types (``;nulls=stripped``);
+    """``application/json``, ``*/*``, PostgREST's array/object media types (``;nulls=stripped``),
+    ``text/csv`` and the plan media types (``application/vnd.pgrst.plan[+json|+text]``);
     anything else → 406 PGRST107, as PostgREST."""
     if not raw:
         return Accept()
@@ -138,6 +167,10 @@ def parse_accept(raw: str | None) -> Accept:
         media, *params = [p.strip() for p in item.split(";")]
         media = media.lower()
         stripped = any(p.replace(" ", "").lower() == "nulls=stripped" for p in params)
+        if media in (PLAN_MEDIA, PLAN_MEDIA + "+json", PLAN_MEDIA + "+text"):
+            return _plan_accept(media, params)
+        if media == CSV_MEDIA:
+            return Accept(csv=True)
         if media == OBJECT_MEDIA:
             return Accept(singular=True, strip_nulls=stripped)
         if media in ("application/json", "*/*", "application/*", ARRAY_MEDIA, ""):
@@ -222,3 +255,33 @@ def split_call_pairs(
         else:
             args[key] = value
     return args, rest
+
+
+def is_csv(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() == CSV_MEDIA
+
+
+def parse_csv_body(raw: bytes | None) -> list[dict[str, Any]]:
+    """A ``text/csv`` POST body as PostgREST reads it: a header line naming the columns, then one
+    row per line; a field that is exactly ``NULL`` is NULL, every other one a string (PostgreSQL
+    casts it to the column's type)."""
+    if not raw or not raw.strip():
+        raise invalid_body("a CSV request body is required")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise invalid_body(f"the CSV body is not UTF-8: {exc}") from None
+    try:
+        lines = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except csv.Error as exc:
+        raise invalid_body(f"the CSV body is not valid CSV: {exc}") from None
+    lines = [line for line in lines if line]
+    header, records = lines[0], lines[1:]
+    if len(set(header)) != len(header) or any(not name for name in header):
+        raise invalid_body("the CSV header must name each column once")
+    rows = []
+    for n, record in enumerate(records, start=2):
+        if len(record) != len(header):
+            raise invalid_body(f"CSV line {n} has {len(record)} fields, the header {len(header)}")
+        rows.append({k: (None if v == "NULL" else v) for k, v in zip(header, record, strict=True)})
+    return rows

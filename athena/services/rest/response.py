@@ -7,10 +7,11 @@ one row of a singular response, and wraps the body in ``{"data": …}`` in the e
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from athena.query.postgrest.errors import PgrstError, pgrst_error
-from athena.services.rest.request import OBJECT_MEDIA
+from athena.services.rest.request import OBJECT_MEDIA, PLAN_MEDIA
 
 
 @dataclass
@@ -29,9 +30,12 @@ class Shape:
     singular: bool
     schema: str
     profile_asked: bool  # the request sent Accept-Profile or Content-Profile
+    csv: bool = False  # Accept: text/csv — PostgreSQL built CSV text, sent as it is
 
     @property
     def media(self) -> str:
+        if self.csv:
+            return "text/csv; charset=utf-8"
         if self.native and self.singular:
             return OBJECT_MEDIA + "; charset=utf-8"
         return "application/json; charset=utf-8"
@@ -45,12 +49,14 @@ class Shape:
         return headers
 
     def wrap(self, body: bytes) -> bytes:
-        return body if self.native else b'{"data":' + body + b"}"
+        return body if self.native or self.csv else b'{"data":' + body + b"}"
 
     def payload(self, body: str | None, count: int) -> bytes:
         """The JSON array PostgreSQL built, or its one row when a singular object was asked."""
         if self.singular:
             return singular_row(body, count)
+        if self.csv:
+            return (body or "").encode()
         return (body or "[]").encode()
 
 
@@ -127,3 +133,13 @@ def write_result(
             shape.media,
         )
     return RestResult(status_without, None, shape.headers(applied, headers), shape.media)
+
+
+def plan_result(fmt: str, rows: list[tuple[object, ...]]) -> RestResult:
+    """``EXPLAIN``'s answer as PostgREST sends it: the JSON plan, or the text plan's lines."""
+    if fmt == "json":
+        body = json.dumps(rows[0][0] if rows else [], separators=(",", ":")).encode()
+    else:
+        body = "\n".join(str(r[0]) for r in rows).encode()
+    media = f'{PLAN_MEDIA}+{fmt}; for="application/json"; charset=utf-8'
+    return RestResult(200, body, {}, media)

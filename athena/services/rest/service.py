@@ -45,12 +45,16 @@ from athena.services.rest.plan import (
     ReadPlan,
     plan_delete,
     plan_insert,
+    plan_insert_rows,
     plan_read,
     plan_update,
 )
 from athena.services.rest.request import (
+    Accept,
     Preferences,
+    is_csv,
     parse_accept,
+    parse_csv_body,
     parse_range,
     profile_schema,
     read_preferences,
@@ -60,6 +64,7 @@ from athena.services.rest.request import (
 from athena.services.rest.response import (
     RestResult,
     Shape,
+    plan_result,
     read_result,
     singular_mismatch,
     write_result,
@@ -81,6 +86,21 @@ _RIGHT = {"GET": "read", "HEAD": "read", "POST": "write", "PATCH": "write", "DEL
 def is_native(rt: Runtime, ctx: CallContext) -> bool:
     """PostgREST-native responses: ``X-Athena-Rest-Format: postgrest`` or the setting."""
     return wants_native(ctx.header("x-athena-rest-format"), rt.settings.rest_format)
+
+
+def check_media(rt: Runtime, ctx: CallContext, accept: Accept, *, reads: bool) -> None:
+    """CSV and plans are served for reads; plans only where ``ATHENA_REST_PLAN_ENABLED``
+    allows (by default the admin key alone, as PostgREST's ``db-plan-enabled``): elsewhere the
+    media type is not available (406 PGRST107)."""
+    media = "text/csv" if accept.csv else f"application/vnd.pgrst.plan+{accept.plan}"
+    allowed = reads
+    if accept.plan is not None:
+        setting = rt.settings.rest_plan_enabled
+        allowed = allowed and (
+            setting == "true" or (setting == "admin" and ctx.key_public_id == "admin")
+        )
+    if not allowed:
+        raise pgrst_error("PGRST107", f"None of these media types are available: {media}")
 
 
 class RestService:
@@ -107,6 +127,9 @@ class RestService:
         header = "accept-profile" if method in ("GET", "HEAD") else "content-profile"
         schema = profile_schema(ctx.header(header), exposed_schemas(rt.settings.rest_schemas))
         await authorize(rt, ctx, entry.name, table_right(table, _RIGHT[method], schema))
+        accept = parse_accept(ctx.header("accept"))
+        if accept.plan is not None or accept.csv:
+            check_media(rt, ctx, accept, reads=method in ("GET", "HEAD"))
         try:
             rel = await rt.introspection.relation(entry, table, schema)
         except ApiError as exc:
@@ -118,12 +141,12 @@ class RestService:
         snapshot = await rt.introspection.snapshot(entry)
         query = parse_query(pairs)
         prefs = Preferences.parse(prefer if prefer is not None else ctx.header("prefer"))
-        accept = parse_accept(ctx.header("accept"))
         shape = Shape(
             native=native,
             singular=accept.singular,
             schema=rel.schema,
             profile_asked=bool(ctx.header("accept-profile") or ctx.header("content-profile")),
+            csv=accept.csv,
         )
         call = Serving(rt, ctx, entry, snapshot, shape)
         if method in ("GET", "HEAD"):
@@ -138,11 +161,18 @@ class RestService:
                 head=method == "HEAD",
             )
             # strip_nulls shapes the JSON PostgreSQL builds, so it reaches the builder
-            return await call.read(plan, strip_nulls=accept.strip_nulls)
+            return await call.read(plan, accept=accept)
         wprefs = write_preferences(
             prefs, method=method, default_return="minimal" if native else "representation"
         )
-        if method == "POST":
+        if method == "POST" and is_csv(ctx.header("content-type")):
+            rows = parse_csv_body(body)
+            if query.columns is not None:  # only the named columns are read from the rows
+                rows = [{k: r[k] for k in query.columns if k in r} for r in rows]
+            mplan = plan_insert_rows(
+                snapshot, rel, query, rows, json.dumps(rows), prefs=wprefs, singular=shape.singular
+            )
+        elif method == "POST":
             mplan = plan_insert(snapshot, rel, query, body, prefs=wprefs, singular=shape.singular)
         elif method == "PATCH":
             mplan = plan_update(snapshot, rel, query, body, prefs=wprefs, singular=shape.singular)
@@ -208,9 +238,10 @@ class Serving:
 
     # -- GET / HEAD --------------------------------------------------------------------------
 
-    async def read(self, plan: ReadPlan, *, strip_nulls: bool) -> RestResult:
+    async def read(self, plan: ReadPlan, *, accept: Accept) -> RestResult:
         await self.check_embedded(plan.rel, plan.embeds)
         mode = plan.count
+        strip_nulls = accept.strip_nulls
         built = build_read(
             self.snapshot,
             plan.rel,
@@ -223,8 +254,11 @@ class Serving:
             strip_nulls=strip_nulls,
             body=not plan.head,
             embeds=plan.embeds,
+            csv=accept.csv,
         )
         statement = built.statement
+        if accept.plan is not None:
+            return await self.explain(statement, accept)
         if mode not in ("planned", "estimated"):
             # The common case, one statement: run on the event loop, no worker thread.
             row = await self._fetch_row(statement)
@@ -246,6 +280,24 @@ class Serving:
 
         total, count, body = await self.run(work)
         return self._read_result(plan, total, count, body)
+
+    async def explain(self, statement: Statement, accept: Accept) -> RestResult:
+        """``EXPLAIN`` the statement the request would run (ANALYZE runs it: always rolled
+        back). Options come from a fixed list, never from the request's text."""
+        fmt = accept.plan or "text"
+        words = [f"FORMAT {fmt.upper()}", *(o.upper() for o in accept.plan_options)]
+        prefix = ("EXPLAIN (" + ", ".join(words) + ") ").encode()
+
+        def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+            rows: list[tuple[Any, ...]] = []
+            with conn.transaction():
+                rows = conn.execute(
+                    prefix + statement.query.as_bytes(conn), statement.params
+                ).fetchall()
+                raise psycopg.Rollback()
+            return rows
+
+        return plan_result(fmt, await self.run(work))
 
     def _read_result(
         self, plan: ReadPlan, total: int | None, count: int, body: str | None
