@@ -1,13 +1,18 @@
-"""Benchmark of the data gateway (issue 4). Run it with ``scripts/bench``.
+"""Benchmark of the data gateway (issues 4 and 20). Run it with ``scripts/bench``.
 
 Starts its own embedded PostgreSQL and its own gateway(s) on loopback, seeds 100k rows, then
-measures at the same concurrency (32 connections by default):
+measures at the same concurrency (32 connections by default), with 1 and with 2 workers:
 
-    (a) POST /gateway/fetch by primary key        (b) a 100-row page (keyset, sorted)
-    (c) PUT /gateway/insert of one row            (d) (a)'s exact SQL straight through a psycopg pool
-    (e) GET /ping (the HTTP framework alone)
+    (p) the peer: FastAPI + asyncpg on uvicorn (uvloop, httptools), GET /items/{id}
+        (scripts/bench_peer/, from its own venv) — what a team would hand-write
+    (a) POST /gateway/fetch by primary key        (r) GET /rest/v1/bench_items?id=eq.N
+    (b) a 100-row page (keyset, sorted)           (c) PUT /gateway/insert of one row
+    (e) GET /ping (the HTTP framework alone)      (d) (a)'s exact SQL through a psycopg pool
 
-then (a) and (e) again with ``--workers 2``, and once more with ``ATHENA_LANE_HTTP=false``
+and prints every scenario's ratio to the peer *of the same round and worker count* (only ratios
+within one run mean anything on a shared machine). ``--rounds N`` repeats the whole set,
+alternating the peer and the gateway, and reports min and median. Once more with
+``ATHENA_LANE_HTTP=false``
 (hypercorn's HTTP/1.1 for every request, the framework the a/e target was set against). The load generator is ``wrk`` (C, cheap; Lua
 scripts build the POST bodies). Requests carry an ordinary API key bound to client ``athena``
 with only the rights they need (made through the admin API), so the key check is measured too.
@@ -85,6 +90,18 @@ math.randomseed(os.time())
 """
 
 LUA = {
+    "rest_pk": """
+request = function()
+  local id = math.random(1, {rows})
+  return wrk.format("GET", "/rest/v1/bench_items?id=eq." .. id)
+end
+""",
+    "peer_pk": """
+request = function()
+  local id = math.random(1, {rows})
+  return wrk.format("GET", "/items/" .. id)
+end
+""",
     "fetch_pk": """
 request = function()
   local id = math.random(1, {rows})
@@ -193,6 +210,71 @@ class Gateway:
                 self.proc.wait()
 
 
+class Peer:
+    """The FastAPI + asyncpg peer (scripts/bench_peer/app.py) from its own venv, under uvicorn."""
+
+    def __init__(self, work: Path, data: str, key: str, workers: int) -> None:
+        venv = peer_venv()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("ATHENA_")},
+            "PEER_DSN": data,
+            "PEER_KEY": key,
+            "PEER_POOL": os.environ.get("ATHENA_POOL_MAX_SIZE", "16"),
+        }
+        self.log_path = work / f"peer-{self.port}.log"
+        cmd = [
+            str(venv / "bin" / "uvicorn"), "app:app", "--host", "127.0.0.1",
+            "--port", str(self.port), "--workers", str(workers), "--loop", "uvloop",
+            "--http", "httptools", "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, env=env, cwd=ROOT / "scripts" / "bench_peer", stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"peer exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/ping", timeout=1).text == "pong":
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise SystemExit("peer did not start within 60 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def peer_venv() -> Path:
+    """bench-results/peer-venv with scripts/bench_peer/requirements.txt (made once)."""
+    venv = ROOT / "bench-results" / "peer-venv"
+    requirements = ROOT / "scripts" / "bench_peer" / "requirements.txt"
+    stamp = venv / ".requirements"
+    if stamp.exists() and stamp.read_text() == requirements.read_text():
+        return venv
+    print("creating the peer's venv (FastAPI, uvicorn, uvloop, httptools, asyncpg) …", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+         "-r", str(requirements)],
+        check=True,
+    )  # fmt: skip
+    stamp.write_text(requirements.read_text())
+    return venv
+
+
 def create_bench_key(url: str, admin_key: str) -> str:
     """A key bound to client ``athena`` holding bench_items.read and bench_inserts.write."""
     admin = {"apikey": admin_key}
@@ -291,6 +373,21 @@ def run_direct(data_uri: str, *, rows: int, connections: int, duration: int) -> 
     }
 
 
+def _stats(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return ordered[0], ordered[len(ordered) // 2]
+
+
+# (label, script, path suffix) of the gateway scenarios, measured with 1 and with 2 workers.
+GATEWAY_SCENARIOS = [
+    ("a fetch by pk", "fetch_pk", ""),
+    ("r rest by id", "rest_pk", ""),
+    ("b 100-row page", "page_100", ""),
+    ("c insert one row", "insert", ""),
+    ("e GET /ping", None, "/ping"),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -300,7 +397,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--warmup", type=int, default=5, help="seconds of load before each")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat everything N times")
     parser.add_argument("--skip-workers", action="store_true", help="skip the --workers 2 runs")
+    parser.add_argument("--skip-peer", action="store_true", help="skip the FastAPI peer")
     parser.add_argument(
         "--skip-hypercorn", action="store_true", help="skip the ATHENA_LANE_HTTP=false runs"
     )
@@ -310,9 +409,11 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="athena-bench-"))
     key = "bench_admin_" + secrets.token_hex(16)
+    peer_key = "peer_" + secrets.token_hex(16)
     pg, catalog, data, _ = start_postgres(work)
-    results: dict[str, dict[str, Any]] = {}
-    gateway: Gateway | None = None
+    # label → one result per round
+    results: dict[str, list[dict[str, Any]]] = {}
+    server: Gateway | Peer | None = None
     try:
         print(f"seeding {args.rows} rows …", flush=True)
         seed(data, args.rows)
@@ -325,103 +426,129 @@ def main() -> None:
                 url, script, connections=args.connections, duration=args.warmup,
                 threads=args.threads,
             )  # fmt: skip
-            assert gateway is not None
+            assert server is not None
             # The warm-up's connections close before the measured ones open, as a client pool
             # does not reconnect all at once: otherwise the workers balance the new connections
             # against old ones still closing.
             time.sleep(1)
-            cpu_before = tree_cpu_seconds(gateway.proc.pid)
+            cpu_before = tree_cpu_seconds(server.proc.pid)
             r = run_wrk(
                 url, script, connections=args.connections, duration=args.duration,
                 threads=args.threads,
             )  # fmt: skip
-            # CPU the gateway spent per request: unlike req/s it hardly depends on what else
+            # CPU the server spent per request: unlike req/s it hardly depends on what else
             # runs on the machine, so it is the fairer number on a shared box.
-            cpu = tree_cpu_seconds(gateway.proc.pid) - cpu_before
-            r["gateway_cpu_us_per_req"] = cpu / max(1.0, r["rps"] * args.duration) * 1e6
-            results[label] = r
-            print(f"  {label:<28} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
-                  f"  non-2xx {r['non_2xx']}  gateway CPU {r['gateway_cpu_us_per_req']:.0f} us/req",
+            cpu = tree_cpu_seconds(server.proc.pid) - cpu_before
+            r["server_cpu_us_per_req"] = cpu / max(1.0, r["rps"] * args.duration) * 1e6
+            results.setdefault(label, []).append(r)
+            print(f"  {label:<32} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
+                  f"  non-2xx {r['non_2xx']}  server CPU {r['server_cpu_us_per_req']:.0f} us/req",
                   flush=True)  # fmt: skip
 
-        for workers in (1,) if args.skip_workers else (1, 2):
-            gateway = Gateway(work, catalog, data, key, workers)
-            print(f"gateway with --workers {workers} on {gateway.url}", flush=True)
-            if not scripts:
-                # Requests carry an ordinary client-bound key holding only the rights they
-                # need, so the measured path includes the real key check, not the master key.
-                bench_key = create_bench_key(gateway.url, key)
-                for name, body in LUA.items():
-                    path = work / f"{name}.lua"
-                    path.write_text(LUA_HEADERS.format(key=bench_key) + body.format(rows=args.rows))
-                    scripts[name] = path
-            suffix = "" if workers == 1 else " (2 workers)"
-            measure(f"a fetch by pk{suffix}", gateway.url, scripts["fetch_pk"])
-            if workers == 1:
-                measure("b 100-row page", gateway.url, scripts["page_100"])
-                measure("c insert one row", gateway.url, scripts["insert"])
-            measure(f"e GET /ping{suffix}", f"{gateway.url}/ping", None)
-            gateway.stop()
-            gateway = None
+        worker_counts = (1,) if args.skip_workers else (1, 2)
+        for round_no in range(args.rounds):
+            print(f"round {round_no + 1} of {args.rounds}", flush=True)
+            for workers in worker_counts:
+                suffix = "" if workers == 1 else " (2 workers)"
+                # Alternate who goes first, so neither always meets a warmer or colder machine.
+                order = ["peer", "gateway"] if round_no % 2 == 0 else ["gateway", "peer"]
+                for who in order:
+                    if who == "peer":
+                        if args.skip_peer:
+                            continue
+                        server = Peer(work, data, peer_key, workers)
+                        print(f"peer with --workers {workers} on {server.url}", flush=True)
+                        if "peer_pk" not in scripts:
+                            path = work / "peer_pk.lua"
+                            path.write_text(
+                                LUA_HEADERS.format(key=peer_key)
+                                + LUA["peer_pk"].format(rows=args.rows)
+                            )
+                            scripts["peer_pk"] = path
+                        measure(f"p peer by id{suffix}", server.url, scripts["peer_pk"])
+                    else:
+                        server = Gateway(work, catalog, data, key, workers)
+                        print(f"gateway with --workers {workers} on {server.url}", flush=True)
+                        if "fetch_pk" not in scripts:
+                            # An ordinary client-bound key holding only the rights it needs,
+                            # so the measured path includes the real key check.
+                            bench_key = create_bench_key(server.url, key)
+                            for name, body in LUA.items():
+                                if name == "peer_pk":
+                                    continue
+                                path = work / f"{name}.lua"
+                                path.write_text(
+                                    LUA_HEADERS.format(key=bench_key) + body.format(rows=args.rows)
+                                )
+                                scripts[name] = path
+                        for label, script, path_suffix in GATEWAY_SCENARIOS:
+                            measure(
+                                f"{label}{suffix}", server.url + path_suffix,
+                                scripts[script] if script else None,
+                            )  # fmt: skip
+                    server.stop()
+                    server = None
         if not args.skip_hypercorn:
-            gateway = Gateway(work, catalog, data, key, 1, {"ATHENA_LANE_HTTP": "false"})
-            print(f"gateway with ATHENA_LANE_HTTP=false on {gateway.url}", flush=True)
-            measure("a fetch by pk (hypercorn)", gateway.url, scripts["fetch_pk"])
-            measure("e GET /ping (hypercorn)", f"{gateway.url}/ping", None)
-            gateway.stop()
-            gateway = None
+            server = Gateway(work, catalog, data, key, 1, {"ATHENA_LANE_HTTP": "false"})
+            print(f"gateway with ATHENA_LANE_HTTP=false on {server.url}", flush=True)
+            measure("a fetch by pk (hypercorn)", server.url, scripts["fetch_pk"])
+            measure("e GET /ping (hypercorn)", f"{server.url}/ping", None)
+            server.stop()
+            server = None
         print("direct psycopg pool (same SQL as a) …", flush=True)
         run_direct(data, rows=args.rows, connections=args.connections, duration=2)
-        results["d psycopg pool, same SQL"] = run_direct(
-            data, rows=args.rows, connections=args.connections, duration=args.duration
-        )
+        results["d psycopg pool, same SQL"] = [
+            run_direct(data, rows=args.rows, connections=args.connections, duration=args.duration)
+        ]
     finally:
-        if gateway is not None:
-            gateway.stop()
+        if server is not None:
+            server.stop()
         pg.stop()
         pg.unlock()
 
-    print()
-    print(
-        f"| measurement (c={args.connections}, {args.duration}s) | req/s | p50 ms | p99 ms "
-        "| non-2xx | gateway CPU us/req |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, r in results.items():
-        cpu = r.get("gateway_cpu_us_per_req")
-        cpu_text = f"{cpu:.0f}" if cpu is not None else "-"
-        print(
-            f"| {label} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['non_2xx']} "
-            f"| {cpu_text} |"
-        )
-    a, e = results["a fetch by pk"]["rps"], results["e GET /ping"]["rps"]
-    d = results["d psycopg pool, same SQL"]["rps"]
-    cpu_a = results["a fetch by pk"]["gateway_cpu_us_per_req"]
-    cpu_e = results["e GET /ping"]["gateway_cpu_us_per_req"]
-    print()
-    print(
-        f"a/e = {a / e:.2f} (target >= 0.6)    a/d = {a / d:.2f}    "
-        f"CPU-based a/e = {cpu_e / cpu_a:.2f} (ping CPU / fetch CPU per request)"
-    )
-    if not args.skip_workers:
-        a2 = results["a fetch by pk (2 workers)"]
-        e2 = results["e GET /ping (2 workers)"]["rps"]
-        print(
-            f"2 workers: a = {a2['rps']:.0f} req/s (target >= 1000), p99 {a2['p99_ms']:.1f} ms "
-            f"(target < 50), a/e = {a2['rps'] / e2:.2f}"
-        )
-    if not args.skip_hypercorn:
-        ah = results["a fetch by pk (hypercorn)"]["rps"]
-        eh = results["e GET /ping (hypercorn)"]["rps"]
-        print(
-            f"hypercorn's HTTP/1.1 (ATHENA_LANE_HTTP=false): a/e = {ah / eh:.2f}; "
-            f"a fetch through the lane against a ping through hypercorn: {a / eh:.2f}"
-        )
+    report(results, args)
     out_dir = ROOT / "bench-results"
     out_dir.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     (out_dir / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
     shutil.rmtree(work, ignore_errors=True)
+
+
+def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
+    """The table (min / median over rounds) and each scenario's ratio to the peer."""
+    print()
+    print(
+        f"| measurement (c={args.connections}, {args.duration}s, {args.rounds} round(s)) "
+        "| req/s min | req/s median | p99 ms median | x peer (median of per-round ratios) "
+        "| server CPU us/req |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, runs in results.items():
+        rps_min, rps_med = _stats([r["rps"] for r in runs])
+        _, p99_med = _stats([r["p99_ms"] for r in runs])
+        cpu = runs[-1].get("server_cpu_us_per_req")
+        peer_label = "p peer by id" + (" (2 workers)" if "(2 workers)" in label else "")
+        peer_runs = results.get(peer_label)
+        ratio = "-"
+        if peer_runs and not label.startswith(("p ", "d ")) and "hypercorn" not in label:
+            ratios = [r["rps"] / p["rps"] for r, p in zip(runs, peer_runs, strict=False)]
+            ratio = f"{_stats(ratios)[1]:.2f}"
+        cpu_text = f"{cpu:.0f}" if cpu is not None else "-"
+        print(f"| {label} | {rps_min:.0f} | {rps_med:.0f} | {p99_med:.1f} | {ratio} | {cpu_text} |")
+    fetch = results.get("a fetch by pk")
+    if fetch:
+        a = _stats([r["rps"] for r in fetch])[1]
+        for label in ("b 100-row page", "c insert one row", "r rest by id"):
+            if label in results:
+                print(
+                    f"{label} / a fetch by pk = {_stats([r['rps'] for r in results[label]])[1] / a:.2f}"
+                )
+        if not args.skip_workers:
+            for label, _, _ in GATEWAY_SCENARIOS:
+                one, two = results.get(label), results.get(f"{label} (2 workers)")
+                if one and two:
+                    ratio = _stats([r["rps"] for r in two])[1] / _stats([r["rps"] for r in one])[1]
+                    print(f"{label}: 2 workers / 1 worker = {ratio:.2f}")
 
 
 if __name__ == "__main__":
