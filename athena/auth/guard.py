@@ -29,6 +29,7 @@ from athena.db.database import DatabaseUnavailable
 from athena.errors import ApiError
 
 if TYPE_CHECKING:
+    from athena.auth.store import StoredKey
     from athena.runtime import Runtime
 
 log = logging.getLogger("athena.auth")
@@ -108,6 +109,48 @@ def require_admin(rt: Runtime, ctx: CallContext) -> Principal:
     return MASTER
 
 
+async def _valid_key(rt: Runtime, ctx: CallContext, given: str) -> StoredKey:
+    """parse → load by public_id → hash → active → not expired (ApiError 401 otherwise)."""
+    parsed = parse_key(given)
+    if parsed is None:
+        raise ApiError("invalid_api_key", "the API key is not valid")
+    public_id, secret = parsed
+    stored = await rt.auth_store.key(public_id)
+    if stored is None or not verify_secret(secret, stored.salt, stored.key_hash):
+        raise ApiError("invalid_api_key", "the API key is not valid")
+    ctx.key_public_id = stored.public_id
+    if not stored.is_active:
+        raise ApiError("inactive_api_key", "the API key has been deactivated")
+    if stored.expires_at is not None and stored.expires_at <= datetime.now(UTC):
+        raise ApiError("expired_api_key", "the API key has expired")
+    return stored
+
+
+async def authenticate_early(rt: Runtime, ctx: CallContext) -> None:
+    """The checks that need no request body: a key is present where enforcement wants one,
+    and a presented key is valid, active and not expired. Run before a large body is read, so
+    a caller without a valid key cannot make the gateway hold megabytes for it; the rights
+    (which depend on the table the body names) are checked later by ``authorize`` as usual."""
+    candidates = presented_keys(ctx)
+    if candidates and _is_admin_key(rt, candidates):
+        return
+    given = presented_key(ctx)
+    try:
+        if given is None:
+            if (await rt.auth_store.enforcement()).applies_to(ctx.header("x-athena-client")):
+                raise ApiError(
+                    "api_key_required",
+                    "an API key is required (apikey, x-api-key or Authorization: Bearer)",
+                )
+            return
+        await _valid_key(rt, ctx, given)
+    except (DatabaseUnavailable, psycopg.Error) as exc:
+        log.warning("API key check failed, catalog unreadable: %s", type(exc).__name__)
+        raise ApiError(
+            "auth_unavailable", "API keys cannot be checked right now; try again shortly"
+        ) from None
+
+
 async def authorize(
     rt: Runtime,
     ctx: CallContext,
@@ -139,18 +182,7 @@ async def authorize(
                 )
             return ANONYMOUS
 
-        parsed = parse_key(given)
-        if parsed is None:
-            raise ApiError("invalid_api_key", "the API key is not valid")
-        public_id, secret = parsed
-        stored = await rt.auth_store.key(public_id)
-        if stored is None or not verify_secret(secret, stored.salt, stored.key_hash):
-            raise ApiError("invalid_api_key", "the API key is not valid")
-        ctx.key_public_id = stored.public_id
-        if not stored.is_active:
-            raise ApiError("inactive_api_key", "the API key has been deactivated")
-        if stored.expires_at is not None and stored.expires_at <= datetime.now(UTC):
-            raise ApiError("expired_api_key", "the API key has expired")
+        stored = await _valid_key(rt, ctx, given)
         if stored.client_name is not None and client is not None and stored.client_name != client:
             raise ApiError(
                 "api_key_client_mismatch",

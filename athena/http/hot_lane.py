@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from athena.auth.guard import authenticate_early
 from athena.context import CallContext
 from athena.errors import ApiError
 from athena.http.calls import CallGate, first_values, query_pairs
@@ -127,6 +128,24 @@ class HotLane:
                     await send({"type": "http.response.body", "body": payload})
                     return
         await self.app(scope, receive, send)
+
+    async def refusal_before_body(
+        self, matched: tuple[Handler, str, str], headers: list[tuple[str, str]],
+        remote_addr: str | None,
+    ) -> tuple[Handler, str, str] | None:  # fmt: skip
+        """Before a large body is read: None when the key checks that need no body pass, else
+        a route that answers the refusal (through ``answer``, so it is logged and counted)."""
+        ctx = self.gate.context(headers, remote_addr=remote_addr, route="", method="", query={})
+        try:
+            await authenticate_early(self.runtime, ctx)
+        except ApiError as exc:
+            refused = exc
+
+            async def refuse(ctx: CallContext, call: Call) -> Answer:
+                raise refused
+
+            return refuse, matched[1], matched[2]
+        return None
 
     async def answer(
         self, matched: tuple[Handler, str, str], method: str, headers: list[tuple[str, str]],

@@ -32,6 +32,7 @@ from hypercorn.typing import ConnectionState
 from hypercorn.utils import wrap_app
 
 from athena.http.hot_lane import HotLane
+from athena.serving.connection_limit import ConnectionLimit
 from athena.serving.lane_http import LaneHttp
 from athena.serving.streams import Stalled, send_with_progress
 
@@ -86,8 +87,15 @@ async def serve(
     *,
     shutdown_trigger: Callable[[], Awaitable[None]],
     lane: HotLane | None = None,
+    max_connections: int = 0,
+    max_connections_per_ip: int = 0,
+    body_min_rate: int = 64 * 1024,
 ) -> None:
     """Serve ``app`` on ``listener`` until ``shutdown_trigger`` returns, then drain.
+
+    ``max_connections`` / ``max_connections_per_ip`` cap the connections open at once (0: no
+    cap; see ``athena.serving.connection_limit``); ``body_min_rate`` (bytes/s) bounds how long
+    the lane waits for a request body.
 
     With ``lane`` (the hot lane, which ``app`` is or wraps), connections start in
     ``athena.serving.lane_http``, which answers the lane's plain requests itself and hands everything
@@ -112,8 +120,12 @@ async def serve(
                 hypercorn,
                 max_head=config.h11_max_incomplete_size,
                 keep_alive=config.keep_alive_timeout,
+                body_min_rate=body_min_rate,
                 terminated=context.terminated,
             )
+        handler = ConnectionLimit(
+            handler, max_total=max_connections, max_per_ip=max_connections_per_ip
+        )
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
                 accepting.start_soon(

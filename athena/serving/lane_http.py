@@ -39,6 +39,9 @@ log = logging.getLogger("athena.http")
 
 _RECV = 64 * 1024
 _ONE_WRITE = 64 * 1024  # responses up to this size go out as one block
+# Bodies longer than this that have not arrived with the head wait for a key check first; a
+# shorter one costs no more than the read buffer, so the usual path pays no extra lookup.
+_EARLY_AUTH_BYTES = 64 * 1024
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") (/[\x21-\x7e]*) HTTP/1\.1")
 # A field line: token name, colon, value without control characters (HTAB allowed).
@@ -136,11 +139,13 @@ class LaneHttp:
         max_head: int,
         keep_alive: float,
         terminated: Any,
+        body_min_rate: int = 64 * 1024,
     ) -> None:
         self.lane = lane
         self.hand_over = hand_over
         self.max_head = max_head
         self.keep_alive = keep_alive
+        self.body_min_rate = body_min_rate
         self.terminated = terminated  # hypercorn's worker-context event: shutting down
         self._waiting: set[trio.CancelScope] = set()
 
@@ -201,11 +206,25 @@ class LaneHttp:
             if matched is None or length > lane.max_body:
                 return False
             start = end + 4
+            if len(buf) < start + length and length > _EARLY_AUTH_BYTES:
+                # A large body is still to come: the key is checked first, so a caller without
+                # a valid one cannot make us hold megabytes for it. Refused → answered and
+                # closed, the body never read.
+                refusal = await lane.refusal_before_body(matched, headers, remote)
+                if refusal is not None:
+                    status, response_headers, payload = await lane.answer(
+                        refusal, method, headers, query_string, b"", remote
+                    )
+                    response = render_response(status, response_headers, payload, True)
+                    await send_with_progress(stream, response, self.keep_alive)
+                    return True
+            # The whole body must arrive by this deadline (a minimum average rate), as the head
+            # must: a client trickling a byte at a time cannot hold a connection for ever.
+            body_deadline = trio.current_time() + self.keep_alive + length / self.body_min_rate
             while len(buf) < start + length:
-                # a body may be long: each read gets the keep-alive timeout of silence
-                data = await self._receive(
-                    stream, trio.current_time() + self.keep_alive, waiting=False
-                )
+                # ... and each read still gets at most the keep-alive timeout of silence
+                deadline = min(body_deadline, trio.current_time() + self.keep_alive)
+                data = await self._receive(stream, deadline, waiting=False)
                 if not data:
                     return True
                 buf += data

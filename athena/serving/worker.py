@@ -130,7 +130,14 @@ async def serve_worker(
 
             lane = app if isinstance(app, HotLane) and settings.lane_http else None
             await hypercorn_adapter.serve(
-                app, config, listener, shutdown_trigger=shutdown_trigger, lane=lane
+                app,
+                config,
+                listener,
+                shutdown_trigger=shutdown_trigger,
+                lane=lane,
+                max_connections=settings.max_connections,
+                max_connections_per_ip=settings.max_connections_per_ip,
+                body_min_rate=settings.body_min_bytes_per_s,
             )
             root.cancel_scope.cancel()
     finally:
