@@ -46,9 +46,10 @@ UPSTREAM_FAILURE_STATUS = 500
 TOKEN_ENV = "SUPABASE_ACCESS_TOKEN"
 PROJECT_REF_ENV = "PROJECT_REF"
 
-# Project refs are short lowercase ids (20 chars today); the ref goes into the URL path, so only
-# characters that cannot change the path are accepted.
-_PROJECT_REF = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Project refs are short lowercase ids (20 letters today); the ref goes into the URL path, so only
+# lowercase letters and digits, starting with a letter, are accepted — "__proto__", "..",
+# "%2e" and friends are 400 before anything is sent.
+_PROJECT_REF = re.compile(r"^[a-z][a-z0-9]{0,63}$")
 # An upstream error message is shown to the caller; long HTML error pages are cut.
 _MAX_UPSTREAM_MESSAGE = 300
 
@@ -109,7 +110,7 @@ def resolve_credentials(
     if not _PROJECT_REF.match(ref):
         raise ApiError(
             "invalid_value",
-            "project_ref must be a Supabase project reference (letters, digits, '-' or '_')",
+            "project_ref must be a Supabase project reference (lowercase letters and digits)",
             data={"field": "project_ref"},
         )
     return SslCredentials(token, ref, from_env)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 from management_api import PROJECT, VALID_TOKEN, FakeManagementApi
 from support.servers import AthenaServer
 
@@ -169,3 +170,18 @@ def test_a_change_not_yet_applied_is_reported_as_such(
     assert (
         response.json()["message"] == "SSL enforcement enabled was requested but is not applied yet"
     )
+
+
+@pytest.mark.parametrize(
+    "ref", ["__proto__", "constructor.prototype", "_", "-x", "ABCDEFGHIJKLMNOPQRST", "a" * 65]
+)
+def test_odd_project_refs_are_400_and_never_sent(
+    ssl_gateway: AthenaServer, fake_api: FakeManagementApi, admin_key: str, ref: str
+) -> None:
+    before = len(fake_api.calls())
+    with _admin(ssl_gateway, admin_key) as client:
+        response = client.post(PATH, json={"enabled": True, "project_ref": ref})
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_value"
+    assert response.json()["data"]["field"] == "project_ref"
+    assert len(fake_api.calls()) == before
