@@ -144,10 +144,18 @@ def _announce(settings: Settings, prepared: Prepared) -> None:
         file=sys.stderr,
         flush=True,
     )
-    if prepared.admin_key_generated or (not settings.key_12 and prepared.embedded):
+    # The key itself only once, when it was just generated: start-up output ends up in log
+    # collectors, and a key printed on every start is a key in every log.
+    if prepared.admin_key_generated:
         print(
             f"athena: admin key (ATHENA_KEY_12): {prepared.admin_key}"
             f"  [stored in {settings.data_dir / 'admin.key'}]",
+            file=sys.stderr,
+            flush=True,
+        )
+    elif not settings.key_12:
+        print(
+            f"athena: admin key (ATHENA_KEY_12) in {settings.data_dir / 'admin.key'}",
             file=sys.stderr,
             flush=True,
         )

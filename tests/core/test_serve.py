@@ -118,6 +118,9 @@ def test_embedded_default_creates_catalog_and_separate_data_database(
     try:
         assert time.monotonic() - started < 10
         assert (data_dir / "admin.key").read_text().strip() == admin_key
+        # printed when generated, never again: start-up output lands in log collectors
+        assert admin_key not in again.log()
+        assert str(data_dir / "admin.key") in again.log()
     finally:
         assert again.stop() == 0
 
