@@ -174,6 +174,14 @@ class Settings(BaseSettings):
     ws_idle_timeout_s: float = 50.0
     event_relay_queue_size: int = 10_000
 
+    # Optional static keys that close /metrics and /registry* (unset: open, as Prometheus
+    # scrapers expect by default); the admin key is always accepted as well.
+    metrics_key: str | None = None
+    registry_key: str | None = None
+    # The WebSocket upgrade must carry a valid key where enforcement applies (else 401 before
+    # the upgrade). Off by default: the documented protocol lets each message bring its key.
+    ws_require_key: bool = False
+
     # integrations
     scylla_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     supabase_api_url: str = "https://api.supabase.com"

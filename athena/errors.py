@@ -26,6 +26,7 @@ CODES: dict[str, int] = {
     "missing_client_header": 400,
     "missing_context_header": 400,
     "missing_header": 400,
+    "api_key_in_url": 400,  # a key in the query string: refused, it would land in access logs
     "invalid_uuid": 400,
     "invalid_identifier": 400,
     "invalid_operator": 400,

@@ -73,10 +73,8 @@ def presented_keys(ctx: CallContext, *, admin: bool = False) -> list[str]:
         token = auth[7:].strip()
         if token:
             found.append(token)
-    if admin:
-        token = (ctx.query.get("api_key") or "").strip()
-        if token:
-            found.append(token)
+    # Never from the query string (?api_key=): a key in a URL lands in access logs. The call
+    # gate refuses such URLs with 400 api_key_in_url before any route runs.
     return found
 
 
@@ -101,12 +99,31 @@ def require_admin(rt: Runtime, ctx: CallContext) -> Principal:
         raise ApiError(
             "admin_key_required",
             "this route requires the admin key (ATHENA_KEY_12) in apikey, x-api-key, "
-            "X-Athena-Key, X-Athena-Admin-Key, Authorization: Bearer or ?api_key=",
+            "X-Athena-Key, X-Athena-Admin-Key or Authorization: Bearer",
         )
     if not _is_admin_key(rt, candidates):
         raise ApiError("invalid_admin_key", "the admin key is not valid")
     ctx.key_public_id = "admin"
     return MASTER
+
+
+def require_static_key(rt: Runtime, ctx: CallContext, key: str | None, setting: str) -> None:
+    """Routes an operator may close with a static key of their own (``ATHENA_METRICS_KEY``,
+    ``ATHENA_REGISTRY_KEY``): with ``key`` unset anyone may call; set, the caller must send it
+    (or the admin key) in a key header or ``Authorization: Bearer`` — Prometheus's
+    ``authorization: {credentials: …}`` — else 401."""
+    if not key:
+        return
+    candidates = presented_keys(ctx, admin=True)
+    if not candidates:
+        raise ApiError(
+            "api_key_required",
+            f"this route requires the key configured as {setting} "
+            "(Authorization: Bearer, apikey or x-api-key)",
+        )
+    # each candidate against both keys, each in constant time
+    if not any([constant_time_equals(c, k) for c in candidates for k in (key, rt.admin_key)]):
+        raise ApiError("invalid_api_key", f"the key is not the one configured as {setting}")
 
 
 async def _valid_key(rt: Runtime, ctx: CallContext, given: str) -> StoredKey:

@@ -74,13 +74,16 @@ def create_app(runtime: Runtime) -> Quart:
     async def _open_ws_call() -> None:
         from quart import websocket
 
-        g.athena_ctx = gate.context(
+        ctx = g.athena_ctx = gate.context(
             websocket.headers.items(),
             remote_addr=websocket.remote_addr,
             route=websocket.url_rule.rule if websocket.url_rule else "unmatched",
             method="WS",
             query=websocket.args.to_dict(),
         )
+        # Before the upgrade: header size, keys in the URL (an error here refuses the upgrade
+        # with an HTTP answer); rate limits apply to each message instead.
+        await gate.admit(ctx, len(websocket.query_string), rate_limited=False)
 
     @app.after_request
     async def _close_call(response: Response) -> Response:

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 import werkzeug.urls  # noqa: F401 — registers the 'werkzeug.url_quote' codec error handler
 
+from athena.auth.keys import constant_time_equals, parse_key
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
 from athena.services.ratelimit import RateLimits
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 UNLIMITED_ROUTES = frozenset({"/ping", "/metrics"})
 MAX_QUERY_STRING_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 32 * 1024
+# Query parameters that carry a key in other APIs; refused rather than read (see admit).
+URL_KEY_PARAMS = frozenset({"api_key", "apikey", "x-api-key", "x_api_key", "access_token"})
 
 
 class CallGate:
@@ -55,8 +58,11 @@ class CallGate:
             query=query,
         )
 
-    async def admit(self, ctx: CallContext, query_string_bytes: int) -> None:
-        """Raise ``ApiError`` (414, 431, 429) when the call must not be served."""
+    async def admit(
+        self, ctx: CallContext, query_string_bytes: int, *, rate_limited: bool = True
+    ) -> None:
+        """Raise ``ApiError`` (414, 431, 400, 429) when the call must not be served.
+        ``rate_limited=False``: a WebSocket upgrade, whose messages are rate-limited each."""
         if query_string_bytes > MAX_QUERY_STRING_BYTES:
             raise ApiError("uri_too_long", "the query string is longer than 8 KiB")
         # hypercorn's h11 limit only bounds *incomplete* requests; a complete one arriving in
@@ -71,8 +77,28 @@ class CallGate:
                 "x-pg-uri (a direct PostgreSQL URI per call) is not served; name a client "
                 "registered in the catalog with X-Athena-Client",
             )
-        if ctx.route not in UNLIMITED_ROUTES:
+        if ctx.query and self._key_in_url(ctx):
+            raise ApiError(
+                "api_key_in_url",
+                "API keys are not accepted in the URL, where they land in access logs and "
+                "browser history; send the key in the apikey header or Authorization: Bearer",
+            )
+        if rate_limited and ctx.route not in UNLIMITED_ROUTES:
             await self.rate_limits.check(ctx)
+
+    def _key_in_url(self, ctx: CallContext) -> bool:
+        """A query parameter named like a key (``api_key``, ``apikey``; on /rest/v1 such names
+        may be filtered columns, so there only by value), or any value that is a key."""
+        rest = ctx.route.startswith("/rest/")
+        admin_key = self.runtime.admin_key
+        for name, value in ctx.query.items():
+            if not rest and name.lower() in URL_KEY_PARAMS:
+                return True
+            if isinstance(value, str) and (
+                parse_key(value) is not None or constant_time_equals(value, admin_key)
+            ):
+                return True
+        return False
 
     def close(self, ctx: CallContext, status: int) -> None:
         """Metrics and the request log for a finished call (before its response is sent)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, current_app, redirect
 
+from athena.auth.guard import require_static_key
 from athena.http.prefixes import DATA_FAMILIES, STORAGE_SERVED
 from athena.routes._http import ctx, json_response, rt
 from athena.services.release import release_info
@@ -137,5 +138,7 @@ async def metrics() -> Response:
     from quart import g
 
     g.athena_ctx.extra["log"] = False
-    body = await rt().metrics.exposition()
+    runtime = rt()
+    require_static_key(runtime, g.athena_ctx, runtime.settings.metrics_key, "ATHENA_METRICS_KEY")
+    body = await runtime.metrics.exposition()
     return Response(body, content_type="text/plain; version=0.0.4; charset=utf-8")

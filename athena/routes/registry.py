@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
+from athena.auth.guard import require_static_key
 from athena.db.database import DatabaseUnavailable
 from athena.errors import ApiError
 from athena.probes.registry import RegistryCache, RegistrySnapshot
-from athena.routes._http import raw_json_response, rt
+from athena.routes._http import ctx, raw_json_response, rt
 
 blueprint = Blueprint("registry", __name__)
 
@@ -20,7 +21,9 @@ def _bypass() -> bool:
 
 async def _snapshot(kind: str) -> tuple[RegistrySnapshot, str]:
     """The registry and how this copy was produced: ``hit`` (cached) or ``miss`` (just read)."""
-    cache: RegistryCache = rt().services["registry"]
+    runtime = rt()
+    require_static_key(runtime, ctx(), runtime.settings.registry_key, "ATHENA_REGISTRY_KEY")
+    cache: RegistryCache = runtime.services["registry"]
     try:
         snap, loaded = await cache.get(kind, bypass=_bypass())
         return snap, "miss" if loaded else "hit"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, websocket
 
+from athena.auth.guard import authenticate_early
 from athena.routes._http import ctx, json_response, rt
 from athena.ws import protocol
 from athena.ws.connection import ROUTE, Connection, Limits
@@ -18,6 +19,10 @@ blueprint = Blueprint("wss", __name__)
 async def gateway_socket() -> None:
     runtime = rt()
     upgrade = ctx()
+    if runtime.settings.ws_require_key:
+        # ATHENA_WS_REQUIRE_KEY: the upgrade itself is authenticated (a valid key wherever
+        # enforcement applies to its X-Athena-Client); refused with 401 before it is accepted.
+        await authenticate_early(runtime, upgrade)
     connection = Connection(
         runtime,
         websocket._get_current_object(),  # type: ignore[attr-defined]  # tasks outlive the proxy lookup

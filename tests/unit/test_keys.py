@@ -76,9 +76,10 @@ def test_presented_keys_in_precedence_order() -> None:
     assert presented_keys(ctx(authorization="bearer  e ")) == ["e"]
     assert presented_keys(ctx(authorization="Basic xyz")) == []
     assert presented_keys(ctx(apikey="   ")) == []
-    # the admin key may also come from X-Athena-Admin-Key and ?api_key= (admin routes only)
+    # the admin key may also come from X-Athena-Admin-Key (admin routes only), never from the
+    # query string (?api_key=): the call gate refuses keys in URLs
     admin = ctx({"api_key": "q"}, x_athena_admin_key="z")
-    assert presented_keys(admin, admin=True) == ["z", "q"]
+    assert presented_keys(admin, admin=True) == ["z"]
     assert presented_keys(admin) == []
 
 
