@@ -158,7 +158,38 @@ def seed(data_uri: str, rows: int) -> None:
         conn.execute(SEED_SQL.replace("%s", str(int(rows))).encode())
 
 
-class Gateway:
+class Server:
+    """A server subprocess on a free loopback port, answering ``GET /ping``."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def wait_until_up(self, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{what} exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/ping", timeout=1).text == "pong":
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise SystemExit(f"{what} did not start within 60 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Gateway(Server):
     """``athena serve`` as a subprocess on a free loopback port."""
 
     def __init__(
@@ -187,30 +218,10 @@ class Gateway:
         ]  # fmt: skip
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"gateway exited early:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/ping", timeout=1).text == "pong":
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise SystemExit("gateway did not start within 60 s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.wait_until_up("gateway")
 
 
-class Peer:
+class Peer(Server):
     """The FastAPI + asyncpg peer (scripts/bench_peer/app.py) from its own venv, under uvicorn."""
 
     def __init__(self, work: Path, data: str, key: str, workers: int) -> None:
@@ -234,27 +245,7 @@ class Peer:
                 cmd, env=env, cwd=ROOT / "scripts" / "bench_peer", stdout=log,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"peer exited early:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/ping", timeout=1).text == "pong":
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise SystemExit("peer did not start within 60 s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.wait_until_up("peer")
 
 
 def peer_venv() -> Path:
@@ -413,7 +404,7 @@ def main() -> None:
     pg, catalog, data, _ = start_postgres(work)
     # label → one result per round
     results: dict[str, list[dict[str, Any]]] = {}
-    server: Gateway | Peer | None = None
+    server: Server | None = None
     try:
         print(f"seeding {args.rows} rows …", flush=True)
         seed(data, args.rows)
