@@ -42,7 +42,7 @@ from athena.query.conditions import (
 from athena.query.fetch import parse_columns, parse_fetch, relation_name, strip_nulls_flag
 from athena.query.mutations import insert_rows
 from athena.query.post_processing import post_process, truthy
-from athena.services.outbound import OutboundPolicy, send_checked
+from athena.services.outbound import OutboundPolicy, policy_for, send_checked
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -190,13 +190,6 @@ def _client(rt: Runtime) -> httpx.AsyncClient:
     return client  # type: ignore[no-any-return]
 
 
-def _policy(rt: Runtime) -> OutboundPolicy:
-    policy = rt.services.get("outbound_policy")
-    if policy is None:
-        policy = rt.services["outbound_policy"] = OutboundPolicy.from_settings(rt.settings)
-    return policy  # type: ignore[no-any-return]
-
-
 def _is_json(response: httpx.Response) -> bool:
     # PostgREST answers application/json (or its vnd.pgrst…+json media types).
     media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -267,7 +260,7 @@ async def _call(
     body: Any = None,
     prefer: str | None = None,
 ) -> list[dict[str, Any]]:
-    policy = _policy(rt)
+    policy = policy_for(rt)
     base, key = upstream(ctx, policy)
     schema, _, name = table.rpartition(".")
     headers = {"apikey": key, "Authorization": f"Bearer {key}", "Accept": "application/json"}
@@ -336,7 +329,7 @@ async def _begin(
     ctx.table_name = table
     ctx.operation = operation
     await authorize(rt, ctx, CLIENT_NAME, table_right(table, right))
-    upstream(ctx, _policy(rt))  # 400 before any work when the headers are missing
+    upstream(ctx, policy_for(rt))  # 400 before any work when the headers are missing
     return table
 
 
