@@ -89,6 +89,20 @@ class Runtime:
                 pool_timeout_s=settings.pool_timeout_s,
             )
 
+        def raw_pool_factory(name: str, uri: str) -> Any:
+            # Raw SQL's own connections, each used once (db/clients.py), sized like the shared
+            # pool: with ATHENA_POOL_MIN_SIZE ≥ 1 one is ready before a call needs it.
+            return make_pool(
+                uri,
+                name=f"{name}-raw",
+                application_name="athena-raw",
+                min_size=settings.pool_min_size,
+                max_size=settings.pool_max_size,
+                statement_timeout_ms=settings.statement_timeout_ms,
+                connect_timeout_s=settings.connect_timeout_s,
+                pool_timeout_s=settings.pool_timeout_s,
+            )
+
         catalog_pool = await trio.to_thread.run_sync(
             lambda: make_pool(
                 catalog_uri,
@@ -104,7 +118,9 @@ class Runtime:
         # A call may wait for a connection, then run one statement; 2 s of grace on top.
         deadline = settings.pool_timeout_s + settings.statement_timeout_ms / 1000 + 2.0
         catalog = Database("catalog", catalog_pool, limiter, settings.pool_timeout_s, deadline)
-        registry = ClientRegistry(limiter, pool_factory, settings.pool_timeout_s, deadline)
+        registry = ClientRegistry(
+            limiter, pool_factory, raw_pool_factory, settings.pool_timeout_s, deadline
+        )
         rt = cls(
             settings=settings,
             admin_key=admin_key,

@@ -1,5 +1,10 @@
 """The registry of clients: name → ``ClientEntry`` with its own ``Database``.
 
+Each PostgreSQL client has two: ``db``, the pool every gateway, REST and WebSocket call shares,
+and ``raw_db``, the pool raw SQL (``gateway.query``) runs on. A raw call's connection is closed
+after it (``single_use``), so nothing the caller's SQL leaves on a session — a prepared
+statement, a ``SET``, a temporary table, a ``LISTEN`` — ever reaches another request.
+
 Entries are replaced atomically (a dict assignment), so hot-adding a client never disturbs
 requests in flight on another one.
 """
@@ -32,6 +37,8 @@ class ClientEntry:
     is_active: bool = True
     is_frozen: bool = False
     db: Database | None = None
+    # raw SQL only: its connections are used once (see the module docstring)
+    raw_db: Database | None = None
     # custom_supabase and similar clients have no pool
     kind: str = "postgres"
 
@@ -49,6 +56,8 @@ class ClientRegistry:
 
     limiter: trio.CapacityLimiter
     pool_factory: Callable[[str, str], ConnectionPool]
+    # The pool raw SQL runs on (same database, connections used once); None: no raw SQL.
+    raw_pool_factory: Callable[[str, str], ConnectionPool] | None = None
     pool_timeout_s: float = 5.0
     deadline_s: float | None = None
     _entries: dict[str, ClientEntry] = field(default_factory=dict)
@@ -70,12 +79,22 @@ class ClientRegistry:
         old = self._entries.get(entry.name)
         if entry.db is None and entry.uri and entry.is_active:
             if old is not None and old.db is not None and old.uri == entry.uri:
-                entry.db = old.db  # same database: keep the warm pool
+                entry.db = old.db  # same database: keep the warm pools
+                entry.raw_db = old.raw_db
             else:
                 pool = self.pool_factory(entry.name, entry.uri)
                 entry.db = Database(
                     entry.name, pool, self.limiter, self.pool_timeout_s, self.deadline_s
                 )
+                if self.raw_pool_factory is not None:
+                    entry.raw_db = Database(
+                        entry.name,
+                        self.raw_pool_factory(entry.name, entry.uri),
+                        self.limiter,
+                        self.pool_timeout_s,
+                        self.deadline_s,
+                        single_use=True,
+                    )
         self._entries[entry.name] = entry
         if old is None or old.db is None or old.db is entry.db:
             return None
@@ -91,10 +110,14 @@ class ClientRegistry:
 
 
 def close_entry(entry: ClientEntry | None) -> None:
-    """Close an entry's pool (blocking: call from a thread or at shutdown)."""
-    if entry is not None and entry.db is not None:
+    """Close an entry's pools (blocking: call from a thread or at shutdown)."""
+    if entry is None:
+        return
+    for db in (entry.db, entry.raw_db):
+        if db is None:
+            continue
         try:
-            entry.db.pool.close(timeout=5.0)
+            db.pool.close(timeout=5.0)
         except Exception:
             log.warning("closing pool of client %s failed", entry.name, exc_info=True)
 
@@ -108,3 +131,14 @@ def require_db(entry: ClientEntry) -> Database:
             data={"client": entry.name},
         )
     return entry.db
+
+
+def require_raw_db(entry: ClientEntry) -> Database:
+    """The database raw SQL runs on (never the shared pool), or 503 ``client_unavailable``."""
+    if entry.raw_db is None:
+        raise ApiError(
+            "client_unavailable",
+            f"client '{entry.name}' has no reachable database",
+            data={"client": entry.name},
+        )
+    return entry.raw_db

@@ -100,6 +100,10 @@ class Database:
     pool_timeout_s: float = 5.0
     # Hard bound on one call: waiting for a connection + the statement timeout + grace.
     deadline_s: float | None = None
+    # Every connection is closed after one call instead of going back to the pool (raw SQL:
+    # whatever session state the caller's SQL leaves — prepared statements, SET, temp
+    # objects — dies with its connection; the pool opens a fresh one).
+    single_use: bool = False
     _returned: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
     _growing: threading.Lock = field(default_factory=threading.Lock)
     # Statements prepared by fetch_json, per connection (gone with the connection).
@@ -263,13 +267,18 @@ class Database:
                 return
             finally:
                 self._growing.release()
-            self._put_back_from_thread(conn, token)
+            self._put_back_from_thread(conn, token, used=False)
 
         threading.Thread(target=wait_for_a_new_connection, daemon=True).start()
 
     def _put_back(self, conn: psycopg.Connection) -> None:
-        self.pool.putconn(conn)
+        self._return(conn)
         self._returned.unpark()
+
+    def _return(self, conn: psycopg.Connection, *, used: bool = True) -> None:
+        if used and self.single_use:
+            conn.close()  # the pool discards a closed connection and opens another
+        self.pool.putconn(conn)
 
     def _give_back(self, conn: psycopg.Connection, exc: BaseException) -> None:
         """Return ``conn`` after a failure; one interrupted mid-statement is cancelled and closed."""
@@ -289,9 +298,9 @@ class Database:
         self._put_back_from_thread(conn, token)
 
     def _put_back_from_thread(
-        self, conn: psycopg.Connection, token: trio.lowlevel.TrioToken
+        self, conn: psycopg.Connection, token: trio.lowlevel.TrioToken, *, used: bool = True
     ) -> None:
-        self.pool.putconn(conn)
+        self._return(conn, used=used)
         with contextlib.suppress(trio.RunFinishedError):
             token.run_sync_soon(self._returned.unpark)
 

@@ -8,8 +8,10 @@ cost more CPU than everything else the data path does (measured: ~130 µs per ca
 parameters, and the two values come back as bytes.
 
 Prepared statements are per connection (``PreparedNames``); psycopg's own use the ``_pg3_``
-prefix, ours ``athena_``. A connection that lost them (a ``DEALLOCATE`` run by trusted SQL)
-answers 26000 and gets them prepared again. Statements beyond ``MAX_PREPARED`` per connection
+prefix, ours ``athena_<random>_<n>`` with a random part drawn per connection: nothing outside
+the gateway can name, and so replace, a statement the fast path will run (raw SQL does not even
+share these connections: ``db/clients.py``). A connection that lost them answers 26000 and gets
+them prepared again. Statements beyond ``MAX_PREPARED`` per connection
 run unnamed (parsed each time) so that the server-side memory stays bounded.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
+import secrets
 from typing import Any
 
 import psycopg
@@ -33,10 +36,19 @@ _PLACEHOLDER = re.compile(rb"%(%|s)")
 class PreparedNames:
     """The statements prepared on one connection: query text → statement name."""
 
-    __slots__ = ("names",)
+    __slots__ = ("names", "prefix")
 
     def __init__(self) -> None:
         self.names: dict[bytes, bytes] = {}
+        # Unguessable and never reused: a name a caller could plant is never one we run.
+        self.prefix = _fresh_prefix()
+
+    def next_name(self) -> bytes:
+        return self.prefix + b"%d" % len(self.names)
+
+
+def _fresh_prefix() -> bytes:
+    return b"athena_" + secrets.token_hex(8).encode() + b"_"
 
 
 @functools.lru_cache(maxsize=2048)
@@ -78,7 +90,7 @@ async def first_row_text(
     pgconn = conn.pgconn
     name = prepared.names.get(statement)
     if name is None and len(prepared.names) < MAX_PREPARED:
-        name = b"athena_%d" % len(prepared.names)
+        name = prepared.next_name()
         await _prepare(conn, name, statement)
         prepared.names[statement] = name
     if name is None:
@@ -92,6 +104,7 @@ async def first_row_text(
         and results[-1].error_field(pq.DiagnosticField.SQLSTATE) == _NO_SUCH_STATEMENT
     ):
         prepared.names.clear()  # all of them are gone, not just this one
+        prepared.prefix = _fresh_prefix()
         return await first_row_text(conn, prepared, statement, params, retry=False)
     return _first_row(conn, results)
 

@@ -22,6 +22,8 @@ from ipaddress import (
 )
 from typing import Any
 
+from pglast import parser as pg_parser
+
 from athena.errors import ApiError
 
 # Command tags whose trailing number is a count of written rows.
@@ -70,6 +72,67 @@ def _list_param(values: list[Any]) -> str:
     if any(isinstance(v, dict) for v in values):
         return scalar_text(values) or "[]"
     return array_literal(values)
+
+
+# Transaction control that would end the gateway's transaction around the caller's SQL (and
+# with it every check made before COMMIT). BEGIN/START inside it is a no-op with a warning;
+# SAVEPOINT, RELEASE and ROLLBACK TO stay within it.
+_ENDS_TRANSACTION = {
+    "TRANS_STMT_COMMIT": "COMMIT",
+    "TRANS_STMT_ROLLBACK": "ROLLBACK",
+    "TRANS_STMT_PREPARE": "PREPARE TRANSACTION",
+    "TRANS_STMT_COMMIT_PREPARED": "COMMIT PREPARED",
+    "TRANS_STMT_ROLLBACK_PREPARED": "ROLLBACK PREPARED",
+}
+# The same, as the first token of a statement, for text the parser cannot read (SQL of a newer
+# server than the parser's grammar): PostgreSQL's own scanner still splits it faithfully.
+_ENDING_TOKENS = {"COMMIT", "END_P", "ROLLBACK", "ABORT_P"}
+
+
+def transaction_control(text: str) -> str | None:
+    """The first statement of ``text`` that would end the enclosing transaction, or ``None``.
+
+    Read with PostgreSQL's own parser (pglast), so quoting, dollar quotes, nested comments and
+    ``BEGIN ATOMIC … END`` bodies are seen exactly as the server sees them. A ``COMMIT`` inside
+    a ``DO`` block or function cannot end a transaction block (the server refuses it), so only
+    top-level statements count.
+    """
+    try:
+        tree = json.loads(pg_parser.parse_sql_json(text))
+    except pg_parser.ParseError:
+        return _ending_token(text)
+    for raw in tree.get("stmts", ()):
+        stmt = raw.get("stmt", {}).get("TransactionStmt")
+        if stmt is not None and stmt.get("kind") in _ENDS_TRANSACTION:
+            return _ENDS_TRANSACTION[stmt["kind"]]
+    return None
+
+
+def _ending_token(text: str) -> str | None:
+    try:
+        tokens = pg_parser.scan(text)
+    except pg_parser.ParseError:
+        return None  # not even scannable: the server will reject it as well
+    depth, first = 0, True
+    for i, token in enumerate(tokens):
+        name = token.name
+        if first and depth == 0:
+            if name in _ENDING_TOKENS and not _rollback_to(tokens, i):
+                return text[token.start : token.end + 1].upper()
+            if name == "PREPARE" and i + 1 < len(tokens) and tokens[i + 1].name == "TRANSACTION":
+                return "PREPARE TRANSACTION"
+        first = False
+        if name == "ASCII_40":  # (
+            depth += 1
+        elif name == "ASCII_41":  # )
+            depth = max(0, depth - 1)
+        elif name == "ASCII_59" and depth == 0:  # ;
+            first = True
+    return None
+
+
+def _rollback_to(tokens: list[Any], i: int) -> bool:
+    return tokens[i].name == "ROLLBACK" and i + 1 < len(tokens) and tokens[i + 1].name == "TO"
 
 
 def written_rows(tag: str | None) -> int:

@@ -1,9 +1,11 @@
-"""Raw SQL on a client's PostgreSQL pool: ``/gateway/query`` and ``/query/sql``.
+"""Raw SQL on a client's own raw pool: ``/gateway/query``, ``/query/sql`` and the WS action.
 
 The caller's text runs in ONE transaction (several ``;``-separated statements are allowed and
 counted) under the pool's statement timeout; the result set of the last statement is returned.
-Afterwards the session is reset (see ``_RESET_SESSION``) so that a ``SET``, a temporary table or a
-``LISTEN`` in one caller's SQL never leaks into the next request that borrows the connection.
+It never runs on the connections other callers share: the client's raw pool hands out each
+connection once (``db/clients.py``), so a ``SET``, a prepared statement, a temporary table or a
+``LISTEN`` in one caller's SQL never reaches any other request. State that outlives a session
+(``ALTER ROLE/DATABASE … SET``) is checked for inside the transaction and rolled back.
 """
 
 from __future__ import annotations
@@ -15,10 +17,17 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from athena.context import CallContext
-from athena.db.clients import ClientEntry, require_db
+from athena.db.clients import ClientEntry, require_raw_db
 from athena.db.errors import api_error_from_db
 from athena.errors import ApiError
-from athena.query.raw import encode_rows, is_ddl, query_params, query_text, written_rows
+from athena.query.raw import (
+    encode_rows,
+    is_ddl,
+    query_params,
+    query_text,
+    transaction_control,
+    written_rows,
+)
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -37,15 +46,15 @@ class RawOutcome:
     too_big: bool
 
 
-# Puts a connection back the way the pool lent it out, without ``DEALLOCATE ALL``: psycopg's
-# own prepared statements must survive (they are what makes the fetch path one round trip).
-_RESET_SESSION = (
-    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL; UNLISTEN *;"
-    " SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES"
+# pg_db_role_setting holds ALTER ROLE … SET / ALTER DATABASE … SET: what every *new* session
+# of a role or database starts with — the gateway's own pools included. Read before and after
+# the caller's SQL inside its transaction (a DO block's EXECUTE is seen too), every name
+# schema-qualified so that a search_path the caller set cannot substitute another relation.
+_ROLE_SETTINGS = (
+    "SELECT pg_catalog.transaction_timestamp(),"
+    " ARRAY(SELECT s.setconfig FROM pg_catalog.pg_db_role_setting s"
+    " ORDER BY s.setdatabase, s.setrole)"
 )
-# Caller statements that touch prepared statements: the connection's prepared-statement
-# bookkeeping can no longer be trusted, so the connection is closed instead of reused.
-_UNTRUSTED_TAGS = ("DISCARD", "DEALLOCATE", "PREPARE")
 
 
 def _run_raw(
@@ -55,64 +64,79 @@ def _run_raw(
     max_bytes: int,
     params: list[str | None] | None = None,
 ) -> RawOutcome:
+    """Run the caller's SQL in one transaction on a connection used only for this call.
+
+    The connection comes from the client's raw pool and is closed afterwards
+    (``Database.single_use``), so session state it leaves dies with it. What outlives a
+    session is refused: transaction control that would commit before the checks below, and a
+    change to role or database settings (rolled back, 403 ``statement_refused``).
+    """
+    ending = transaction_control(text)
+    if ending is not None:
+        raise ApiError(
+            "statement_refused",
+            f"{ending} is not allowed: the SQL runs in one transaction that the gateway "
+            "commits (or rolls back on error)",
+            data={"statement": ending},
+        )
     statements = affected = 0
-    ddl = too_many = too_big = poisoned = False
+    ddl = too_many = too_big = False
     data = b"[]"
     columns: list[str] | None = None
     rows: list[tuple[Any, ...]] = []
-    try:
-        # No parameters and never prepared → the simple protocol: several statements run.
-        # With params: PostgreSQL's own $1… placeholders (RawCursor), one statement.
-        cursor = conn.cursor() if params is None else psycopg.RawCursor(conn)
-        with conn.transaction(), cursor as cur:
-            cur.execute(text, params, prepare=False)
-            while True:
-                statements += 1
-                tag = cur.statusmessage
-                affected += written_rows(tag)
-                ddl = ddl or is_ddl(tag)
-                poisoned = poisoned or (tag or "").startswith(_UNTRUSTED_TAGS)
-                if cur.description is not None:
-                    columns = [d.name for d in cur.description]
-                    rows = cur.fetchmany(max_rows + 1)
-                    too_many = len(rows) > max_rows
-                else:
-                    columns, rows, too_many = None, [], False
-                if not cur.nextset():
-                    break
-            # Encoded here, in the worker thread (a large result never stalls the event loop),
-            # and before COMMIT: an oversized result is told 413 AND rolled back, so that a
-            # 413 never hides a write that happened.
-            if not too_many and columns is not None:
-                data = encode_rows(columns, rows)
-                too_big = len(data) > max_bytes
-            if too_many or too_big:
-                raise psycopg.Rollback()
-    finally:
-        _reset(conn, poisoned)
+    # No parameters and never prepared → the simple protocol: several statements run.
+    # With params: PostgreSQL's own $1… placeholders (RawCursor), one statement.
+    cursor = conn.cursor() if params is None else psycopg.RawCursor(conn)
+    with conn.transaction(), cursor as cur:
+        started, settings = cur.execute(_ROLE_SETTINGS, prepare=False).fetchone()  # type: ignore[misc]
+        cur.execute(text, params, prepare=False)
+        while True:
+            statements += 1
+            tag = cur.statusmessage
+            affected += written_rows(tag)
+            ddl = ddl or is_ddl(tag)
+            if cur.description is not None:
+                columns = [d.name for d in cur.description]
+                rows = cur.fetchmany(max_rows + 1)
+                too_many = len(rows) > max_rows
+            else:
+                columns, rows, too_many = None, [], False
+            if not cur.nextset():
+                break
+        now_started, now_settings = cur.execute(_ROLE_SETTINGS, prepare=False).fetchone()  # type: ignore[misc]
+        if now_started != started:
+            # Transaction control the parser did not see: whatever ran after it may be
+            # committed already; the connection is discarded, never reused.
+            raise ApiError(
+                "statement_refused",
+                "transaction control is not allowed in raw SQL",
+                data={"statement": "COMMIT"},
+            )
+        if now_settings != settings:
+            raise ApiError(
+                "statement_refused",
+                "changing role or database settings (ALTER ROLE/DATABASE … SET) is not "
+                "allowed through the gateway; the transaction was rolled back",
+                data={"statement": "ALTER … SET"},
+            )
+        # Encoded here, in the worker thread (a large result never stalls the event loop),
+        # and before COMMIT: an oversized result is told 413 AND rolled back, so that a
+        # 413 never hides a write that happened.
+        if not too_many and columns is not None:
+            data = encode_rows(columns, rows)
+            too_big = len(data) > max_bytes
+        if too_many or too_big:
+            raise psycopg.Rollback()
     return RawOutcome(data, len(rows), statements, affected, ddl, too_many, too_big)
-
-
-def _reset(conn: psycopg.Connection, poisoned: bool) -> None:
-    """Undo what the caller's SQL may have left on the session (SET, temp tables, LISTEN …)."""
-    if conn.closed:
-        return
-    if poisoned:
-        conn.close()  # the pool replaces a closed connection
-        return
-    try:
-        conn.execute(_RESET_SESSION, prepare=False)
-    except psycopg.Error:
-        conn.close()  # a connection we cannot reset is not reused
 
 
 async def execute(
     rt: Runtime, entry: ClientEntry, text: str, params: list[str | None] | None = None
 ) -> dict[str, Any]:
-    """Run ``text`` (with ``params`` for ``$1…``) on ``entry``'s pool; returns
+    """Run ``text`` (with ``params`` for ``$1…``) on ``entry``'s raw pool; returns
     ``{data_json, meta}`` or raises ApiError."""
     settings = rt.settings
-    db = require_db(entry)
+    db = require_raw_db(entry)
     try:
         outcome = await db.run(
             partial(
