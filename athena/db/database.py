@@ -9,6 +9,7 @@ the gateway's own statements run on the event loop through libpq's non-blocking 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import select
 import threading
@@ -23,6 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from athena.db.libpq import PreparedNames, first_row_text, numbered, text_params
 
+log = logging.getLogger("athena.db")
 T = TypeVar("T")
 
 
@@ -133,7 +135,7 @@ class Database:
     async def _run(self, fn: Callable[[psycopg.Connection], T]) -> T:
         conn = await self._acquire()
         token = trio.lowlevel.current_trio_token()
-        finished = threading.Event()
+        lease = _Lease()
 
         def work() -> T:
             try:
@@ -143,17 +145,18 @@ class Database:
                     raise DatabaseUnavailable(self.name) from exc
                 raise
             finally:
-                finished.set()
-                # Also when the caller was cancelled and stopped waiting for this thread.
-                self._put_back_from_thread(conn, token)
+                # Also when the caller was cancelled and stopped waiting for this thread —
+                # unless the statement is being stopped, and whoever stops it returns it.
+                if lease.finish():
+                    self._put_back_from_thread(conn, token)
 
         try:
             return await trio.to_thread.run_sync(work, limiter=self.limiter, abandon_on_cancel=True)
         except trio.Cancelled:
-            if not finished.is_set():
-                # Ask the server to stop the statement; the abandoned thread then returns the
-                # connection to the pool, which rolls back anything left open.
-                threading.Thread(target=_cancel_quietly, args=(conn,), daemon=True).start()
+            if not lease.finished.is_set():
+                threading.Thread(
+                    target=self._stop_then_return, args=(conn, lease, token), daemon=True
+                ).start()
             raise
 
     async def fetch_one(self, statement: Any, params: Any = None) -> tuple[Any, ...] | None:
@@ -281,21 +284,55 @@ class Database:
         self.pool.putconn(conn)
 
     def _give_back(self, conn: psycopg.Connection, exc: BaseException) -> None:
-        """Return ``conn`` after a failure; one interrupted mid-statement is cancelled and closed."""
+        """Return ``conn`` after a failure; one interrupted mid-statement is stopped and closed."""
         if conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
             # Cancelled (deadline, client gone, shutdown) while the server works: stop the
             # statement server-side off the loop, then hand the connection back; the pool
             # closes a connection returned mid-exchange and opens a fresh one.
             token = trio.lowlevel.current_trio_token()
             threading.Thread(
-                target=self._cancel_then_return, args=(conn, token), daemon=True
+                target=self._stop_idle_then_return, args=(conn, token), daemon=True
             ).start()
             return
         self._put_back(conn)
 
-    def _cancel_then_return(self, conn: psycopg.Connection, token: trio.lowlevel.TrioToken) -> None:
+    # A cancelled statement is cancelled, and if it is still running after CANCEL_GRACE_S (SQL
+    # can catch query_canceled and go on) its backend is terminated from a separate
+    # connection; the connection then goes back to the pool, which replaces a dead one. So the
+    # pool is whole again well within a second of the deadline.
+
+    def _stop_then_return(
+        self, conn: psycopg.Connection, lease: _Lease, token: trio.lowlevel.TrioToken
+    ) -> None:
+        """Stop the statement a worker thread is running on ``conn``."""
         _cancel_quietly(conn)
+        if lease.finished.wait(CANCEL_GRACE_S) or not lease.claim():
+            return  # the worker finished and returned the connection itself
+        self._terminate_backend(conn.info.backend_pid)
+        lease.finished.wait(5.0)  # the worker sees its connection die at once
         self._put_back_from_thread(conn, token)
+
+    def _stop_idle_then_return(
+        self, conn: psycopg.Connection, token: trio.lowlevel.TrioToken
+    ) -> None:
+        """Stop the statement on ``conn``, which nobody reads (the event-loop path)."""
+        _cancel_quietly(conn)
+        if not _answers_within(conn, CANCEL_GRACE_S):
+            self._terminate_backend(conn.info.backend_pid)
+        self._put_back_from_thread(conn, token)
+
+    def _terminate_backend(self, pid: int) -> None:
+        """``pg_terminate_backend`` from a connection of its own: the pool may be exhausted by
+        the very statements being stopped. The backend is still ours — its connection is held
+        by us until this returns — so the pid cannot name anyone else's session."""
+        kwargs = dict(self.pool.kwargs)
+        kwargs["connect_timeout"] = 2
+        try:
+            with psycopg.connect(self.pool.conninfo, **kwargs) as admin:
+                # Waits (up to 1 s) until the backend is gone, so the pool replaces it at once.
+                admin.execute("SELECT pg_catalog.pg_terminate_backend(%s, 1000)", (pid,))
+        except Exception:  # the server is down or gone: its backends are gone with it
+            log.warning("could not terminate backend %s of %s", pid, self.name, exc_info=True)
 
     def _put_back_from_thread(
         self, conn: psycopg.Connection, token: trio.lowlevel.TrioToken, *, used: bool = True
@@ -346,6 +383,47 @@ def _ready_now(fileno: int, state: Any) -> Any:
         if events & select.POLLOUT:
             ready |= READY_W
     return ready
+
+
+# How long a cancelled statement has to end by itself before its backend is terminated: a
+# cancel normally takes effect within milliseconds; SQL that catches query_canceled never ends.
+CANCEL_GRACE_S = 0.1
+
+
+class _Lease:
+    """Who returns a connection whose call was cancelled: the worker thread when it finishes,
+    unless the stopper claimed the connection first (to terminate its backend)."""
+
+    __slots__ = ("_lock", "claimed", "finished")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.claimed = False
+        self.finished = threading.Event()
+
+    def finish(self) -> bool:
+        """The worker is done; True when it should return the connection itself."""
+        with self._lock:
+            self.finished.set()
+            return not self.claimed
+
+    def claim(self) -> bool:
+        """The stopper takes the connection over; False when the worker returned it already."""
+        with self._lock:
+            if self.finished.is_set():
+                return False
+            self.claimed = True
+            return True
+
+
+def _answers_within(conn: psycopg.Connection, timeout: float) -> bool:
+    """Whether the server sends something (the cancelled statement's error) within ``timeout``."""
+    try:
+        poller = select.poll()
+        poller.register(conn.pgconn.socket, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
+    except (OSError, psycopg.Error):
+        return True  # no socket any more: nothing left to terminate
 
 
 def _cancel_quietly(conn: psycopg.Connection) -> None:
