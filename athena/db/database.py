@@ -13,6 +13,7 @@ import logging
 import math
 import select
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -78,7 +79,11 @@ def make_pool(
             "application_name": application_name,
             "options": f"-c statement_timeout={int(statement_timeout_ms)}",
         },
-        reconnect_timeout=0,  # keep retrying forever: the database may come back
+        # A failed connect is retried once at once, then given up: no backoff of psycopg's own
+        # (it starts at 1 s and doubles) sits between a database coming back and the gateway
+        # noticing. Callers that wait retry with a short, capped backoff of ours instead
+        # (Database._ask_pool_to_grow); a request that finds none fails fast with 503.
+        reconnect_timeout=0,
         open=False,
     )
     pool.open(wait=False)
@@ -108,6 +113,7 @@ class Database:
     single_use: bool = False
     _returned: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
     _growing: threading.Lock = field(default_factory=threading.Lock)
+    _checking: threading.Lock = field(default_factory=threading.Lock)
     # Statements prepared by fetch_json, per connection (gone with the connection).
     _prepared: weakref.WeakKeyDictionary[psycopg.Connection, PreparedNames] = field(
         default_factory=weakref.WeakKeyDictionary
@@ -228,9 +234,11 @@ class Database:
         ``pool_timeout_s``.
 
         Callers park until a connection comes back. While the pool may still grow (or has no
-        connection at all: the database may be down) one helper thread at a time waits in
-        psycopg's own ``getconn``, which is what makes the pool open another connection, and
-        hands what it gets straight back to the parked callers.
+        connection at all: the database may be down) one helper thread at a time asks psycopg's
+        own ``getconn`` for one, which is what makes the pool open another connection, retrying
+        every RETRY_MIN_S…RETRY_MAX_S while callers wait, and hands what it gets straight back
+        to the parked callers. So a database that comes back is noticed within RETRY_MAX_S
+        plus one connect.
         """
         if self.pool.closed:  # the client was removed: no point waiting for the pool
             raise DatabaseUnavailable(self.name)
@@ -244,9 +252,17 @@ class Database:
                 try:
                     # With an idle connection getconn returns at once; if a pool thread took
                     # it in between, this gives up within a millisecond.
-                    return self.pool.getconn(timeout=0.001)
+                    conn = self.pool.getconn(timeout=0.001)
                 except PoolTimeout:
                     pass
+                else:
+                    if not _closed_by_server(conn):
+                        return conn
+                    # The server went away (restart, outage): this one and, most likely, every
+                    # other idle one are dead. The pool discards them and opens fresh ones.
+                    self.pool.putconn(conn)
+                    self._discard_dead_idle()
+                    continue
             if stats.get("pool_size", 0) < self.pool.max_size:
                 self._ask_pool_to_grow()
             # Woken when a connection comes back; the timeout also notices ones the pool
@@ -257,6 +273,22 @@ class Database:
             if trio.current_time() >= give_up:
                 raise DatabaseUnavailable(self.name)
 
+    def _discard_dead_idle(self) -> None:
+        """Have the pool test its idle connections (off the loop, one round at a time)."""
+        if self._checking.locked():
+            return
+        self._checking.acquire()
+
+        def check() -> None:
+            try:
+                self.pool.check()
+            except Exception:  # closed meanwhile: nothing to check
+                pass
+            finally:
+                self._checking.release()
+
+        threading.Thread(target=check, daemon=True).start()
+
     def _ask_pool_to_grow(self) -> None:
         if self._growing.locked():
             return
@@ -264,10 +296,22 @@ class Database:
         token = trio.lowlevel.current_trio_token()
 
         def wait_for_a_new_connection() -> None:
+            # Each getconn that finds no connection starts one connect attempt; one that failed
+            # is tried again after a short wait, growing to RETRY_MAX_S, for as long as a caller
+            # may still be waiting (pool_timeout_s).
+            give_up = time.monotonic() + self.pool_timeout_s
+            delay = RETRY_MIN_S
             try:
-                conn = self.pool.getconn(timeout=self.pool_timeout_s)
-            except Exception:  # timed out or closed: parked callers time out on their own
-                return
+                while True:
+                    try:
+                        conn = self.pool.getconn(timeout=delay)
+                        break
+                    except PoolTimeout:
+                        if time.monotonic() >= give_up or self.pool.closed:
+                            return  # parked callers time out on their own
+                        delay = min(delay * 2, RETRY_MAX_S)
+                    except Exception:  # closed: parked callers time out on their own
+                        return
             finally:
                 self._growing.release()
             self._put_back_from_thread(conn, token, used=False)
@@ -383,6 +427,31 @@ def _ready_now(fileno: int, state: Any) -> Any:
         if events & select.POLLOUT:
             ready |= READY_W
     return ready
+
+
+# While callers wait for a database that is down, a connect is tried again after RETRY_MIN_S,
+# doubling up to RETRY_MAX_S: a database that comes back is in use within about RETRY_MAX_S (a
+# refused connect on a down server costs a millisecond, so the retries cost nothing).
+RETRY_MIN_S = 0.05
+RETRY_MAX_S = 0.25
+
+
+def _closed_by_server(conn: psycopg.Connection) -> bool:
+    """Whether an idle connection was closed by the server (shutdown, restart, terminate).
+
+    An idle connection has nothing to read; when its socket is readable the server has sent
+    its goodbye (or closed the socket). One poll, no round trip: cheap enough for every borrow.
+    """
+    pgconn = conn.pgconn
+    try:
+        poller = select.poll()
+        poller.register(pgconn.socket, select.POLLIN)
+        if not poller.poll(0):
+            return False
+        pgconn.consume_input()  # a FATAL goodbye or EOF marks the connection BAD
+    except (OSError, psycopg.Error):
+        return True
+    return pgconn.status != psycopg.pq.ConnStatus.OK
 
 
 # How long a cancelled statement has to end by itself before its backend is terminated: a

@@ -1,8 +1,9 @@
 """Faults under load (short version of scripts/faults): a database stops and comes back.
 
 While the client's PostgreSQL is down, requests fail fast with 503 ``client_unavailable`` (never a
-500, never a hang); once it is back the gateway serves again within 5 s without a restart; every
-insert answered 2xx is in the database. The same for the catalog: keyed requests fail closed with
+500, never a hang); once it is back the gateway serves again within 1 s without a restart (issue
+17: waiting callers retry the connect with a short capped backoff); every insert answered 2xx is
+in the database. The same for the catalog: keyed requests fail closed with
 503 ``auth_unavailable`` and recover.
 """
 
@@ -17,7 +18,9 @@ from support.keys import seed_key
 from support.pg import TestPostgres
 from support.servers import AthenaServer
 
-POOL_TIMEOUT_S = 2.0
+POOL_TIMEOUT_S = 5.0  # the default, as issue 17 measured
+# From the moment the database accepts connections again to the first request that succeeds.
+RECOVERY_S = 1.0
 TABLE = "fault_items"
 
 
@@ -72,7 +75,8 @@ def test_client_database_outage(rig: dict[str, object]) -> None:
     assert isinstance(client_pg, TestPostgres)
     run = _load(rig)
     stop, start = _restart(client_pg)
-    marks = run.run_with_fault(warmup=1.5, outage=4.0, after=5.0, stop_db=stop, start_db=start)  # type: ignore[arg-type]
+    # 10 s down, as issue 17 measured it (4.7 s to the first insert after the restart then).
+    marks = run.run_with_fault(warmup=1.5, outage=10.0, after=4.0, stop_db=stop, start_db=start)  # type: ignore[arg-type]
     with client_pg.connect(str(rig["db"])) as conn:
         result = verdict(run, marks, conn, "client_unavailable")
     print(json.dumps(result, indent=2))
@@ -83,7 +87,9 @@ def test_client_database_outage(rig: dict[str, object]) -> None:
     assert set(result["ended_during_outage_statuses"]) <= {"503 client_unavailable"}, result
     assert set(result["during_outage_statuses"]) <= {"503 client_unavailable", "200"}, result
     assert result["during_outage_max_latency_s"] <= POOL_TIMEOUT_S + 2.0, result
-    assert result["recovery_seconds"] is not None and result["recovery_seconds"] <= 5.0, result
+    assert result["recovery_seconds"] is not None and result["recovery_seconds"] < RECOVERY_S, (
+        result
+    )
     assert result["acked_inserts"] > 0
     assert result["lost_writes"] == 0, result
 
@@ -94,7 +100,7 @@ def test_catalog_outage_fails_closed_then_recovers(rig: dict[str, object]) -> No
     assert isinstance(catalog_pg, TestPostgres) and isinstance(client_pg, TestPostgres)
     run = _load(rig)
     stop, start = _restart(catalog_pg)
-    marks = run.run_with_fault(warmup=1.0, outage=5.0, after=5.0, stop_db=stop, start_db=start)  # type: ignore[arg-type]
+    marks = run.run_with_fault(warmup=1.0, outage=10.0, after=4.0, stop_db=stop, start_db=start)  # type: ignore[arg-type]
     with client_pg.connect(str(rig["db"])) as conn:
         result = verdict(run, marks, conn, "auth_unavailable")
     print(json.dumps(result, indent=2))
@@ -103,7 +109,9 @@ def test_catalog_outage_fails_closed_then_recovers(rig: dict[str, object]) -> No
     # Cached key decisions may serve for up to 2 s; after that every keyed request fails closed.
     assert statuses <= {"200", "201", "503 auth_unavailable"}, result
     assert result["unavailable_code_seen"], result
-    assert result["recovery_seconds"] is not None and result["recovery_seconds"] <= 5.0, result
+    assert result["recovery_seconds"] is not None and result["recovery_seconds"] < RECOVERY_S, (
+        result
+    )
     assert result["lost_writes"] == 0, result
 
 
