@@ -124,21 +124,19 @@ def close_entry(entry: ClientEntry | None) -> None:
 
 def require_db(entry: ClientEntry) -> Database:
     """The entry's database, or 503 ``client_unavailable`` if it has none."""
-    if entry.db is None:
-        raise ApiError(
-            "client_unavailable",
-            f"client '{entry.name}' has no reachable database",
-            data={"client": entry.name},
-        )
-    return entry.db
+    return _reachable(entry, entry.db)
 
 
 def require_raw_db(entry: ClientEntry) -> Database:
     """The database raw SQL runs on (never the shared pool), or 503 ``client_unavailable``."""
-    if entry.raw_db is None:
+    return _reachable(entry, entry.raw_db)
+
+
+def _reachable(entry: ClientEntry, db: Database | None) -> Database:
+    if db is None:
         raise ApiError(
             "client_unavailable",
             f"client '{entry.name}' has no reachable database",
             data={"client": entry.name},
         )
-    return entry.raw_db
+    return db

@@ -18,6 +18,7 @@ import pytest
 from psycopg import sql
 from support.keys import seed_key
 from support.pg import APP_ROLE, TestPostgres
+from support.planting import plant_sql
 from support.servers import AthenaServer
 
 SCHEMA = """
@@ -28,28 +29,7 @@ INSERT INTO iso_secrets VALUES (1, 'ssn-123-45-6789');
 CREATE TABLE iso_log (id serial PRIMARY KEY, v text);
 """
 
-# Replaces every statement the fast path prepared on this session with one that reads
-# iso_secrets (same name, same parameter types), then plants the guessable names not taken.
-# EXECUTE inside DO: the command tag the gateway sees is only "DO".
-PLANT = """
-DO $$
-DECLARE r record;
-BEGIN
-  FOR r IN SELECT name, parameter_types::text[] AS types FROM pg_prepared_statements
-           WHERE name LIKE 'athena%' LOOP
-    EXECUTE format('DEALLOCATE %I', r.name);
-    EXECUTE format(
-      'PREPARE %I(%s) AS SELECT (SELECT json_agg(s)::text FROM iso_secrets s), 1::bigint',
-      r.name, array_to_string(r.types, ','));
-  END LOOP;
-  FOR i IN 0..9 LOOP
-    IF NOT EXISTS (SELECT FROM pg_prepared_statements WHERE name = 'athena_' || i) THEN
-      EXECUTE format('PREPARE athena_%s(text) AS SELECT (SELECT json_agg(s)::text'
-                     ' FROM iso_secrets s), 1::bigint', i);
-    END IF;
-  END LOOP;
-END $$
-"""
+PLANT = plant_sql("iso_secrets", guess=True)
 
 
 @pytest.fixture(scope="module")

@@ -11,23 +11,12 @@ from collections.abc import Callable
 
 import httpx
 import psycopg
+from support.planting import plant_sql
 from support.servers import AthenaServer
 from ws_helpers import connect
 
 CONTEXT = {"X-User-Id": "u1", "X-Company-Id": "c1", "X-Organization-Id": "o1"}
-PLANT = """
-DO $$
-DECLARE r record;
-BEGIN
-  FOR r IN SELECT name, parameter_types::text[] AS types FROM pg_prepared_statements
-           WHERE name LIKE 'athena%' LOOP
-    EXECUTE format('DEALLOCATE %I', r.name);
-    EXECUTE format(
-      'PREPARE %I(%s) AS SELECT (SELECT json_agg(s)::text FROM ws_secrets s), 1::bigint',
-      r.name, array_to_string(r.types, ','));
-  END LOOP;
-END $$
-"""
+PLANT = plant_sql("ws_secrets")
 
 
 async def test_statements_planted_over_the_socket_reach_no_fetch(
