@@ -16,7 +16,7 @@ from quart import Blueprint, Response, request
 
 from athena.context import CallContext
 from athena.errors import ApiError
-from athena.query.postgrest.errors import PgrstError, pgrst_error
+from athena.query.postgrest.errors import PgrstError
 from athena.routes._http import ctx, dumps, rt
 from athena.services.rest import RestResult, is_native, rest_service
 from athena.services.rest.errors import api_error_from_pgrst, pgrst_from_api_error
@@ -49,19 +49,12 @@ async def answer(
     native = is_native(runtime, call)
 
     async def run() -> RestResult:
-        if method == "PUT":  # PostgREST's PUT (single-row upsert) is not offered
-            raise pgrst_error(
-                "PGRST117",
-                "Unsupported HTTP method: PUT",
-                hint="Use POST with Prefer: resolution=merge-duplicates to upsert.",
-                headers={"Allow": "GET, HEAD, POST, PATCH, DELETE"},
-            )
         return await rest_service(runtime).handle(
             call,
             method=method,
             table=table,
             pairs=pairs,
-            body=body if method in ("POST", "PATCH") else None,
+            body=body if method in ("POST", "PATCH", "PUT") else None,
             native=native,
             prefer=", ".join(prefer) if prefer else None,
         )
@@ -124,7 +117,9 @@ async def rest_call(function: str) -> Response:
 
 @blueprint.route("/rest/v1/<table>", methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "PUT"])
 async def rest_table(table: str) -> Response:
-    body = await request.get_data(cache=False) if request.method in ("POST", "PATCH") else None
+    body = (
+        await request.get_data(cache=False) if request.method in ("POST", "PATCH", "PUT") else None
+    )
     result = await answer(
         rt(), ctx(), method=request.method, table=table,
         pairs=list(request.args.items(multi=True)), body=body,

@@ -332,12 +332,6 @@ def test_embedding_never_reaches_an_unexposed_schema(pgrst: SyncPostgrestClient)
     assert info.value.code == "PGRST106"
 
 
-def test_put_is_refused_like_postgrest(rest_server: AthenaServer, native_headers: dict) -> None:
-    with httpx.Client(base_url=rest_server.url, headers=native_headers) as http:
-        r = http.put("/rest/v1/rest_items?id=eq.1", json={"id": 1, "name": "x"})
-    assert r.status_code == 405 and r.json()["code"] == "PGRST117"
-
-
 def test_strip_nulls_and_unsupported_accept(
     rest_server: AthenaServer, native_headers: dict
 ) -> None:

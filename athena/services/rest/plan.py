@@ -9,7 +9,9 @@ POST/PATCH/DELETE, ``CallPlan`` for a function call (``find_routine`` picks the 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,7 +19,7 @@ from athena.db.introspection import Relation, Routine, SchemaSnapshot
 from athena.query.postgrest.build import Returning
 from athena.query.postgrest.call import CallArgs, result_relation
 from athena.query.postgrest.errors import pgrst_error
-from athena.query.postgrest.grammar import ParsedQuery
+from athena.query.postgrest.grammar import Filter, ParsedQuery
 from athena.query.postgrest.relationships import Embeds, resolve_embeds
 from athena.services.rest.request import (
     CountMode,
@@ -100,6 +102,7 @@ class MutatePlan:
     on_conflict: tuple[str, ...] = ()
     # nothing to write (an empty array, a PATCH naming no column): answered without SQL
     nothing: bool = False
+    put: bool = False  # PUT: the single-row upsert by primary key (200/204, not 201)
 
     @property
     def needs_transaction(self) -> bool:
@@ -437,3 +440,57 @@ def plan_call(
         rel=rel,
         read=read,
     )
+
+
+def plan_put(
+    snapshot: SchemaSnapshot,
+    rel: Relation,
+    query: ParsedQuery,
+    raw: bytes | None,
+    *,
+    prefs: WritePreferences,
+    singular: bool,
+) -> MutatePlan:
+    """``PUT /t?pk=eq.v``: PostgREST's single-row upsert. The filters must be ``eq`` on every
+    primary-key column and nothing else (405 PGRST105), no ``limit``/``offset`` (400 PGRST114),
+    one row whose key values match the filters (400 PGRST115)."""
+    root = query.root
+    if root.limit is not None or root.offset is not None:
+        raise pgrst_error("PGRST114", "limit/offset querystring parameters are not allowed for PUT")
+    keys: dict[str, str] = {}
+    for cond in root.conditions:
+        if (
+            not isinstance(cond, Filter) or cond.op != "eq" or cond.negate
+            or cond.quantifier is not None or cond.field.path or cond.field.name in keys
+        ):  # fmt: skip
+            keys = {}
+            break
+        keys[cond.field.name] = str(cond.value)
+    if not rel.primary_key or set(keys) != set(rel.primary_key) or len(query.nodes) > 1:
+        raise pgrst_error(
+            "PGRST105", "Filters must include all and only primary key columns with 'eq' operators"
+        )
+    payload = parse_json_body(raw)
+    if isinstance(payload, list) and len(payload) == 1:
+        payload = payload[0]
+    if not isinstance(payload, dict):
+        raise invalid_body("the PUT body must be one JSON object (one row)")
+    for column, value in keys.items():
+        if column not in payload or _text(payload[column]) != value:
+            raise pgrst_error(
+                "PGRST115", "Payload values do not match URL in primary key column(s)"
+            )
+    prefs = dataclasses.replace(prefs, resolution="merge", max_affected=None)
+    plan = plan_insert_rows(
+        snapshot, rel, query, [payload], json.dumps([payload]), prefs=prefs, singular=singular
+    )
+    return dataclasses.replace(plan, on_conflict=tuple(rel.primary_key), put=True)
+
+
+def _text(value: Any) -> str:
+    """A JSON value as the text a URL filter holds (``true``, ``1``, ``abc``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return str(value)

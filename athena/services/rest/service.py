@@ -46,6 +46,7 @@ from athena.services.rest.plan import (
     plan_delete,
     plan_insert,
     plan_insert_rows,
+    plan_put,
     plan_read,
     plan_update,
 )
@@ -78,9 +79,13 @@ _OPERATION = {
     "HEAD": "fetch",
     "POST": "insert",
     "PATCH": "update",
+    "PUT": "upsert",
     "DELETE": "delete",
 }
-_RIGHT = {"GET": "read", "HEAD": "read", "POST": "write", "PATCH": "write", "DELETE": "delete"}
+_RIGHT = {
+    "GET": "read", "HEAD": "read", "POST": "write", "PATCH": "write", "PUT": "write",
+    "DELETE": "delete",
+}  # fmt: skip
 
 
 def is_native(rt: Runtime, ctx: CallContext) -> bool:
@@ -174,6 +179,8 @@ class RestService:
             )
         elif method == "POST":
             mplan = plan_insert(snapshot, rel, query, body, prefs=wprefs, singular=shape.singular)
+        elif method == "PUT":
+            mplan = plan_put(snapshot, rel, query, body, prefs=wprefs, singular=shape.singular)
         elif method == "PATCH":
             mplan = plan_update(snapshot, rel, query, body, prefs=wprefs, singular=shape.singular)
         else:
@@ -389,7 +396,9 @@ class Serving:
         return count, body
 
     async def write(self, plan: MutatePlan) -> RestResult:
-        if plan.operation == "insert":
+        if plan.put:
+            with_body, without = 200, 204
+        elif plan.operation == "insert":
             with_body = without = 201 if self.shape.native else 200
             if not self.shape.native:
                 without = 204
