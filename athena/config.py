@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     # Accept: application/vnd.pgrst.plan+json|+text (EXPLAIN) on /rest/v1: "admin" (the admin
     # key only, as PostgREST's db-plan-enabled is off for ordinary roles), "true" or "false"
     rest_plan_enabled: Literal["admin", "true", "false"] = "admin"
+    # count()/sum()/avg()/min()/max() in select (PostgREST 12's db-aggregates-enabled)
+    rest_aggregates_enabled: bool = True
     docs_url: str = DEFAULT_DOCS_URL
     auth_cache_seconds: float = 2.0
 

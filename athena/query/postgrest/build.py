@@ -25,6 +25,7 @@ from psycopg import sql
 from athena.db.introspection import Relation, SchemaSnapshot
 from athena.query.postgrest.errors import PgrstError, pgrst_error
 from athena.query.postgrest.grammar import (
+    AggregateItem,
     ColumnItem,
     Condition,
     EmbedItem,
@@ -67,6 +68,23 @@ CASTS: dict[str, str] = {
         "money", "inet", "cidr", "tsvector",
     )
 } | {"float": "float8", "double": "float8", "double precision": "float8"}  # fmt: skip
+
+
+AGGREGATE_SQL = {"count": "count", "sum": "sum", "avg": "avg", "min": "min", "max": "max"}
+
+
+def _cast(expr: sql.Composable, cast: str | None) -> sql.Composable:
+    """``CAST(expr AS t)`` for a type of the allow-list (PGRST100 otherwise)."""
+    if cast is None:
+        return expr
+    target = CASTS.get(cast)
+    if target is None:
+        raise pgrst_error(
+            "PGRST100",
+            f"failed to parse select parameter (::{cast})",
+            details=f"unsupported cast '{cast}'; allowed: " + ", ".join(sorted(CASTS)),
+        )
+    return sql.SQL("CAST({} AS {})").format(expr, sql.SQL(target))
 
 
 def column_not_found(rel: Relation, name: str) -> PgrstError:
@@ -322,6 +340,9 @@ class _Builder:
             sql.Identifier(child_alias),
             sql.SQL(" AND ").join(where),
         )
+        groups = self.group_by(rship.target, child_alias, item.children)
+        if groups is not None:
+            inner = sql.SQL("{} GROUP BY {}").format(inner, groups)
         row = sql.Identifier(self.alias())
         if rship.to_one:
             return sql.SQL("(SELECT row_to_json({row}) FROM ({inner} LIMIT 1) {row})").format(
@@ -340,17 +361,32 @@ class _Builder:
         ).format(row=row, inner=inner)
 
     def column_expr(self, rel: Relation, alias: str, item: ColumnItem) -> sql.Composable:
-        expr = self.field_sql(rel, alias, item.field)
-        if item.cast is None:
-            return expr
-        cast = CASTS.get(item.cast)
-        if cast is None:
+        return _cast(self.field_sql(rel, alias, item.field), item.cast)
+
+    def aggregate_expr(self, rel: Relation, alias: str, item: AggregateItem) -> sql.Composable:
+        """``sum(CAST(col AS int))::text``: the function and casts from fixed tables."""
+        if item.field is None:
+            expr: sql.Composable = sql.SQL("count(*)")
+        else:
+            inner = _cast(self.field_sql(rel, alias, item.field), item.cast)
+            expr = sql.SQL("{}({})").format(sql.SQL(AGGREGATE_SQL[item.function]), inner)
+        return _cast(expr, item.result_cast)
+
+    def group_by(
+        self, rel: Relation, alias: str, items: tuple[SelectItem, ...]
+    ) -> sql.Composable | None:
+        """With an aggregate among ``items``, the other selected columns are the groups."""
+        if not any(isinstance(i, AggregateItem) for i in items):
+            return None
+        if any(isinstance(i, StarItem | EmbedItem) for i in items):
             raise pgrst_error(
                 "PGRST100",
-                f"failed to parse select parameter (::{item.cast})",
-                details=f"unsupported cast '{item.cast}'; allowed: " + ", ".join(sorted(CASTS)),
+                "failed to parse select parameter (aggregates)",
+                details="aggregates group by the other selected columns: name them instead of "
+                "* or an embedded resource at the same level",
             )
-        return sql.SQL("CAST({} AS {})").format(expr, sql.SQL(cast))
+        keys = [self.column_expr(rel, alias, i) for i in items if isinstance(i, ColumnItem)]
+        return sql.SQL(", ").join(keys) if keys else None
 
     def spread_columns(
         self, parent: Relation, parent_alias: str, path: tuple[str, ...], item: EmbedItem
@@ -404,6 +440,9 @@ class _Builder:
             elif isinstance(item, ColumnItem):
                 expr = self.column_expr(rel, alias, item)
                 parts.append(sql.SQL("{} AS {}").format(expr, sql.Identifier(item.output_name)))
+            elif isinstance(item, AggregateItem):
+                expr = self.aggregate_expr(rel, alias, item)
+                parts.append(sql.SQL("{} AS {}").format(expr, sql.Identifier(item.output_name)))
             elif item.spread:
                 parts.extend(self.spread_columns(rel, alias, path, item))
             else:
@@ -433,7 +472,7 @@ class _Builder:
         for item in items:
             if isinstance(item, StarItem):
                 names += [c.name for c in sorted(rel.columns.values(), key=lambda c: c.position)]
-            elif isinstance(item, ColumnItem):
+            elif isinstance(item, ColumnItem | AggregateItem):
                 names.append(item.output_name)
             elif item.spread:
                 names += self.output_names(self.embeds.of(rel, item).target, item.children)
@@ -532,6 +571,9 @@ def build_read(
     )
     if where:
         page = sql.SQL("{} WHERE {}").format(page, sql.SQL(" AND ").join(where))
+    groups = b.group_by(rel, alias, query.select)
+    if groups is not None:
+        page = sql.SQL("{} GROUP BY {}").format(page, groups)
     if root.order:
         page = sql.SQL("{} ORDER BY {}").format(
             page, b.order_sql(rel, alias, root.order, query.select)

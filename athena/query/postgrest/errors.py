@@ -46,6 +46,7 @@ CATALOGUE: dict[str, PgrstCode] = {
     "PGRST117": PgrstCode(405, "method_not_allowed", "the HTTP method is not supported"),
     "PGRST118": PgrstCode(400, "invalid_request", "a related order is not possible"),
     "PGRST119": PgrstCode(400, "invalid_request", "a spread is not possible"),
+    "PGRST123": PgrstCode(400, "invalid_request", "aggregates are turned off"),
     "PGRST124": PgrstCode(400, "max_affected_exceeded", "more rows than max-affected allows"),
     "PGRST127": PgrstCode(400, "invalid_request", "a feature that is turned off"),
     # -- PGRST2xx: the schema cache has no such thing -----------------------------------------

@@ -15,6 +15,7 @@ Every parse failure raises :class:`ParseError`, which the service turns into Pos
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -137,7 +138,26 @@ class EmbedItem:
         return self.alias or self.name
 
 
-SelectItem = ColumnItem | StarItem | EmbedItem
+AGGREGATES = ("count", "sum", "avg", "min", "max")
+
+
+@dataclass(frozen=True)
+class AggregateItem:
+    """``count()``, ``amount.sum()``, ``total:amount::int.sum()::text`` (PostgREST 12): the
+    other columns selected beside it are the groups."""
+
+    function: str
+    field: Field | None  # None: ``count()`` counts rows
+    alias: str | None = None
+    cast: str | None = None  # of the column, before aggregating
+    result_cast: str | None = None
+
+    @property
+    def output_name(self) -> str:
+        return self.alias or self.function
+
+
+SelectItem = ColumnItem | StarItem | EmbedItem | AggregateItem
 
 
 @dataclass
@@ -476,6 +496,27 @@ def _split_alias(raw: str) -> tuple[str | None, str]:
     return None, raw
 
 
+_AGGREGATE = re.compile(
+    r"^(?:(?P<column>[^()]+)\.)?(?P<fn>" + "|".join(AGGREGATES) + r")\(\)(?:::(?P<cast>[\w ]+))?$"
+)
+
+
+def _aggregate_item(match: re.Match[str], alias: str | None, *, whole: str) -> AggregateItem:
+    fn, column = match.group("fn"), match.group("column")
+    result_cast = (match.group("cast") or "").strip().lower() or None
+    if column is None:
+        if fn != "count":
+            raise ParseError(
+                f"failed to parse select parameter ({whole})", f"{fn}() needs a column: col.{fn}()"
+            )
+        return AggregateItem(fn, None, alias, None, result_cast)
+    cast: str | None = None
+    if "::" in column:
+        column, _, cast = column.rpartition("::")
+        cast = cast.strip().lower() or None
+    return AggregateItem(fn, parse_field(column), alias, cast, result_cast)
+
+
 def _parse_select_item(raw: str, *, whole: str) -> SelectItem:
     if raw == "*":
         return StarItem()
@@ -483,11 +524,20 @@ def _parse_select_item(raw: str, *, whole: str) -> SelectItem:
     if spread:
         raw = raw[3:]
     alias, rest = _split_alias(raw)
+    aggregate = _AGGREGATE.match(rest) if not spread else None
+    if aggregate is not None:
+        return _aggregate_item(aggregate, alias, whole=whole)
     if spread and not (rest.endswith(")") and "(" in rest):
         raise ParseError(f"failed to parse select parameter ({whole})", "... needs a resource(…)")
     if rest.endswith(")") and "(" in rest and not rest.startswith('"'):
         head, _, body = rest.partition("(")
         body = body[:-1]
+        if not body.strip() and "." in head:
+            raise ParseError(
+                f"failed to parse select parameter ({whole})",
+                f"unknown aggregate '{head.rpartition('.')[2]}()'; use one of "
+                + ", ".join(f"{a}()" for a in AGGREGATES),
+            )
         names = head.split("!")
         name = _name(names[0], "select parameter")
         hint: str | None = None

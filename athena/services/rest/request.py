@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from athena.query.postgrest.errors import PgrstError, pgrst_error
+from athena.query.postgrest.grammar import AggregateItem, EmbedItem, ParsedQuery, SelectItem
 
 OBJECT_MEDIA = "application/vnd.pgrst.object+json"
 ARRAY_MEDIA = "application/vnd.pgrst.array+json"
@@ -285,3 +286,19 @@ def parse_csv_body(raw: bytes | None) -> list[dict[str, Any]]:
             raise invalid_body(f"CSV line {n} has {len(record)} fields, the header {len(header)}")
         rows.append({k: (None if v == "NULL" else v) for k, v in zip(header, record, strict=True)})
     return rows
+
+
+def check_aggregates(query: ParsedQuery, enabled: bool) -> None:
+    """``ATHENA_REST_AGGREGATES_ENABLED=false``: an aggregate anywhere in select is 400
+    PGRST123, as PostgREST with ``db-aggregates-enabled`` off."""
+    if enabled:
+        return
+
+    def walk(items: tuple[SelectItem, ...]) -> bool:
+        return any(
+            isinstance(i, AggregateItem) or (isinstance(i, EmbedItem) and walk(i.children))
+            for i in items
+        )
+
+    if walk(query.select):
+        raise pgrst_error("PGRST123", "Use of aggregate functions is not allowed")

@@ -31,6 +31,7 @@ from athena.services.rest.errors import api_error_from_pgrst
 from athena.services.rest.plan import CallPlan, plan_call
 from athena.services.rest.request import (
     Preferences,
+    check_aggregates,
     invalid_body,
     parse_accept,
     parse_range,
@@ -98,6 +99,7 @@ class RpcService:
         entry = resolve_client(rt, ctx)
         schema = profile_schema(schema, exposed_schemas(rt.settings.rest_schemas))
         await authorize(rt, ctx, entry.name, function_right(name, schema))
+        check_aggregates(query, rt.settings.rest_aggregates_enabled)
         overloads = await rt.introspection.routines(entry, name, schema)
         snapshot: SchemaSnapshot = await rt.introspection.snapshot(entry)
         plan = plan_call(

@@ -53,6 +53,7 @@ from athena.services.rest.plan import (
 from athena.services.rest.request import (
     Accept,
     Preferences,
+    check_aggregates,
     is_csv,
     parse_accept,
     parse_csv_body,
@@ -145,6 +146,7 @@ class RestService:
             ) from None
         snapshot = await rt.introspection.snapshot(entry)
         query = parse_query(pairs)
+        check_aggregates(query, rt.settings.rest_aggregates_enabled)
         prefs = Preferences.parse(prefer if prefer is not None else ctx.header("prefer"))
         shape = Shape(
             native=native,
