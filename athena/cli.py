@@ -73,9 +73,12 @@ def catalog_connection(args: argparse.Namespace) -> Iterator[tuple[Settings, psy
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from athena.observability import logs
     from athena.serving.parent import run
 
-    return run(_settings_from(args))
+    settings = _settings_from(args)
+    logs.configure(settings)
+    return run(settings)
 
 
 def _worker() -> int:
@@ -83,9 +86,12 @@ def _worker() -> int:
 
     Not an argparse sub-command, so ``athena --help`` does not list it.
     """
+    from athena.observability import logs
     from athena.serving.worker import run_child_worker
 
-    return run_child_worker(load_settings())
+    settings = load_settings()
+    logs.configure(settings)
+    return run_child_worker(settings)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     max_connections_per_ip: int = Field(default=512, ge=0)
 
     # observability
+    # text (default) | json (one object per line) | auto (text on a terminal, else json)
+    log_format: Literal["text", "json", "auto"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+    # unset/false: off; true or "-": one line per request on stderr; else a file to append to
+    access_log: str | None = None
     request_log_enabled: bool = True
     request_log_batch_size: int = 500
     request_log_flush_seconds: float = 1.0

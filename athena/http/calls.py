@@ -17,6 +17,7 @@ import werkzeug.urls  # noqa: F401 — registers the 'werkzeug.url_quote' codec 
 from athena.auth.keys import constant_time_equals, parse_key
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
+from athena.observability import logs
 from athena.services.ratelimit import RateLimits
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class CallGate:
         lowered: dict[str, str] = {}
         for name, value in headers:  # later ones win
             lowered[name.lower()] = value
-        return CallContext(
+        ctx = CallContext(
             headers=lowered,
             request_id=lowered.get("x-request-id") or new_request_id(),
             remote_addr=remote_addr,
@@ -57,6 +58,8 @@ class CallGate:
             method=method,
             query=query,
         )
+        logs.current_call.set(ctx)  # log records of this task carry the call's ids
+        return ctx
 
     async def admit(
         self, ctx: CallContext, query_string_bytes: int, *, rate_limited: bool = True
@@ -109,6 +112,8 @@ class CallGate:
         runtime.metrics.observe(ctx.route, ctx.method, status, client, elapsed)
         if ctx.route != "unmatched" and ctx.extra.get("log", True):
             runtime.request_log.record(ctx, status, elapsed)
+        logs.access(ctx, status, elapsed)
+        logs.current_call.set(None)
 
 
 def query_pairs(query_string: bytes) -> list[tuple[str, str]]:

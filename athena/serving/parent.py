@@ -138,7 +138,15 @@ def prepare(settings: Settings) -> Prepared:
 
 
 def _announce(settings: Settings, prepared: Prepared) -> None:
+    from athena.observability import logs
+
     where = "embedded PostgreSQL" if prepared.embedded else mask_uri(prepared.catalog_uri)
+    if logs.active_format() == "json":
+        # Structured logs are collected and shipped: the key itself stays in its 0600 file.
+        log.info("serving on http://%s:%s (catalog: %s)", settings.host, settings.port, where)
+        if prepared.admin_key_generated:
+            log.info("admin key (ATHENA_KEY_12) stored in %s", settings.data_dir / "admin.key")
+        return
     print(
         f"athena: serving on http://{settings.host}:{settings.port} (catalog: {where})",
         file=sys.stderr,
