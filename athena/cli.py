@@ -73,11 +73,12 @@ def catalog_connection(args: argparse.Namespace) -> Iterator[tuple[Settings, psy
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from athena.observability import logs
+    from athena.observability import logs, tracing
     from athena.serving.parent import run
 
     settings = _settings_from(args)
     logs.configure(settings)
+    tracing.check_available(settings)
     return run(settings)
 
 

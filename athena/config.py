@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
     # unset/false: off; true or "-": one line per request on stderr; else a file to append to
     access_log: str | None = None
+    # OpenTelemetry traces (athena/observability/tracing.py): unset = on when
+    # OTEL_EXPORTER_OTLP_ENDPOINT is set
+    tracing: bool | None = None
     request_log_enabled: bool = True
     request_log_batch_size: int = 500
     request_log_flush_seconds: float = 1.0

@@ -27,6 +27,7 @@ from athena.auth.rights import has_right
 from athena.context import CallContext
 from athena.db.database import DatabaseUnavailable
 from athena.errors import ApiError
+from athena.observability.tracing import traced
 
 if TYPE_CHECKING:
     from athena.auth.store import StoredKey
@@ -168,6 +169,7 @@ async def authenticate_early(rt: Runtime, ctx: CallContext) -> None:
         ) from None
 
 
+@traced("auth")
 async def authorize(
     rt: Runtime,
     ctx: CallContext,

@@ -24,6 +24,7 @@ import trio
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from athena.db.libpq import PreparedNames, first_row_text, numbered, text_params
+from athena.observability import tracing
 
 log = logging.getLogger("athena.db")
 T = TypeVar("T")
@@ -129,6 +130,13 @@ class Database:
         ``trio.Cancelled`` propagates, the deadline raises ``StatementDeadlineExceeded``.
         ``deadline_s`` overrides the pool's deadline for long jobs (``None``: no deadline).
         """
+        if tracing.TRACER is not None:
+            # fn's statements are unknown here (raw SQL among them): no text on the span
+            with tracing.statement_span(self.name, None):
+                return await self._run_within(fn, deadline_s)
+        return await self._run_within(fn, deadline_s)
+
+    async def _run_within(self, fn: Callable[[psycopg.Connection], T], deadline_s: Any) -> T:
         deadline = self.deadline_s if deadline_s is _DEFAULT else deadline_s
         if deadline is None:
             return await self._run(fn)
@@ -174,6 +182,13 @@ class Database:
         cancellation as ``run``.
         """
 
+        if tracing.TRACER is not None:
+            shape = statement if isinstance(statement, (str, bytes)) else None  # not Composed
+            with tracing.statement_span(self.name, shape):
+                return await self._fetch_one(statement, params)
+        return await self._fetch_one(statement, params)
+
+    async def _fetch_one(self, statement: Any, params: Any) -> tuple[Any, ...] | None:
         async def first_row(conn: psycopg.Connection) -> tuple[Any, ...] | None:
             cursor = conn.cursor()
             await wait_on_trio(
@@ -191,9 +206,15 @@ class Database:
         integer or NULL — the gateway's own statements — else through ``fetch_one``. Same
         errors, deadline and cancellation as ``fetch_one``.
         """
+        if tracing.TRACER is not None:
+            with tracing.statement_span(self.name, statement):
+                return await self._fetch_json(statement, params)
+        return await self._fetch_json(statement, params)
+
+    async def _fetch_json(self, statement: bytes, params: list[Any]) -> tuple[bytes, int] | None:
         texts = text_params(params)
         if texts is None:
-            row = await self.fetch_one(statement, params)
+            row = await self._fetch_one(statement, params)
             if row is None:
                 return None
             data, count = row

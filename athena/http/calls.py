@@ -17,7 +17,7 @@ import werkzeug.urls  # noqa: F401 — registers the 'werkzeug.url_quote' codec 
 from athena.auth.keys import constant_time_equals, parse_key
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
-from athena.observability import logs
+from athena.observability import logs, tracing
 from athena.services.ratelimit import RateLimits
 
 if TYPE_CHECKING:
@@ -58,6 +58,8 @@ class CallGate:
             method=method,
             query=query,
         )
+        if tracing.TRACER is not None:
+            tracing.start_request(ctx)  # the request id becomes the trace id
         logs.current_call.set(ctx)  # log records of this task carry the call's ids
         return ctx
 
@@ -114,6 +116,8 @@ class CallGate:
             runtime.request_log.record(ctx, status, elapsed)
         logs.access(ctx, status, elapsed)
         logs.current_call.set(None)
+        if tracing.TRACER is not None:
+            tracing.close_request(ctx, status)
 
 
 def query_pairs(query_string: bytes) -> list[tuple[str, str]]:

@@ -25,6 +25,7 @@ from athena.context import CallContext
 from athena.errors import ApiError
 from athena.http.calls import CallGate, first_values, query_pairs
 from athena.http.prefixes import canonical_path
+from athena.observability import tracing
 from athena.routes._http import JSON, dumps, parse_json_object
 from athena.routes.gateway import BODY_ROUTES, envelope
 from athena.routes.rest import answer as rest_answer
@@ -126,6 +127,8 @@ class HotLane:
                         }
                     )
                     await send({"type": "http.response.body", "body": payload})
+                    if tracing.TRACER is not None:
+                        tracing.finish()
                     return
         await self.app(scope, receive, send)
 

@@ -31,6 +31,7 @@ from athena.auth.guard import authorize
 from athena.auth.rights import table_right
 from athena.context import CallContext
 from athena.errors import ApiError
+from athena.observability import tracing
 from athena.query.conditions import (
     Filter,
     Group,
@@ -185,7 +186,10 @@ def _select(columns: tuple[str, ...] | None) -> str:
 def _client(rt: Runtime) -> httpx.AsyncClient:
     client = rt.services.get("custom_supabase_http")
     if client is None:
-        client = httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False)
+        # traceparent goes upstream when tracing is on
+        client = httpx.AsyncClient(
+            timeout=TIMEOUT_S, follow_redirects=False, event_hooks=tracing.httpx_hooks()
+        )
         rt.services["custom_supabase_http"] = client
     return client  # type: ignore[no-any-return]
 

@@ -33,6 +33,7 @@ from urllib.parse import unquote
 import trio
 
 from athena.http.hot_lane import HotLane
+from athena.observability import tracing
 from athena.serving.streams import Stalled, WrappedStream, send_with_progress
 
 log = logging.getLogger("athena.http")
@@ -241,6 +242,8 @@ class LaneHttp:
                 head = render_head(status, response_headers, close)
                 await send_with_progress(stream, head, self.keep_alive)
                 await send_with_progress(stream, payload, self.keep_alive)
+            if tracing.TRACER is not None:
+                tracing.finish()
             if close:
                 return True
 

@@ -89,8 +89,11 @@ async def serve_worker(
     """
     from athena.http.gate import create_asgi
     from athena.http.hot_lane import HotLane
+    from athena.observability import tracing
     from athena.observability.metrics_share import MetricsShare
     from athena.runtime import BackgroundTask, Runtime
+
+    tracing.setup(settings)  # per process: the exporter's thread does not survive a fork
 
     runtime = await Runtime.open(
         settings,
@@ -142,6 +145,8 @@ async def serve_worker(
             root.cancel_scope.cancel()
     finally:
         await runtime.aclose()
+        if tracing.TRACER is not None:
+            await trio.to_thread.run_sync(tracing.shutdown)  # export what is buffered
 
 
 async def _watch_signals(stop: trio.Event, scope: trio.CancelScope) -> None:
