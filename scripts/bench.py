@@ -394,9 +394,22 @@ def main() -> None:
     parser.add_argument(
         "--skip-hypercorn", action="store_true", help="skip the ATHENA_LANE_HTTP=false runs"
     )
+    parser.add_argument(
+        "--tracing", action="store_true",
+        help="only measure (a) with OpenTelemetry tracing off and on, alternating (--repeat)",
+    )  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the --tracing runs")
+    parser.add_argument(
+        "--baseline-src", type=Path,
+        help="with --tracing: also run a gateway from this source tree (e.g. a checkout of the "
+        "commit before tracing existed), to show what tracing off costs",
+    )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required (scripts/bench installs it with apt-get when missing)")
+    if args.tracing:
+        tracing_overhead(args)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="athena-bench-"))
     key = "bench_admin_" + secrets.token_hex(16)
@@ -540,6 +553,108 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
                 if one and two:
                     ratio = _stats([r["rps"] for r in two])[1] / _stats([r["rps"] for r in one])[1]
                     print(f"{label}: 2 workers / 1 worker = {ratio:.2f}")
+
+
+def _otlp_sink() -> tuple[Any, str]:
+    """An OTLP/HTTP receiver on loopback that accepts every export and drops it."""
+    import http.server
+    import threading
+
+    class Sink(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def tracing_overhead(args: argparse.Namespace) -> None:
+    """(a) through gateways with tracing off, on (exporting to a loopback OTLP sink) and, with
+    --baseline-src, from a tree without tracing; measured in alternation, ``--repeat`` rounds,
+    so that a noisy machine shifts all of them alike. Ratios are within one round."""
+    work = Path(tempfile.mkdtemp(prefix="athena-bench-tracing-"))
+    key = "bench_admin_" + secrets.token_hex(16)
+    pg, catalog, data, _ = start_postgres(work)
+    sink, sink_url = _otlp_sink()
+    gateways: dict[str, Gateway] = {}
+    rounds: list[dict[str, dict[str, Any]]] = []
+    try:
+        print(f"seeding {args.rows} rows …", flush=True)
+        seed(data, args.rows)
+        variants: dict[str, dict[str, str]] = {
+            "off": {"ATHENA_TRACING": "false"},
+            "on": {"ATHENA_TRACING": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url},
+        }
+        # What operators run at volume: a sampled fraction of traces (here 5%).
+        variants["on 5%"] = {
+            **variants["on"],
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.05",
+        }
+        if args.baseline_src:
+            variants["baseline"] = {"PYTHONPATH": str(args.baseline_src.resolve())}
+        for name, env in variants.items():
+            gateways[name] = Gateway(work, catalog, data, key, 1, env)
+        bench_key = create_bench_key(gateways["off"].url, key)
+        script = work / "fetch_pk.lua"
+        script.write_text(
+            LUA_HEADERS.format(key=bench_key) + LUA["fetch_pk"].format(rows=args.rows)
+        )
+        for gateway in gateways.values():  # warm-up: pools, prepared statements, caches
+            run_wrk(gateway.url, script, connections=args.connections, duration=args.warmup,
+                    threads=args.threads)  # fmt: skip
+        for i in range(args.repeat):
+            results: dict[str, dict[str, Any]] = {}
+            for name, gateway in gateways.items():
+                time.sleep(1)
+                cpu_before = tree_cpu_seconds(gateway.proc.pid)
+                r = run_wrk(gateway.url, script, connections=args.connections,
+                            duration=args.duration, threads=args.threads)  # fmt: skip
+                cpu = tree_cpu_seconds(gateway.proc.pid) - cpu_before
+                r["gateway_cpu_us_per_req"] = cpu / max(1.0, r["rps"] * args.duration) * 1e6
+                results[name] = r
+                print(f"  round {i + 1} tracing {name:<8} {r['rps']:>8.0f} req/s  p99 {r['p99_ms']:6.2f} ms"
+                      f"  non-2xx {r['non_2xx']}  CPU {r['gateway_cpu_us_per_req']:.0f} us/req",
+                      flush=True)  # fmt: skip
+            rounds.append(results)
+    finally:
+        for gateway in gateways.values():
+            gateway.stop()
+        sink.shutdown()
+        sink.server_close()
+        pg.stop()
+        pg.unlock()
+    print()
+    base_cols = " off/baseline req/s | off/baseline CPU |" if args.baseline_src else ""
+    print(
+        "| round | on/off req/s | on/off CPU per request | on 5%/off req/s | on 5%/off CPU |"
+        + base_cols
+    )
+    print("|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.baseline_src else ""))
+
+    def ratio(a: dict[str, Any], b: dict[str, Any]) -> str:
+        rps = a["rps"] / b["rps"]
+        cpu = a["gateway_cpu_us_per_req"] / b["gateway_cpu_us_per_req"]
+        return f" {rps:.3f} | {cpu:.3f} |"
+
+    for i, r in enumerate(rounds, 1):
+        line = f"| {i} |" + ratio(r["on"], r["off"]) + ratio(r["on 5%"], r["off"])
+        if "baseline" in r:
+            line += ratio(r["off"], r["baseline"])
+        print(line)
+    out_dir = ROOT / "bench-results"
+    out_dir.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    (out_dir / f"bench-tracing-{stamp}.json").write_text(json.dumps(rounds, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

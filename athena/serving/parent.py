@@ -171,9 +171,20 @@ def _announce(settings: Settings, prepared: Prepared) -> None:
 
 def run(settings: Settings) -> int:
     """``athena serve``: returns the process exit code."""
+    from athena.serving import preflight
+
+    _refuse_on_fatal(preflight.check_settings(settings))  # before anything is started
     prepared = prepare(settings)
     assert prepared.sock is not None
     try:
+        _refuse_on_fatal(
+            preflight.run_checks(
+                settings,
+                catalog_uri=prepared.catalog_uri,
+                embedded=prepared.embedded is not None,
+                default_client_uri=prepared.default_client_uri,
+            )
+        )
         _announce(settings, prepared)
         if settings.workers <= 1:
             # hypercorn closes the socket it serves; give it a duplicate so ours stays valid.
@@ -186,6 +197,19 @@ def run(settings: Settings) -> int:
             prepared.embedded.stop()
             prepared.embedded.unlock()
     return 0
+
+
+def _refuse_on_fatal(findings: list) -> None:  # type: ignore[type-arg]
+    """The pre-flight checks at start (``athena check`` prints the same): a fatal finding stops
+    the start with its one-line reason; errors and warnings are logged, and serving goes on."""
+    for finding in findings:
+        if finding.level == "fatal":
+            raise ConfigError(f"{finding.check} {finding.target}: {finding.detail}")
+    for finding in findings:
+        if finding.level in ("warn", "error"):
+            log.warning(
+                "check %s %s: %s: %s", finding.check, finding.target, finding.level, finding.detail
+            )
 
 
 def _run_workers(settings: Settings, prepared: Prepared) -> None:
@@ -235,6 +259,26 @@ def _run_workers(settings: Settings, prepared: Prepared) -> None:
         for s, handler in previous.items():
             signal.signal(s, handler)
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def embedded_client_uri(settings: Settings) -> str | None:
+    """For CLI commands: the URI of the embedded ``athena`` client (as the gateway reaches it)."""
+    from urllib.parse import quote
+
+    data_dir: Path = settings.data_dir
+    try:
+        port = int((data_dir / "pg.port").read_text().strip())
+        if settings.client_role:
+            user = settings.client_role
+            password = (data_dir / "app-role.password").read_text().strip()
+        else:
+            user, password = "postgres", (data_dir / "pg.password").read_text().strip()
+    except (OSError, ValueError):
+        return None
+    return (
+        f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:{port}/"
+        f"{catalog_db.DEFAULT_CLIENT_DATABASE}"
+    )
 
 
 def embedded_catalog_uri(settings: Settings) -> str | None:
