@@ -96,6 +96,9 @@ async def run(args: argparse.Namespace, catalog: str, data: str, key: str) -> No
     runtime = await Runtime.open(settings, admin_key=key, catalog_uri=catalog)
     lane = create_asgi(runtime)
     app = lane.app if args.quart else lane
+    quart = lane
+    while not hasattr(quart, "startup"):  # under the wrappers (SDK prefixes, tracing)
+        quart = quart.app
     headers = [
         (b"content-type", b"application/json"), (b"apikey", key.encode()),
         (b"x-athena-client", b"athena"), (b"host", b"127.0.0.1"),
@@ -119,7 +122,7 @@ async def run(args: argparse.Namespace, catalog: str, data: str, key: str) -> No
 
     async with trio.open_nursery() as nursery:
         runtime.start_background(nursery)
-        await lane.app.startup()
+        await quart.startup()
         for name, make in (("ping", ping), ("fetch by pk", fetch_pk), ("100-row page", page)):
             await measure(app, name, make, args.requests // 4, args.concurrency)  # warm-up
             await measure(app, name, make, args.requests, args.concurrency)

@@ -52,7 +52,9 @@ class CallGate:
             lowered[name.lower()] = value
         ctx = CallContext(
             headers=lowered,
-            request_id=lowered.get("x-request-id") or new_request_id(),
+            # with tracing on, start_request makes the trace id the request id
+            request_id=lowered.get("x-request-id")
+            or ("" if tracing.TRACER is not None else new_request_id()),
             remote_addr=remote_addr,
             route=route,
             method=method,
