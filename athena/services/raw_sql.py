@@ -50,7 +50,7 @@ class RawOutcome:
 # of a role or database starts with — the gateway's own pools included. Read before and after
 # the caller's SQL inside its transaction (a DO block's EXECUTE is seen too), every name
 # schema-qualified so that a search_path the caller set cannot substitute another relation.
-_ROLE_SETTINGS = (
+ROLE_SETTINGS = (
     "SELECT pg_catalog.transaction_timestamp(),"
     " ARRAY(SELECT s.setconfig FROM pg_catalog.pg_db_role_setting s"
     " ORDER BY s.setdatabase, s.setrole)"
@@ -88,7 +88,7 @@ def _run_raw(
     # With params: PostgreSQL's own $1… placeholders (RawCursor), one statement.
     cursor = conn.cursor() if params is None else psycopg.RawCursor(conn)
     with conn.transaction(), cursor as cur:
-        started, settings = cur.execute(_ROLE_SETTINGS, prepare=False).fetchone()  # type: ignore[misc]
+        started, settings = cur.execute(ROLE_SETTINGS, prepare=False).fetchone()  # type: ignore[misc]
         cur.execute(text, params, prepare=False)
         while True:
             statements += 1
@@ -103,7 +103,7 @@ def _run_raw(
                 columns, rows, too_many = None, [], False
             if not cur.nextset():
                 break
-        now_started, now_settings = cur.execute(_ROLE_SETTINGS, prepare=False).fetchone()  # type: ignore[misc]
+        now_started, now_settings = cur.execute(ROLE_SETTINGS, prepare=False).fetchone()  # type: ignore[misc]
         if now_started != started:
             # Transaction control the parser did not see: whatever ran after it may be
             # committed already; the connection is discarded, never reused.

@@ -31,7 +31,7 @@ from athena.db.clients import ClientEntry, require_db
 from athena.db.errors import api_error_from_db
 from athena.errors import CODES, ApiError
 from athena.query.postgrest.errors import PgrstError
-from athena.query.raw import encode_rows, query_text
+from athena.query.raw import encode_rows, query_text, transaction_control
 from athena.services import gateway, raw_sql
 from athena.services.clients import resolve_client
 from athena.services.gateway import GatewayResult
@@ -195,6 +195,14 @@ async def _prepare(rt: Runtime, ctx: CallContext, entry: ClientEntry, op: Operat
     else:  # query: raw SQL for keys holding gateway.query
         await authorize(rt, ctx, entry.name, "gateway.query")
         op.query = query_text(payload)
+        ending = transaction_control(op.query)
+        if ending is not None:  # refused before anything runs, as on /gateway/query
+            raise ApiError(
+                "statement_refused",
+                f"{ending} is not allowed: the operations run in one transaction that the "
+                "gateway commits (or rolls back on error)",
+                data={"statement": ending},
+            )
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -260,16 +268,32 @@ def _run_one(
         return b"", op.outcome.count
     assert op.query is not None
     with conn.cursor() as cur:
+        before = cur.execute(raw_sql.ROLE_SETTINGS, prepare=False).fetchone()
         # no parameters, never prepared: the simple protocol, several statements may run
         cur.execute(op.query, prepare=False)
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+        while True:  # the rows of the last statement, as /gateway/query answers
+            columns = [d.name for d in cur.description] if cur.description is not None else None
+            rows = cur.fetchmany(max_rows + 1) if columns is not None else []
+            if not cur.nextset():
+                break
+        after = cur.execute(raw_sql.ROLE_SETTINGS, prepare=False).fetchone()
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS or (
+            before is not None and after is not None and before[0] != after[0]
+        ):
             raise ApiError(
-                "invalid_request", "transaction control statements are not allowed in an operation"
+                "statement_refused",
+                "transaction control is not allowed in a transaction's operations",
+                data={"statement": "COMMIT"},
             )
-        if cur.description is None:
+        if before is not None and after is not None and before[1] != after[1]:
+            raise ApiError(
+                "statement_refused",
+                "changing role or database settings (ALTER ROLE/DATABASE … SET) is not "
+                "allowed through the gateway; the transaction was rolled back",
+                data={"statement": "ALTER … SET"},
+            )
+        if columns is None:
             return b"[]", 0
-        columns = [d.name for d in cur.description]
-        rows = cur.fetchmany(max_rows + 1)
         if len(rows) > max_rows:
             raise raw_sql.result_too_large(max_rows)
         data = encode_rows(columns, rows)

@@ -258,3 +258,29 @@ async def test_transaction_over_the_websocket(
         called = await request("t3", "gateway.rpc", {"function": "tx_total"})
         assert called["data"] == 150 and called["count"] == 1
     assert balances(db) == [(1, 80), (2, 70), (3, 0)]
+
+
+def test_raw_sql_in_a_transaction_is_held_to_the_gateway_query_rules(
+    client: Callable[..., httpx.Client], db: psycopg.Connection
+) -> None:
+    http = client()
+    fetch = {"id": "f", "kind": "fetch", "payload": {"table_name": "tx_accounts"}}
+    sneaky = [
+        {"id": "w", "kind": "update", "payload": {
+            "table_name": "tx_accounts", "update_body": {"balance": 1},
+            "conditions": [{"eq_column": "id", "eq_value": 1}]}},
+        {"id": "c", "kind": "query", "payload": {"query": "COMMIT"}},
+    ]  # fmt: skip
+    refused = http.post("/gateway/transaction", json=sdk_body(sneaky))
+    assert refused.status_code == 403 and refused.json()["code"] == "statement_refused"
+    assert refused.json()["data"]["failed_index"] == 1
+    assert balances(db) == [(1, 100), (2, 50), (3, 0)]  # nothing ran
+    several = [
+        {"id": "q", "kind": "query", "payload": {
+            "query": "UPDATE tx_accounts SET balance = balance + 1; SELECT id FROM tx_accounts ORDER BY id"}},
+        fetch,
+    ]  # fmt: skip
+    res = http.post("/gateway/transaction", json=sdk_body(several))
+    assert res.status_code == 200, res.text
+    assert res.json()["data"]["results"][0]["data"] == [{"id": 1}, {"id": 2}, {"id": 3}]
+    assert balances(db) == [(1, 101), (2, 51), (3, 1)]
