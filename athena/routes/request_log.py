@@ -15,7 +15,7 @@ import psycopg
 from quart import Blueprint, Response
 
 from athena.auth.guard import require_admin
-from athena.db.pools import DatabaseUnavailable
+from athena.db.database import DatabaseUnavailable
 from athena.errors import ApiError
 from athena.routes._http import ctx, json_response, rt
 from athena.services import request_log_query as q
@@ -74,9 +74,7 @@ async def list_request_log() -> Response:
     flt = _filter()
     limit = _int("limit", 100, 1, q.MAX_PAGE)
     before_id = _int("before_id", None, 1, 2**63 - 1)
-    rows = await _on_catalog(
-        partial(q.list_entries, flt=flt, limit=limit, before_id=before_id)
-    )
+    rows = await _on_catalog(partial(q.list_entries, flt=flt, limit=limit, before_id=before_id))
     next_before = rows[-1]["id"] if rows and len(rows) == limit else None
     return json_response({"entries": rows, "next_before_id": next_before})
 

@@ -2,7 +2,7 @@
 // insert / edit / delete through /gateway/*, and CSV export of the current filter.
 
 import * as api from "./api.js";
-import { cell, clear, confirmAction, errorBox, h, loading, modal, option, saveBlob, toast } from "./dom.js";
+import { cell, clear, confirmAction, errorBox, h, loading, modal, option, toast } from "./dom.js";
 import { clientPicker, contextHeaders, tablePicker, tablesFor, canListSchema } from "./common.js";
 
 const OPERATORS = ["eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "is", "in", "contains", "containedBy"];
@@ -306,7 +306,7 @@ async function exportCsv(client, table, view, names) {
     return toast(`${err.code}: ${err.message}`, "error");
   }
   const columns = names.length ? names : [...new Set(rows.flatMap((r) => Object.keys(r)))];
-  saveBlob(new Blob([csv(rows, columns)], { type: "text/csv" }), `${client}-${table}.csv`);
+  api.saveBlob(new Blob([csv(rows, columns)], { type: "text/csv" }), `${client}-${table}.csv`);
   toast(`Exported ${rows.length} rows`);
 }
 
