@@ -2,7 +2,7 @@
 // Server-Sent Events), restore after a confirmation naming the target, download, delete.
 
 import * as api from "./api.js";
-import { clear, confirmAction, errorBox, formatBytes, h, modal, option, toast } from "./dom.js";
+import { attempt, clear, confirmAction, errorBox, formatBytes, h, modal, option, toast } from "./dom.js";
 
 const enc = (key) => key.split("/").map(encodeURIComponent).join("%2F");
 
@@ -113,13 +113,7 @@ async function restore(b, session, jobArea, done) {
 
 async function remove(b, done) {
   if (!(await confirmAction("Delete backup?", `${b.key} is deleted from S3.`))) return;
-  try {
-    await api.call("DELETE", `/admin/backups/${enc(b.key)}`);
-    toast("Backup deleted");
-    done();
-  } catch (err) {
-    toast(`${err.code}: ${err.message}`, "error");
-  }
+  if (await attempt("Backup deleted", () => api.call("DELETE", `/admin/backups/${enc(b.key)}`))) done();
 }
 
 export default { id: "backups", title: "Backups", visible: (s) => s.key.admin, render };

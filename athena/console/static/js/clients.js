@@ -1,7 +1,7 @@
 // Clients (admin key): the catalog with live health, add / edit / freeze / delete, statistics.
 
 import * as api from "./api.js";
-import { badge, clear, confirmAction, dataTable, errorBox, h, modal, toast } from "./dom.js";
+import { attempt, badge, clear, confirmAction, dataTable, errorBox, h, modal, toast } from "./dom.js";
 import { byLabel, scrape } from "./metrics.js";
 
 async function render(root, state, session, alive) {
@@ -107,24 +107,13 @@ async function editClient(c, done) {
 async function freeze(c, done) {
   const freezing = !c.is_frozen;
   if (freezing && !(await confirmAction(`Freeze ${c.client_name}?`, `Data and management requests to ${c.client_name} get 403 client_frozen until it is unfrozen.`, { submit: "Freeze" }))) return;
-  try {
-    await api.call("PUT", `/admin/clients/${encodeURIComponent(c.client_name)}/freeze`, { body: { is_frozen: freezing } });
-    toast(freezing ? "Client frozen" : "Client unfrozen");
-    done();
-  } catch (err) {
-    toast(`${err.code}: ${err.message}`, "error");
-  }
+  const change = () => api.call("PUT", `/admin/clients/${encodeURIComponent(c.client_name)}/freeze`, { body: { is_frozen: freezing } });
+  if (await attempt(freezing ? "Client frozen" : "Client unfrozen", change)) done();
 }
 
 async function removeClient(c, done) {
   if (!(await confirmAction(`Delete client ${c.client_name}?`, "The client is soft-deleted and its pool closed; its database is not touched.", { typed: c.client_name }))) return;
-  try {
-    await api.call("DELETE", `/admin/clients/${encodeURIComponent(c.client_name)}`);
-    toast("Client deleted");
-    done();
-  } catch (err) {
-    toast(`${err.code}: ${err.message}`, "error");
-  }
+  if (await attempt("Client deleted", () => api.call("DELETE", `/admin/clients/${encodeURIComponent(c.client_name)}`))) done();
 }
 
 export default { id: "clients", title: "Clients", visible: (s) => s.key.admin, render };

@@ -186,3 +186,15 @@ export function formatBytes(n) {
   }
   return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
+
+// Run one change; toast its success or the API's code and message. True when it worked.
+export async function attempt(message, fn) {
+  try {
+    await fn();
+    toast(message);
+    return true;
+  } catch (err) {
+    toast(`${err.code}: ${err.message}`, "error");
+    return false;
+  }
+}

@@ -2,7 +2,7 @@
 // from the rights catalog, expire, revoke, delete; global and per-client enforcement.
 
 import * as api from "./api.js";
-import { badge, clear, confirmAction, dataTable, h, modal, option, toast } from "./dom.js";
+import { attempt, badge, clear, confirmAction, dataTable, h, modal, option, toast } from "./dom.js";
 
 async function render(root, state, session, alive) {
   const again = () => {
@@ -123,13 +123,7 @@ function showSecret(box, created) {
 }
 
 async function patch(k, body, message, done) {
-  try {
-    await api.call("PATCH", `/admin/api-keys/${encodeURIComponent(k.id)}`, { body });
-    toast(message);
-    done();
-  } catch (err) {
-    toast(`${err.code}: ${err.message}`, "error");
-  }
+  if (await attempt(message, () => api.call("PATCH", `/admin/api-keys/${encodeURIComponent(k.id)}`, { body }))) done();
 }
 
 async function editRights(k, rightNames, done) {
@@ -153,13 +147,7 @@ async function revoke(k, done) {
 
 async function remove(k, done) {
   if (!(await confirmAction(`Delete ${k.name}?`, `Key ${k.public_id} is deleted for good.`))) return;
-  try {
-    await api.call("DELETE", `/admin/api-keys/${encodeURIComponent(k.id)}`);
-    toast("Key deleted");
-    done();
-  } catch (err) {
-    toast(`${err.code}: ${err.message}`, "error");
-  }
+  if (await attempt("Key deleted", () => api.call("DELETE", `/admin/api-keys/${encodeURIComponent(k.id)}`))) done();
 }
 
 export default { id: "keys", title: "API keys", visible: (s) => s.key.admin, render };

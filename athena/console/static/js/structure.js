@@ -2,7 +2,7 @@
 // create / drop table, add / rename / drop column, create / drop index, with the audit log.
 
 import * as api from "./api.js";
-import { clear, confirmAction, dataTable, errorBox, h, loading, modal, toast } from "./dom.js";
+import { attempt, clear, confirmAction, dataTable, errorBox, h, loading, modal } from "./dom.js";
 import { clientPicker, forgetTables, tablePicker, tablesFor } from "./common.js";
 
 function sqlLiteral(text) {
@@ -16,13 +16,7 @@ async function capabilities(state, client) {
 }
 
 async function run(label, fn, done) {
-  try {
-    await fn();
-    toast(label);
-    done();
-  } catch (err) {
-    toast(`${err.code}: ${err.message}`, "error");
-  }
+  if (await attempt(label, fn)) done();
 }
 
 async function render(root, state, session, alive) {

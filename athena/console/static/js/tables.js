@@ -2,7 +2,7 @@
 // insert / edit / delete through /gateway/*, and CSV export of the current filter.
 
 import * as api from "./api.js";
-import { cell, clear, confirmAction, errorBox, h, loading, modal, option, toast } from "./dom.js";
+import { attempt, cell, clear, confirmAction, errorBox, h, loading, modal, option, toast } from "./dom.js";
 import { clientPicker, contextHeaders, tablePicker, tablesFor, canListSchema } from "./common.js";
 
 const OPERATORS = ["eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "is", "in", "contains", "containedBy"];
@@ -256,42 +256,29 @@ async function renderGrid(body, state, session, rights, alive) {
 async function insertRow(client, table, columns, session) {
   const values = await modal(`Insert into ${table}`, rowFields(columns), { submit: "Insert", intro: "Empty fields are left out (the column's default applies). JSON columns take JSON." });
   if (!values) return false;
-  try {
-    await api.call("PUT", "/gateway/insert", { client, headers: contextHeaders(session), body: { table_name: table, insert_body: rowBody(values, columns) } });
-    toast("Row inserted");
-    return true;
-  } catch (err) {
-    toast(`${err.code}: ${err.message}`, "error");
-    return false;
-  }
+  return attempt("Row inserted", () =>
+    api.call("PUT", "/gateway/insert", { client, headers: contextHeaders(session), body: { table_name: table, insert_body: rowBody(values, columns) } }));
 }
 
 async function editRow(client, table, columns, row) {
   const values = await modal(`Edit ${table} row ${editText(row.id)}`, rowFields(columns.filter((c) => c.column_name !== "id"), row), { submit: "Save", intro: "Only changed fields are sent; a cleared field becomes null." });
   if (!values) return false;
+  let change;
   try {
-    const change = rowBody(values, columns, row);
-    if (!Object.keys(change).length) return false;
-    await api.post("/gateway/update", { table_name: table, update_body: change, conditions: [{ eq_column: "id", eq_value: row.id }] }, { client });
-    toast("Row saved");
-    return true;
+    change = rowBody(values, columns, row);
   } catch (err) {
-    toast(`${err.code}: ${err.message}`, "error");
-    return false;
+    return attempt("", () => Promise.reject(err));
   }
+  if (!Object.keys(change).length) return false; // nothing changed: nothing to send
+  return attempt("Row saved", () =>
+    api.post("/gateway/update", { table_name: table, update_body: change, conditions: [{ eq_column: "id", eq_value: row.id }] }, { client }));
 }
 
 async function deleteRow(client, table, row, session) {
   const ok = await confirmAction(`Delete row ${editText(row.id)}?`, `The row with id ${editText(row.id)} is deleted from ${table} in ${client}. This cannot be undone.`);
   if (!ok) return false;
-  try {
-    await api.call("DELETE", "/gateway/delete", { client, headers: contextHeaders(session), body: { table_name: table, resource_id: editText(row.id) } });
-    toast("Row deleted");
-    return true;
-  } catch (err) {
-    toast(`${err.code}: ${err.message}`, "error");
-    return false;
-  }
+  return attempt("Row deleted", () =>
+    api.call("DELETE", "/gateway/delete", { client, headers: contextHeaders(session), body: { table_name: table, resource_id: editText(row.id) } }));
 }
 
 async function exportCsv(client, table, view, names) {
