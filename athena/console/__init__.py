@@ -12,6 +12,7 @@ nothing is fetched from another host.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -51,6 +52,7 @@ VENDORED = {"plotly.min.js": ("plotly", "package_data/plotly.min.js")}
 class Asset:
     body: bytes
     content_type: str
+    etag: str
 
 
 def _static_root() -> Traversable:
@@ -88,7 +90,8 @@ def asset(path: str) -> Asset | None:
             node = node.joinpath(part)
     if not node.is_file():
         return None
-    return Asset(node.read_bytes(), content_type)
+    body = node.read_bytes()
+    return Asset(body, content_type, hashlib.sha256(body).hexdigest()[:32])
 
 
 def _safe_part(part: str) -> bool:

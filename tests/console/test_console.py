@@ -75,7 +75,10 @@ def test_console_is_served_with_a_strict_csp(base: str) -> None:
     assert "<script>" not in response.text  # every script is a file under 'self'
     js = httpx.get(f"{base}/console/assets/js/main.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
-    assert httpx.get(f"{base}/console/assets/vendor/plotly.min.js").status_code == 200
+    plotly = httpx.get(f"{base}/console/assets/vendor/plotly.min.js")
+    assert plotly.status_code == 200 and b"plotly.js" in plotly.content[:2000]
+    again = httpx.get(plotly.url, headers={"If-None-Match": plotly.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""  # revalidated, not re-sent
     for bad in ("../__init__.py", "js/../../__init__.py", "vendor/x.js", "%2e%2e/index.html"):
         assert httpx.get(f"{base}/console/assets/{bad}").status_code == 404, bad
 

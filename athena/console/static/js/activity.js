@@ -56,11 +56,11 @@ async function render(root, state, session, alive) {
       if (!alive()) return;
       clear(log, dataTable(entries.entries, { columns: LOG_COLUMNS }));
       const t = series.series.map((p) => p.t);
-      await plot(charts.rate, [{ x: t, y: series.series.map((p) => p.requests), type: "scatter", mode: "lines", name: "requests", line: { shape: "hv" } }], "req/min");
-      await plot(charts.errors, [{ x: t, y: series.series.map((p) => (p.requests ? (100 * p.errors) / p.requests : 0)), type: "scatter", mode: "lines", name: "errors", line: { color: "#b42323" } }], "%");
+      await plot(charts.rate, [{ x: t, y: series.series.map((p) => p.requests), type: "scatter", mode: "lines+markers", marker: { size: 4 }, name: "requests", line: { shape: "hv" } }], "req/min");
+      await plot(charts.errors, [{ x: t, y: series.series.map((p) => (p.requests ? (100 * p.errors) / p.requests : 0)), type: "scatter", mode: "lines+markers", marker: { size: 4 }, name: "errors", line: { color: "#b42323" } }], "%");
       await plot(charts.latency, [
-        { x: t, y: series.series.map((p) => p.avg_ms), type: "scatter", mode: "lines", name: "mean", connectgaps: false },
-        { x: t, y: series.series.map((p) => p.p95_ms), type: "scatter", mode: "lines", name: "p95", connectgaps: false },
+        { x: t, y: series.series.map((p) => p.avg_ms), type: "scatter", mode: "lines+markers", marker: { size: 4 }, name: "mean", connectgaps: false },
+        { x: t, y: series.series.map((p) => p.p95_ms), type: "scatter", mode: "lines+markers", marker: { size: 4 }, name: "p95", connectgaps: false },
       ], "ms");
       root.dataset.loaded = "true";
     } catch (err) {
@@ -73,6 +73,7 @@ async function render(root, state, session, alive) {
   // Live: the gateway-wide request counter, sampled while this screen is shown.
   const live = { x: [], y: [] };
   let last = null;
+  await plot(charts.live, [{ x: [], y: [], type: "scatter", mode: "lines+markers", marker: { size: 4 }, name: "req/s" }], "req/s");
   const tick = async () => {
     if (!alive()) return;
     try {
@@ -83,7 +84,7 @@ async function render(root, state, session, alive) {
         live.x.push(new Date(at).toISOString());
         live.y.push(Math.max(0, (total - last.total) / ((at - last.at) / 1000)));
         if (live.x.length > 120) live.x.shift(), live.y.shift();
-        await plot(charts.live, [{ x: live.x, y: live.y, type: "scatter", mode: "lines", name: "req/s" }], "req/s");
+        await plot(charts.live, [{ x: live.x, y: live.y, type: "scatter", mode: "lines+markers", marker: { size: 4 }, name: "req/s" }], "req/s");
       }
       last = { total, at };
     } catch {
