@@ -75,6 +75,8 @@ CODES: dict[str, int] = {
     # -- schema: tables and columns are checked against the live schema ---------------------
     "unknown_table": 400,
     "unknown_column": 400,
+    "unknown_relation": 400,  # a findMany select embeds a relation no foreign key makes
+    "ambiguous_relation": 400,  # … that several foreign keys make (name one with `via`)
     "unknown_right": 400,
     "unknown_function": 404,  # /rest/v1/rpc, /gateway/rpc, /rpc: no such function (overload)
     # -- database outcomes, mapped from SQLSTATE ---------------------------------------------

@@ -19,6 +19,7 @@ them to the column's own type (``'42'`` compares with an ``integer`` column, ``'
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -425,27 +426,37 @@ def _plan_filter(column: Column, op: str, value: Any, params: list[Any]) -> tupl
     return ("cmp", name, op, as_text)
 
 
-def where_sql(shape: tuple[Any, ...]) -> sql.Composable:
-    """`` WHERE …`` for a top-level shape (empty when there are no conditions)."""
+def where_sql(
+    shape: tuple[Any, ...], placeholder: Callable[[], sql.Composable] | None = None
+) -> sql.Composable:
+    """`` WHERE …`` for a top-level shape (empty when there are no conditions).
+
+    ``placeholder`` makes each value's marker (in ``plan_where``'s order); by default ``%s``.
+    The embedding fetch passes named ones, to sit beside the PostgREST builder's parameters.
+    """
     if not shape:
         return sql.SQL("")
-    return sql.SQL(" WHERE ") + _and(shape)
+    return sql.SQL(" WHERE ") + _and(shape, placeholder or _positional)
 
 
-def _and(shapes: tuple[Any, ...]) -> sql.Composable:
+def _positional() -> sql.Composable:
+    return sql.SQL("%s")
+
+
+def _and(shapes: tuple[Any, ...], ph: Callable[[], sql.Composable]) -> sql.Composable:
     if len(shapes) == 1:
-        return _node_sql(shapes[0])
-    return sql.SQL(" AND ").join(_node_sql(s) for s in shapes)
+        return _node_sql(shapes[0], ph)
+    return sql.SQL(" AND ").join(_node_sql(s, ph) for s in shapes)
 
 
-def _node_sql(shape: tuple[Any, ...]) -> sql.Composable:
+def _node_sql(shape: tuple[Any, ...], ph: Callable[[], sql.Composable]) -> sql.Composable:
     kind = shape[0]
     if kind == "cmp":
         _, name, op, as_text = shape
         col: sql.Composable = sql.Identifier(name)
         if as_text:
             col = col + sql.SQL("::text")
-        return sql.SQL("{} {} %s").format(col, _COMPARISONS[op])
+        return sql.SQL("{} {} {}").format(col, _COMPARISONS[op], ph())
     if kind == "null":
         _, name, negated = shape
         return sql.SQL("{} IS NOT NULL" if negated else "{} IS NULL").format(sql.Identifier(name))
@@ -453,13 +464,13 @@ def _node_sql(shape: tuple[Any, ...]) -> sql.Composable:
         _, name, keyword = shape
         return sql.SQL("{} IS {}").format(sql.Identifier(name), _IS_SQL[keyword])
     if kind == "in":
-        return sql.SQL("{} = ANY(%s)").format(sql.Identifier(shape[1]))
+        return sql.SQL("{} = ANY({})").format(sql.Identifier(shape[1]), ph())
     if kind == "not":
-        return sql.SQL("NOT (") + _node_sql(shape[1]) + sql.SQL(")")
+        return sql.SQL("NOT (") + _node_sql(shape[1], ph) + sql.SQL(")")
     if kind in ("and", "or"):
         items = shape[1]
         if not items:
             return sql.SQL("TRUE" if kind == "and" else "FALSE")
         joiner = sql.SQL(" AND " if kind == "and" else " OR ")
-        return sql.SQL("(") + joiner.join(_node_sql(s) for s in items) + sql.SQL(")")
+        return sql.SQL("(") + joiner.join(_node_sql(s, ph) for s in items) + sql.SQL(")")
     raise ValueError(f"unknown condition shape {kind!r}")  # a programming error

@@ -16,9 +16,10 @@ share one parser, one planner and one statement cache: ``where`` becomes JSON co
 (``or``/``not`` carry nested condition lists, never PostgREST text — values stay values, nothing
 is re-quoted), ``select`` becomes ``columns``, ``orderBy`` becomes ``sort_by``. A body without any AST key is returned unchanged.
 
-Relation filters (``some``/``every``/``none``/``is``/``isNot``) and nested relation selects
-have no classic equivalent on ``/gateway/fetch`` and are refused with 400
-``unsupported_operation``, naming ``/rest/v1`` (which embeds).
+Relation filters (``some``/``every``/``none``/``is``/``isNot``) have no classic equivalent and
+are refused with 400 ``unsupported_operation``. A ``select`` that embeds relations never reaches
+here from ``/gateway/fetch`` (``query/fetch_embed.py`` serves it); inside a transaction, which
+plans classic statements only, it is refused the same way.
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ from athena.query.fetch import (
     relation_name,
     strip_nulls_flag,
 )
+from athena.query.fetch_embed import api_error as embed_api_error
+from athena.query.fetch_embed import check_schemas, embedded_fetch, has_embeds, select_items
 from athena.query.mutations import (
     InsertRequest,
     insert_rows,
@@ -49,6 +51,10 @@ from athena.query.mutations import (
     plan_update,
 )
 from athena.query.post_processing import check_columns, post_process, truthy
+from athena.query.postgrest.build import Statement
+from athena.query.postgrest.errors import PgrstError
+from athena.query.postgrest.grammar import EmbedItem
+from athena.query.postgrest.relationships import Embeds
 from athena.query.raw import query_params, query_text
 from athena.services import raw_sql
 from athena.services.clients import resolve_client
@@ -226,8 +232,13 @@ async def fetch_extras(
     rt: Runtime, prepared: PreparedStatement, data: bytes, count: int
 ) -> dict[str, Any]:
     """``count``, and ``post_processing`` when the fetch asked for it."""
+    return await _extras(rt, prepared.request, data, count)
+
+
+async def _extras(
+    rt: Runtime, request: FetchRequest | None, data: bytes, count: int
+) -> dict[str, Any]:
     extras: dict[str, Any] = {"count": count}
-    request = prepared.request
     if request is not None and request.post is not None:
         spec = request.post
         if len(data) > OFFLOAD_BYTES:  # decoding and grouping a big result: off the event loop
@@ -246,6 +257,8 @@ async def fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayR
         from athena.services import custom_supabase
 
         return await custom_supabase.fetch(rt, ctx, body)
+    if has_embeds(body):
+        return await _fetch_embedded(rt, ctx, body)
     prepared = await prepare_fetch(rt, ctx, body)
     request = prepared.request
     if request is not None and request.head:
@@ -258,6 +271,49 @@ async def fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayR
             rt, prepared.entry, prepared.count_statement, prepared.params[:-2], capped=False
         )
     return GatewayResult(prepared.message, data, await fetch_extras(rt, prepared, data, count))
+
+
+async def _fetch_embedded(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
+    """A findMany whose ``select`` embeds relations (``query/fetch_embed.py``): the root
+    table's read right, then the one of every table the embeds read, then ONE statement
+    built by the ``/rest/v1`` read builder (PostgreSQL nests the JSON)."""
+    schemas: list[tuple[EmbedItem, str]] = []
+    items = select_items(body["select"], schemas)
+    entry, request = await _prepare_read(rt, ctx, {**body, "select": None})
+    max_rows = rt.settings.max_result_rows
+    snapshot = await rt.introspection.snapshot(entry)
+
+    def plan(relation: Relation) -> tuple[Statement, Embeds]:
+        _check_post_processing(relation, request)
+        try:
+            return embedded_fetch(snapshot, relation, items, request, max_rows=max_rows)
+        except PgrstError as exc:
+            raise embed_api_error(exc) from None
+
+    relation, (statement, embeds) = await _planned(rt, entry, request.relation, plan)
+    check_schemas(schemas, embeds)
+    seen = {relation.qualified}
+    for other in embeds.tables:
+        if other.qualified not in seen:
+            seen.add(other.qualified)
+            await authorize(rt, ctx, entry.name, table_right(other.name, "read", other.schema))
+    try:
+        row = await require_db(entry).fetch_one(statement.query, statement.params)
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) in _STALE_SCHEMA:
+            rt.introspection.invalidate(entry.name)
+        raise api_error_from_db(exc, client=entry.name) from None
+    assert row is not None  # an aggregate over the page always returns a row
+    total, page_count, text = row[0], row[1], row[2]
+    settings = rt.settings
+    if page_count > settings.max_result_rows:
+        raise raw_sql.result_too_large(settings.max_result_rows)
+    data = b"[]" if text is None else text.encode()
+    if len(data) > settings.max_result_bytes:
+        raise raw_sql.result_too_large(bytes_limit=settings.max_result_bytes)
+    count = total if (request.count or request.head) and total is not None else page_count
+    message = "Data fetched successfully"
+    return GatewayResult(message, data, await _extras(rt, request, data, count))
 
 
 # -- insert / update / delete ------------------------------------------------------------------

@@ -149,7 +149,7 @@ def test_find_many_ast_body(sdk: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("body", "code"),
     [
-        ({"select": {"name": True, "orders": {"select": {"id": True}}}}, "unsupported_operation"),
+        ({"select": {"name": True, "orders": {"select": {"id": True}}}}, "unknown_relation"),
         ({"where": {"qty": {"between": [1, 2]}}}, "invalid_operator"),
         ({"where": {"orders": {"some": {"id": {"eq": 1}}}}}, "unsupported_operation"),
         ({"orderBy": {"qty": "sideways"}}, "invalid_request"),
