@@ -20,14 +20,12 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from athena import routes as routes_pkg
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
+from athena.http import render
 from athena.http.calls import CallGate
-from athena.routes._http import json_response
+from athena.routes._http import raw_json_response
 from athena.runtime import Runtime, set_current_runtime
 
 log = logging.getLogger("athena.app")
-
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-               415: "unsupported_media_type"}  # fmt: skip
 
 
 def _route_modules() -> list[str]:
@@ -105,21 +103,14 @@ def create_app(runtime: Runtime) -> Quart:
         ctx: CallContext | None = g.get("athena_ctx")
         if ctx is not None:
             ctx.error_code = exc.code
-        return json_response(exc.envelope(), exc.status, headers=exc.headers)
+        return raw_json_response(render.error_body(exc), exc.status, headers=exc.headers)
 
     @app.errorhandler(HTTPException)
     async def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         if isinstance(exc, RequestEntityTooLarge):
             status = 413
-        code = _HTTP_CODES.get(status, "invalid_request" if status < 500 else "internal_error")
-        message = {
-            "not_found": "no route matches this path",
-            "method_not_allowed": "this path does not accept this method",
-            "payload_too_large": "the request body is larger than the configured limit",
-        }.get(code, exc.description or code)
-        err = ApiError(code, message, status=status)
-        response = await _api_error(err)
+        response = await _api_error(render.http_error(status, exc.description))
         if status == 405 and getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         return response
@@ -129,11 +120,6 @@ def create_app(runtime: Runtime) -> Quart:
         ctx: CallContext | None = g.get("athena_ctx")
         request_id = ctx.request_id if ctx else new_request_id()
         log.error("unhandled error in request %s", request_id, exc_info=exc)
-        err = ApiError(
-            "internal_error",
-            "an unexpected error occurred; quote the request id when reporting it",
-            data={"request_id": request_id},
-        )
-        return await _api_error(err)
+        return await _api_error(render.internal_error(request_id))
 
     return app

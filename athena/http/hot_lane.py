@@ -23,19 +23,19 @@ from typing import Any
 from athena.auth.guard import authenticate_early
 from athena.context import CallContext
 from athena.errors import ApiError
+from athena.http import render
+from athena.http.body_routes import BODY_ROUTES
 from athena.http.calls import CallGate, first_values, query_pairs
 from athena.http.prefixes import canonical_path
+from athena.http.render import Answer
 from athena.observability import tracing
-from athena.routes._http import JSON, dumps, parse_json_object
-from athena.routes.gateway import BODY_ROUTES, envelope
+from athena.routes._http import parse_json_object
 from athena.routes.rest import answer as rest_answer
 from athena.runtime import Runtime
 
 log = logging.getLogger("athena.app")
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
-# (status, body, content type, extra headers)
-Answer = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Call:
 
 Handler = Callable[[CallContext, Call], Awaitable[Answer]]
 
-_TEXT = b"text/plain; charset=utf-8"
+_JSON = render.JSON.encode()
 _REST_PREFIX = "/rest/v1/"
 _REST_METHODS = frozenset({"GET", "POST", "PATCH", "DELETE"})
 _REST_ROUTE = "/rest/v1/<table>"  # the route template metrics and the request log use
@@ -175,16 +175,12 @@ class HotLane:
             status, payload, content_type, extra = await handler(ctx, call)
         except ApiError as exc:
             ctx.error_code = exc.code
-            status, payload, content_type, extra = _error_answer(exc)
+            status, payload, content_type, extra = render.error_answer(exc)
         except Exception as exc:  # a bug: logged with the request id, answered 500
             log.error("unhandled error in request %s", ctx.request_id, exc_info=exc)
-            err = ApiError(
-                "internal_error",
-                "an unexpected error occurred; quote the request id when reporting it",
-                data={"request_id": ctx.request_id},
-            )
+            err = render.internal_error(ctx.request_id)
             ctx.error_code = err.code
-            status, payload, content_type, extra = _error_answer(err)
+            status, payload, content_type, extra = render.error_answer(err)
         gate.close(ctx, status)
         response_headers = [(b"content-type", content_type)]
         if status in _NO_BODY:
@@ -196,15 +192,14 @@ class HotLane:
         return status, response_headers, payload
 
     async def _ping(self, ctx: CallContext, call: Call) -> Answer:
-        ctx.extra["log"] = False  # liveness probes would flood the request log
-        return 200, b"pong", _TEXT, []
+        return render.ping(ctx)
 
     def _body_route(self, service: Any) -> Handler:
         runtime = self.runtime
 
         async def handle(ctx: CallContext, call: Call) -> Answer:
             result = await service(runtime, ctx, parse_json_object(call.body))
-            return result.status, envelope(result), b"application/json", []
+            return result.status, render.gateway_envelope(result), _JSON, []
 
         return handle
 
@@ -231,10 +226,3 @@ async def _read_body(receive: Any) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _error_answer(exc: ApiError) -> Answer:
-    extra = [
-        (k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in exc.headers.items()
-    ]
-    return exc.status, dumps(exc.envelope()).encode(), JSON.encode(), extra

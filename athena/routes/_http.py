@@ -13,9 +13,8 @@ from quart import Response, g, request
 
 from athena.context import CallContext
 from athena.errors import ApiError
+from athena.http.render import JSON, dumps
 from athena.runtime import Runtime, current_runtime
-
-JSON = "application/json"
 
 
 def rt() -> Runtime:
@@ -59,10 +58,6 @@ def parse_json_object(raw: bytes, *, required: bool = True) -> dict[str, Any]:
     return body
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)
-
-
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(dumps(value), status=status, content_type=JSON, headers=headers)
 
@@ -71,17 +66,6 @@ def raw_json_response(
     body: bytes | str, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(body, status=status, content_type=JSON, headers=headers)
-
-
-def success_bytes(message: str, data_json: bytes | str, **extras: Any) -> bytes:
-    """The success envelope around already-encoded ``data_json``, plus ``extras``."""
-    if isinstance(data_json, str):
-        data_json = data_json.encode()
-    parts = [b'{"status":"success","message":', dumps(message).encode(), b',"data":', data_json]
-    for key, value in extras.items():
-        parts.append(b"," + dumps(key).encode() + b":" + dumps(value).encode())
-    parts.append(b"}")
-    return b"".join(parts)
 
 
 def success(message: str, data: Any = None, status: int = 200, **extras: Any) -> Response:

@@ -9,19 +9,15 @@ success envelope without decoding it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from quart import Blueprint, Response, request
 
-from athena.context import CallContext
-from athena.routes._http import ctx, json_object, raw_json_response, rt, success_bytes
+from athena.http.body_routes import BODY_ROUTES, BodyService
+from athena.http.render import gateway_envelope
+from athena.routes._http import ctx, json_object, raw_json_response, rt
 from athena.services import gateway
 from athena.services.gateway import GatewayResult
-from athena.services.rest.rpc import gateway_rpc
-from athena.services.transaction import transaction
-
-if TYPE_CHECKING:
-    from athena.runtime import Runtime
 
 blueprint = Blueprint("gateway", __name__)
 
@@ -33,25 +29,8 @@ _DATA_FIELDS = (
 )  # fmt: skip
 
 
-_HEADS: dict[str, bytes] = {}
-
-
 def _respond(result: GatewayResult) -> Response:
-    return raw_json_response(envelope(result), result.status)
-
-
-def envelope(result: GatewayResult) -> bytes:
-    """The success envelope around the JSON text PostgreSQL built (never decoded here)."""
-    extras = result.extras
-    if len(extras) == 1 and type(extras.get("count")) is int:
-        # The hot path (plain fetch/insert/update/delete): the envelope's head is a constant
-        # per message, so it is encoded once instead of per request.
-        head = _HEADS.get(result.message)
-        if head is None:
-            head = success_bytes(result.message, b"")[:-1]
-            _HEADS[result.message] = head
-        return b"".join((head, result.data_json, b',"count":', str(extras["count"]).encode(), b"}"))
-    return success_bytes(result.message, result.data_json, **extras)
+    return raw_json_response(gateway_envelope(result), result.status)
 
 
 @blueprint.get("/data")
@@ -68,22 +47,7 @@ async def data_get() -> Response:
     return _respond(await gateway.fetch(rt(), ctx(), body))
 
 
-# The body-in, envelope-out routes. ``athena.http.hot_lane`` serves them straight from ASGI; the
-# Quart views below serve the requests it hands over (chunked or over-limit bodies).
-Service = Callable[["Runtime", CallContext, dict[str, Any]], Awaitable[GatewayResult]]
-BODY_ROUTES: dict[tuple[str, str], Service] = {
-    ("POST", "/gateway/fetch"): gateway.fetch,
-    ("POST", "/gateway/data"): gateway.fetch,
-    ("POST", "/gateway/update"): gateway.update,
-    ("PUT", "/gateway/insert"): gateway.insert,
-    ("DELETE", "/gateway/delete"): gateway.delete,
-    ("POST", "/gateway/query"): gateway.query,
-    ("POST", "/gateway/rpc"): gateway_rpc,
-    ("POST", "/gateway/transaction"): transaction,
-}
-
-
-def _view(service: Service) -> Callable[[], Awaitable[Response]]:
+def _view(service: BodyService) -> Callable[[], Awaitable[Response]]:
     async def view() -> Response:
         return _respond(await service(rt(), ctx(), await json_object()))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, current_app, redirect
 
 from athena.auth.guard import require_static_key
+from athena.http import render
 from athena.http.prefixes import DATA_FAMILIES, STORAGE_SERVED
 from athena.routes._http import ctx, json_response, rt
 from athena.services.release import release_info
@@ -111,11 +112,8 @@ def _pool_state_now() -> str:
 
 @blueprint.get("/ping")
 async def ping() -> Response:
-    response = Response("pong", content_type="text/plain; charset=utf-8")
-    from quart import g
-
-    g.athena_ctx.extra["log"] = False  # liveness probes would flood the request log
-    return response
+    status, body, content_type, _ = render.ping(ctx())
+    return Response(body, status=status, content_type=content_type.decode())
 
 
 @blueprint.get("/openapi.yaml")

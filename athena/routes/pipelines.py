@@ -13,10 +13,11 @@ from quart import Blueprint, Response
 
 from athena.auth.guard import authorize
 from athena.auth.rights import table_right
+from athena.http.render import success_bytes
 from athena.pipelines.config import merge_request
 from athena.pipelines.runner import run_pipeline
 from athena.query.post_processing import truthy
-from athena.routes._http import ctx, json_object, raw_json_response, rt, success_bytes
+from athena.routes._http import ctx, json_object, raw_json_response, rt
 from athena.services.clients import resolve_client
 
 blueprint = Blueprint("pipelines", __name__)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from quart import Blueprint, Response
 
-from athena.routes._http import ctx, json_object, raw_json_response, rt, success_bytes
+from athena.http.render import success_bytes
+from athena.routes._http import ctx, json_object, raw_json_response, rt
 from athena.services.raw_sql import query_sql
 
 blueprint = Blueprint("query_sql", __name__)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
+from athena.http.render import gateway_envelope
 from athena.routes._http import ctx, json_body, raw_json_response, rt
-from athena.routes.gateway import envelope
 from athena.services.rest.rpc import call_gateway, gateway_call_from_query
 
 blueprint = Blueprint("rpc", __name__)
@@ -23,4 +23,4 @@ async def rpc_call(function_name: str) -> Response:
         function_name, list(request.args.items(multi=True)), method=request.method, body=body
     )
     result = await call_gateway(rt(), ctx(), call)
-    return raw_json_response(envelope(result), result.status)
+    return raw_json_response(gateway_envelope(result), result.status)

@@ -31,6 +31,7 @@ from athena.auth.guard import Principal, authorize
 from athena.auth.rights import table_right
 from athena.context import CallContext
 from athena.errors import ApiError
+from athena.http import render
 from athena.services.clients import resolve_client
 from athena.services.events import ChangeEvent, normalize_table
 from athena.ws import protocol
@@ -58,7 +59,7 @@ async def dispatch(
     if action == "unsubscribe":
         return _unsubscribe(conn, message)
     if action == "ping":
-        reply = protocol.data_reply(
+        reply = render.ws_data_reply(
             message.request_id, action, "pong", {"timestamp": round(time.time(), 3)}
         )
         return reply, 200
@@ -95,7 +96,7 @@ async def _gateway(
     operation = message.action.partition(".")[2]
     service = _EXTRA_SERVICES.get(operation) or getattr(gateway, operation)
     result = await service(conn.rt, ctx, message.body)
-    reply = protocol.success_reply(
+    reply = render.ws_success_reply(
         message.request_id, message.action, result.message, result.data_json, result.extras
     )
     return reply, result.status
@@ -163,7 +164,7 @@ async def _subscribe(
         )
         data["event"] = event
     await _announce(conn)
-    return protocol.data_reply(
+    return render.ws_data_reply(
         message.request_id,
         message.action,
         "Subscribed",
@@ -211,6 +212,6 @@ def _unsubscribe(conn: Connection, message: protocol.ClientMessage) -> tuple[str
             f"no subscription '{sub_id[:64]}' on this connection",
             data={"subscription_id": sub_id[:64]},
         )
-    return protocol.data_reply(
+    return render.ws_data_reply(
         message.request_id, message.action, "Unsubscribed", {"subscription_id": sub_id}
     ), 200

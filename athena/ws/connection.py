@@ -31,6 +31,7 @@ import trio
 from athena.config import Settings
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
+from athena.http import render
 from athena.services.events import Delivery, Subscription
 from athena.services.ratelimit import RateLimits
 from athena.ws import protocol
@@ -281,18 +282,14 @@ class Connection:
             except ApiError as err:
                 ctx.error_code = err.code
                 text, status = (
-                    protocol.error_reply(message.request_id, message.action, err),
+                    render.ws_error_reply(message.request_id, message.action, err),
                     err.status,
                 )
             except Exception:  # a bug: the client gets a request id, never the traceback
                 log.exception("unhandled error in WebSocket request %s", ctx.request_id)
-                err = ApiError(
-                    "internal_error",
-                    "an unexpected error occurred; quote the request id when reporting it",
-                    data={"request_id": ctx.request_id},
-                )
+                err = render.internal_error(ctx.request_id)
                 ctx.error_code = err.code
-                text, status = protocol.error_reply(message.request_id, message.action, err), 500
+                text, status = render.ws_error_reply(message.request_id, message.action, err), 500
             await self._out_send.send(text)
             if message.action != "ping":  # heartbeats would flood the request log
                 self._record(ctx, status)
@@ -344,7 +341,7 @@ class Connection:
             method=bad.action,
             error_code=bad.error.code,
         )
-        await self._out_send.send(protocol.error_reply(bad.request_id, bad.action, bad.error))
+        await self._out_send.send(render.ws_error_reply(bad.request_id, bad.action, bad.error))
         self._record(ctx, bad.error.status)
 
     async def _reject_oversize(self, limit: int) -> None:

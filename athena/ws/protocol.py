@@ -16,7 +16,8 @@ Server → client:
   (``{"type":"pong"}`` is accepted silently, ``{"action":"ping"}`` gets a reply).
 
 Replies are assembled as text around the gateway's already-encoded ``data_json`` so rows built
-by PostgreSQL are never decoded and re-encoded.
+by PostgreSQL are never decoded and re-encoded; they are built in ``athena.http.render``, beside
+the HTTP envelopes they mirror.
 """
 
 from __future__ import annotations
@@ -158,49 +159,6 @@ def _missing(name: str) -> ApiError:
 
 def _field_error(name: str, expected: str) -> ApiError:
     return ApiError("invalid_request", f"field '{name}' must be {expected}", data={"field": name})
-
-
-def _head(request_id: str | int | None, action: str, status: str) -> str:
-    """The opening of a reply object, without the closing brace."""
-    return (
-        '{"type":"reply","request_id":' + dumps(request_id) + ',"action":' + dumps(action)
-        + ',"status":"' + status + '"'
-    )  # fmt: skip
-
-
-def success_reply(
-    request_id: str | int | None,
-    action: str,
-    message: str,
-    data_json: bytes | str,
-    extras: dict[str, Any] | None = None,
-) -> str:
-    """A success reply around already-encoded ``data_json`` (spliced in, never decoded)."""
-    if isinstance(data_json, bytes):
-        data_json = data_json.decode("utf-8")
-    parts = [_head(request_id, action, "success"), ',"message":', dumps(message)]
-    parts += [',"data":', data_json or "null"]
-    for key, value in (extras or {}).items():
-        if key in _RESERVED:
-            continue  # an extra can never overwrite the envelope's own fields
-        parts += [",", dumps(key), ":", dumps(value)]
-    parts.append("}")
-    return "".join(parts)
-
-
-_RESERVED = frozenset({"type", "request_id", "action", "status", "message", "data"})
-
-
-def data_reply(
-    request_id: str | int | None, action: str, message: str, data: Any, **extras: Any
-) -> str:
-    return success_reply(request_id, action, message, dumps(data), extras)
-
-
-def error_reply(request_id: str | int | None, action: str, error: ApiError) -> str:
-    envelope = error.envelope()  # {"status":"error","code","message","error","data"?}
-    envelope.pop("status", None)
-    return _head(request_id, action, "error") + "," + dumps(envelope)[1:]
 
 
 def connection_message(data: dict[str, Any]) -> str:
