@@ -55,8 +55,8 @@ def create_app(runtime: Runtime) -> Quart:
     @app.before_request
     async def _open_call() -> None:
         if request.content_length or "transfer-encoding" in request.headers:
-            # Drain the body before anything can answer: with hypercorn 0.18 a keep-alive
-            # connection whose request body was never read hangs on its next request.
+            # Read the body before anything can answer, so the connection stays usable
+            # (athena.http.gate's body rule covers what is answered unread, e.g. 413).
             # Bodies are bounded by MAX_CONTENT_LENGTH (413 beyond).
             await request.get_data(cache=True)
         ctx = g.athena_ctx = gate.context(

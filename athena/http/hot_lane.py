@@ -109,8 +109,7 @@ class HotLane:
                 length = self._plain_body_length(headers)
                 if length is not None:
                     try:
-                        # Read the whole body first, always: hypercorn 0.18 wedges a keep-alive
-                        # connection whose request body was never read.
+                        # Read the whole body first, always (athena.http.gate's body rule).
                         body = await _read_body(receive) if length else b""
                     except _ClientGone:
                         return

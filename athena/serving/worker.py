@@ -87,8 +87,7 @@ async def serve_worker(
     ``fd`` is the listening socket (this process owns and closes it). ``seat`` is given when
     several workers share that socket.
     """
-    from athena.http.gate import create_asgi
-    from athena.http.hot_lane import HotLane
+    from athena.http.gate import Gate
     from athena.observability import tracing
     from athena.observability.metrics_share import MetricsShare
     from athena.runtime import BackgroundTask, Runtime
@@ -102,7 +101,7 @@ async def serve_worker(
         default_client_uri=prepared.default_client_uri,
     )
     try:
-        app = create_asgi(runtime)
+        app = Gate(runtime)
         config = hypercorn_config(settings.keep_alive_s)
         sock = socket.socket(fileno=fd)
         listener: trio.abc.Listener[trio.abc.Stream]
@@ -131,7 +130,7 @@ async def serve_worker(
                 await stop.wait()
                 runtime.shutting_down.set()
 
-            lane = app if isinstance(app, HotLane) and settings.lane_http else None
+            lane = app.lane if settings.lane_http else None
             await hypercorn_adapter.serve(
                 app,
                 config,
