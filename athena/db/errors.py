@@ -1,8 +1,27 @@
-"""PostgreSQL errors → ``ApiError``, by SQLSTATE class.
+"""The database error boundary: what a database call may raise, and what a caller sees of it.
 
-The message is PostgreSQL's primary message (it names the column or constraint, never echoes
-the statement); ``data`` carries the SQLSTATE and, when there is one, the constraint, table and
-column, so a client can act without parsing text.
+Every path that runs a statement (the data gateway, ``/rest/v1``, raw SQL, the WebSocket
+gateway, management and schema calls) catches exactly ``DATABASE_ERRORS`` around the call and
+raises ``db_error(exc, client=…, native=…)``; anything else that escapes is a bug (500
+``internal_error`` with a request id). The closed set::
+
+    DATABASE_ERRORS
+    ├── psycopg.Error               PostgreSQL (or libpq) refused or failed: by SQLSTATE
+    ├── DatabaseUnavailable         no connection within the pool timeout      → 503
+    └── StatementDeadlineExceeded   the hard deadline (statement timeout + grace) → 504
+
+One mapping, two wire formats:
+
+* envelope (``native=False``, the CONTRACT): ``ApiError`` with the gateway's code by SQLSTATE
+  (``_BY_STATE``, then ``_BY_CLASS``). The message is PostgreSQL's primary message (it names the
+  column or constraint, never echoes the statement); ``data`` carries the SQLSTATE and, when
+  there is one, the constraint, table and column, so a client can act without parsing text.
+* PostgREST-native (``native=True``, ``/rest/v1`` with ``X-Athena-Rest-Format: postgrest``):
+  ``PgrstError`` with the SQLSTATE as code, PostgreSQL's message/detail/hint, and PostgREST's
+  HTTP status for that SQLSTATE (``http_status_for``).
+
+Either way the hard deadline and PostgreSQL's own ``statement_timeout`` (57014) are 504, and
+an unreachable database is 503.
 """
 
 from __future__ import annotations
@@ -13,6 +32,14 @@ import psycopg
 
 from athena.db.database import DatabaseUnavailable, StatementDeadlineExceeded
 from athena.errors import ApiError
+from athena.query.postgrest.errors import PgrstError, pgrst_error
+
+# Everything a database call may raise for a reason that is not a bug in the gateway.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    psycopg.Error,
+    DatabaseUnavailable,
+    StatementDeadlineExceeded,
+)
 
 # Exact SQLSTATEs first, then whole classes (first two characters).
 _BY_STATE: dict[str, str] = {
@@ -48,8 +75,17 @@ _BY_CLASS: dict[str, str] = {
 }
 
 
+def db_error(
+    exc: BaseException, *, client: str | None = None, native: bool = False
+) -> ApiError | PgrstError:
+    """What the caller sees of a database failure, in the envelope or PostgREST's format."""
+    if native:
+        return pgrst_from_db(exc, client=client)
+    return api_error_from_db(exc, client=client)
+
+
 def api_error_from_db(exc: BaseException, *, client: str | None = None) -> ApiError:
-    """The ApiError a caller should see for a database failure."""
+    """The envelope format: the ApiError a caller should see for a database failure."""
     if isinstance(exc, DatabaseUnavailable):
         return ApiError(
             "client_unavailable",
@@ -80,3 +116,66 @@ def api_error_from_db(exc: BaseException, *, client: str | None = None) -> ApiEr
     if client and code == "client_unavailable":
         data["client"] = client
     return ApiError(code, message, detail=message, data=data or None)
+
+
+# -- PostgREST-native ------------------------------------------------------------------------
+
+# PostgREST's SQLSTATE → HTTP table (docs: "Errors → SQLSTATE to HTTP status"); exact codes
+# first, then whole classes; anything else is 400.
+_STATUS_BY_STATE: dict[str, int] = {
+    "23503": 409,
+    "23505": 409,
+    "25006": 405,
+    "42883": 404,
+    "42P01": 404,
+    "42P17": 500,
+    "42501": 403,  # PostgREST says 401 for the anonymous role; a gateway key is never anonymous
+    # PostgREST answers 500 for class 57; a statement timeout is the gateway's configured limit,
+    # not a bug, so it is 504 here as in the envelope format
+    "57014": 504,
+    "P0001": 400,
+}
+_STATUS_BY_CLASS: dict[str, int] = {
+    "08": 503, "09": 500, "0L": 403, "0P": 403, "25": 500, "28": 403, "2D": 500, "38": 500,
+    "39": 500, "3B": 500, "40": 500, "53": 503, "54": 500, "55": 500, "57": 500, "58": 500,
+    "F0": 500, "HV": 500, "P0": 500, "XX": 500,
+}  # fmt: skip
+
+
+def http_status_for(sqlstate: str) -> int:
+    """PostgREST's HTTP status for a SQLSTATE."""
+    return _STATUS_BY_STATE.get(sqlstate) or _STATUS_BY_CLASS.get(sqlstate[:2]) or 400
+
+
+def pgrst_from_db(exc: BaseException, *, client: str | None = None) -> PgrstError:
+    """The PostgREST-native format: SQLSTATE as code, PostgreSQL's own message/detail/hint
+    (never the statement text)."""
+    if isinstance(exc, DatabaseUnavailable):
+        return pgrst_error(
+            "PGRST001",
+            "Could not connect with the database due to an internal error",
+            details=f"the database of client '{client}' is unavailable" if client else None,
+        )
+    if isinstance(exc, StatementDeadlineExceeded):
+        # the same outcome as PostgreSQL's own statement_timeout, so the same code
+        return PgrstError(
+            504, "57014", "canceling statement due to statement timeout",
+            envelope_code="statement_timeout",
+        )  # fmt: skip
+    if not isinstance(exc, psycopg.Error):
+        return pgrst_error("PGRST000", "unexpected database failure")
+    state = getattr(exc, "sqlstate", None) or ""
+    if not state:
+        return pgrst_error("PGRST001", "Could not connect with the database")
+    diag = exc.diag
+    message = (diag.message_primary or "the database rejected the request").strip()
+    if state == "57014":
+        message = "canceling statement due to statement timeout"
+    return PgrstError(
+        http_status_for(state),
+        state,
+        message,
+        details=diag.message_detail,
+        hint=diag.message_hint,
+        envelope_code="query_failed",
+    )

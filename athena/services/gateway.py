@@ -26,7 +26,7 @@ from athena.auth.guard import authorize
 from athena.auth.rights import table_right
 from athena.context import CallContext
 from athena.db.clients import ClientEntry, require_db
-from athena.db.errors import api_error_from_db
+from athena.db.errors import DATABASE_ERRORS, api_error_from_db
 from athena.db.introspection import Relation
 from athena.errors import ApiError
 from athena.query.conditions import parse_conditions
@@ -117,7 +117,7 @@ async def _run(
     db = require_db(entry)
     try:
         row = await db.fetch_json(statement, params)
-    except Exception as exc:
+    except DATABASE_ERRORS as exc:
         if getattr(exc, "sqlstate", None) in _STALE_SCHEMA:
             rt.introspection.invalidate(entry.name)
         raise api_error_from_db(exc, client=entry.name) from None

@@ -18,7 +18,7 @@ import psycopg
 
 from athena.context import CallContext
 from athena.db.clients import ClientEntry, require_raw_db
-from athena.db.errors import api_error_from_db
+from athena.db.errors import DATABASE_ERRORS, api_error_from_db
 from athena.errors import ApiError
 from athena.query.raw import (
     encode_rows,
@@ -147,9 +147,7 @@ async def execute(
                 max_bytes=settings.max_result_bytes,
             )
         )
-    except ApiError:
-        raise
-    except Exception as exc:
+    except DATABASE_ERRORS as exc:
         raise api_error_from_db(exc, client=entry.name) from None
     if outcome.ddl:
         rt.introspection.invalidate(entry.name)

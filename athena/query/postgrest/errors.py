@@ -12,7 +12,7 @@ envelope. Every code the gateway raises itself is listed in ``CATALOGUE`` with i
 and the envelope code it becomes, as PostgREST's own ``Error`` module does; raise one with
 ``pgrst_error(code, message, …)``, never by spelling a status next to a code. Errors that come
 from PostgreSQL keep their SQLSTATE and get their status from PostgREST's SQLSTATE table
-(``services/rest/errors.py``).
+(``athena/db/errors.py``, the one database error boundary).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from athena.auth.guard import authorize
 from athena.auth.rights import table_right
 from athena.context import CallContext
 from athena.db.clients import require_db
-from athena.db.database import DatabaseUnavailable
+from athena.db.errors import DATABASE_ERRORS, db_error
 from athena.db.introspection import Relation, SchemaSnapshot, exposed_schemas
 from athena.errors import ApiError
 from athena.query.postgrest.build import (
@@ -39,7 +39,6 @@ from athena.query.postgrest.grammar import parse_query
 from athena.query.postgrest.relationships import Embeds
 from athena.services.clients import resolve_client
 from athena.services.events import ChangeEvent
-from athena.services.rest.errors import api_error_for_db, pgrst_from_db
 from athena.services.rest.plan import (
     MutatePlan,
     ReadPlan,
@@ -227,20 +226,18 @@ class Serving:
                 await authorize(self.rt, self.ctx, self.entry.name, right)
 
     def _db_error(self, exc: BaseException) -> Exception:
-        if self.shape.native:
-            return pgrst_from_db(exc, client=self.entry.name)
-        return api_error_for_db(exc, client=self.entry.name)
+        return db_error(exc, client=self.entry.name, native=self.shape.native)
 
     async def run(self, fn: Any) -> Any:
         try:
             return await require_db(self.entry).run(fn)
-        except (psycopg.Error, DatabaseUnavailable) as exc:
+        except DATABASE_ERRORS as exc:
             raise self._db_error(exc) from None
 
     async def _fetch_row(self, statement: Statement) -> tuple[Any, ...]:
         try:
             row = await require_db(self.entry).fetch_one(statement.query, statement.params)
-        except (psycopg.Error, DatabaseUnavailable) as exc:
+        except DATABASE_ERRORS as exc:
             raise self._db_error(exc) from None
         assert row is not None  # aggregate statements always return a row
         return row
