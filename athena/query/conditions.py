@@ -5,7 +5,9 @@ Two stages, so that the SQL text can be cached per request *shape*:
 1. ``parse_conditions(raw)`` turns the JSON the caller sent into a tree of ``Filter`` /
    ``Group`` nodes. It accepts every form of CONTRACT.md: ``{eq_column, eq_value}``,
    ``{column, operator, value}`` (or both in one object), and the PostgREST expressions carried
-   by ``not`` / ``or`` (``a.eq.1,b.gt.2``, ``and(...)``, ``or(...)``, ``x.not.in.(1,2)``).
+   by ``not`` / ``or`` (``a.eq.1,b.gt.2``, ``and(...)``, ``or(...)``, ``x.not.in.(1,2)``). This
+   module reads only the JSON: the expressions are parsed by the one PostgREST grammar
+   (``athena.query.postgrest.grammar``, ``GATEWAY`` dialect), whose AST becomes nodes here.
 2. ``plan_where(relation, nodes, params)`` checks every column against the live schema, appends
    the bound values to ``params`` and returns a hashable *shape*; ``where_sql(shape)`` renders
    it. The shape holds identifiers and operators only — never a value — so two requests that
@@ -18,7 +20,6 @@ them to the column's own type (``'42'`` compares with an ``integer`` column, ``'
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,15 +27,22 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from athena.errors import ApiError
-from athena.query.postgrest.grammar import ParseError, split_top, unquote
+from athena.query.postgrest import grammar
+from athena.query.postgrest.grammar import (
+    GATEWAY,
+    IS_KEYWORDS,
+    MAX_NESTING,
+    ParseError,
+    UnknownOperator,
+    array_literal,
+    split_top,
+    value_text,
+)
 
 if TYPE_CHECKING:
     from athena.db.introspection import Column, Relation
 
 MAX_EXPRESSION_LENGTH = 64 * 1024
-# Logic trees deeper than this are refused: nobody writes them by hand, and the planner and
-# renderer recurse once per level.
-MAX_NESTING = 32
 
 # Canonical operator names, with the aliases PostgREST and older clients use.
 OPERATORS: dict[str, str] = {
@@ -68,17 +76,15 @@ _COMPARISONS: dict[str, sql.SQL] = {
     "containedBy": sql.SQL("<@"),
 }
 
-# `is` accepts exactly these; anything else is 400 (the keyword is chosen from this table, the
-# caller's text never reaches SQL).
-_IS_VALUES: dict[str, str] = {
-    "null": "NULL",
-    "true": "TRUE",
-    "false": "FALSE",
-    "unknown": "UNKNOWN",
-    "not_null": "NOT NULL",
-    "notnull": "NOT NULL",
+# `is` accepts the grammar's words (and the gateway dialect's spellings of them); anything else is
+# 400. The keyword is chosen from the grammar's table: the caller's text never reaches SQL.
+_IS_VALUES: dict[str, str] = IS_KEYWORDS | {
+    word: IS_KEYWORDS[canonical] for word, canonical in GATEWAY.is_words.items()
 }
 _IS_SQL = {kw: sql.SQL(kw) for kw in set(_IS_VALUES.values())}
+# The grammar's operator names → this layer's (CONTRACT.md's) names.
+_FROM_GRAMMAR = {"cs": "contains", "cd": "containedBy"}
+_TO_GRAMMAR = {mine: theirs for theirs, mine in _FROM_GRAMMAR.items()}
 
 
 @dataclass(frozen=True)
@@ -192,9 +198,9 @@ def _not_target(column: Any, value: Any, index: int) -> Node:
         raise _bad(f"condition {index}: 'not' needs a PostgREST expression value", index=index)
     text = value.strip()
     if isinstance(column, str) and column.strip():
-        op_text, sep, rest = text.partition(".")
+        op_text, sep, _ = text.partition(".")
         if sep and op_text.lower() in OPERATORS and op_text.lower() not in ("not", "or", "and"):
-            return _leaf(column.strip(), op_text, rest, negate=False)
+            return _operation(column.strip(), text, index)
     nodes = _expression_nodes(text, index)
     return nodes[0] if len(nodes) == 1 else Group("and", tuple(nodes))
 
@@ -212,111 +218,94 @@ def _expression_nodes(value: Any, index: int) -> list[Node]:
         raise _bad(f"condition {index}: expected a PostgREST expression such as 'a.eq.1,b.gt.2'")
     if len(value) > MAX_EXPRESSION_LENGTH:
         raise _bad(f"condition {index}: expression longer than {MAX_EXPRESSION_LENGTH} characters")
-    if _max_depth(value) > MAX_NESTING:
+    if grammar.nesting_depth(value) > MAX_NESTING:
         raise _bad(f"condition {index}: expression nested deeper than {MAX_NESTING} levels")
     try:
         return parse_expression(value)
     except ValueError as exc:
         raise _bad(f"condition {index}: {exc}", "invalid_value", index=index) from None
-    except RecursionError:  # and(or(and(… thousands deep: refuse, never a 500
-        raise _bad(f"condition {index}: expression nested too deeply", "invalid_value") from None
+
+
+def _operation(column: str, text: str, index: int) -> Node:
+    """PostgREST's ``a=not.eq.1`` form: ``text`` is ``eq.1`` for ``column``."""
+    try:
+        parsed = grammar.parse_operation(
+            grammar.Field(column), text, raw=text, in_logic=True, dialect=GATEWAY
+        )
+    except UnknownOperator as exc:
+        raise _bad(
+            f"unknown operator '{exc.operator}'", "invalid_operator", operator=exc.operator
+        ) from None
+    except ParseError as exc:
+        detail = exc.details or exc.message
+        raise _bad(f"condition {index}: {detail}", "invalid_value", index=index) from None
+    return _from_grammar(parsed)
 
 
 def parse_expression(text: str) -> list[Node]:
-    """PostgREST logic-tree items ``a.eq.1,b.not.in.(1,2),and(c.is.null,d.lt.3)`` → nodes.
+    """PostgREST logic-tree items ``a.eq.1,b.not.in.(1,2),and(c.is.null,d.lt.3)`` → nodes, by
+    the one grammar in its gateway dialect.
 
-    Raises ``ValueError`` with a human message on malformed text.
+    Raises ``ValueError`` with a human message on malformed text, ``ApiError``
+    ``invalid_operator`` for an operator the gateway does not have.
     """
-    text = text.strip()
-    if text.startswith("(") and text.endswith(")") and _closing(text, 0) == len(text) - 1:
-        text = text[1:-1]
-    nodes = []
-    for part in split_top_level(text):
-        part = part.strip()
-        if not part:
-            raise ValueError("empty item in expression")
-        nodes.append(_parse_term(part))
-    if not nodes:
-        raise ValueError("empty expression")
-    return nodes
-
-
-def _parse_term(part: str) -> Node:
-    negate = False
-    lowered = part.lower()
-    if lowered.startswith("not.") and (lowered[4:].startswith(("and(", "or("))):
-        negate, part, lowered = True, part[4:], lowered[4:]
-    for kind in ("and", "or"):
-        if lowered.startswith(kind + "(") and part.endswith(")"):
-            inner = part[len(kind) + 1 : -1]
-            return Group(kind, tuple(parse_expression(inner)), negate)
-    column, sep, rest = part.partition(".")
-    if not sep or not column:
-        raise ValueError(f"'{part}' is not of the form column.operator.value")
-    op_text, sep, value = rest.partition(".")
-    if op_text.lower() == "not":
-        op_text, sep, value = value.partition(".")
-        negate = True
-    if not sep:
-        raise ValueError(f"'{part}' is not of the form column.operator.value")
-    return _leaf(column, op_text, value, negate=negate)
-
-
-def _leaf(column: str, op_text: str, value: str, *, negate: bool) -> Filter:
-    op = OPERATORS.get(op_text.lower())
-    if op is None or op in ("not", "or", "and"):
+    try:
+        return [_from_grammar(item) for item in grammar.parse_expression(text, dialect=GATEWAY)]
+    except UnknownOperator as exc:
         raise ApiError(
-            "invalid_operator", f"unknown operator '{op_text}'", data={"operator": op_text}
-        )
-    parsed: Any = _unquote(value)
+            "invalid_operator",
+            f"unknown operator '{exc.operator}'",
+            data={"operator": exc.operator},
+        ) from None
+    except ParseError as exc:
+        raise ValueError(exc.details or exc.message) from None
+
+
+def _from_grammar(item: grammar.Condition) -> Node:
+    """A grammar AST node as this layer's node (values as the gateway has always read them)."""
+    if isinstance(item, grammar.Logic):
+        return Group(item.op, tuple(_from_grammar(i) for i in item.items), item.negate)
+    op = _FROM_GRAMMAR.get(item.op, item.op)
+    value: Any = item.value
     if op == "in":
-        inner = value.strip()
-        if inner.startswith("(") and inner.endswith(")"):
-            inner = inner[1:-1]
-        parsed = [_unquote(v) for v in split_top_level(inner)] if inner.strip() else []
+        value = list(value)
     elif op in ("like", "ilike"):
-        parsed = parsed.replace("*", "%")  # PostgREST's URL-safe wildcard
-    elif op == "is":
-        parsed = parsed.lower()
-    elif op in ("eq", "neq") and parsed == "null":
-        parsed = None  # the SDK's not(col, "eq", null) arrives as `col.eq.null`: mean NULL
-    return Filter(column.strip(), op, parsed, negate)
+        value = value.replace("*", "%")  # PostgREST's URL-safe wildcard
+    elif op in ("eq", "neq") and value == "null" and GATEWAY.eq_null_is_null:
+        value = None  # the SDK's not(col, "eq", null) arrives as `col.eq.null`: mean NULL
+    return Filter(item.field.name, op, value, item.negate)
 
 
-def _unquote(value: str) -> str:
-    return unquote(value.strip())
+def to_grammar(node: Node) -> grammar.Condition:
+    """This layer's node as the grammar's AST, values as PostgREST text, so that
+    ``grammar.render`` can send it to a PostgREST (the inverse of ``_from_grammar``)."""
+    if isinstance(node, Group):
+        return grammar.Logic(node.kind, tuple(to_grammar(n) for n in node.items), node.negate)  # type: ignore[arg-type]
+    field = grammar.Field(node.column)
+    op, value, negate = node.op, node.value, node.negate
+    if op in ("eq", "neq") and value is None:
+        return grammar.Filter(field, "is", "null", negate != (op == "neq"))
+    if op == "is":
+        word = (value_text(value) or "null").lower()
+        word = GATEWAY.is_words.get(word, word)
+        if word == "not_null":
+            word, negate = "null", not negate
+        return grammar.Filter(field, "is", word, negate)
+    if op == "in":
+        if isinstance(value, str):  # "(a,b)" / "a,b": already a list in PostgREST's syntax
+            inner = value.strip()
+            inner = inner[1:-1] if inner.startswith("(") and inner.endswith(")") else inner
+            items = tuple(grammar.unquote(v.strip()) for v in split_top(inner)) if inner else ()
+        else:
+            items = tuple(_pgrst_text(v) for v in (value if isinstance(value, list) else [value]))
+        return grammar.Filter(field, "in", items, negate)
+    if op in ("contains", "containedBy") and isinstance(value, list):
+        return grammar.Filter(field, _TO_GRAMMAR[op], array_literal(value), negate)
+    return grammar.Filter(field, _TO_GRAMMAR.get(op, op), _pgrst_text(value), negate)
 
 
-def _closing(text: str, start: int) -> int:
-    depth, quoted, i = 0, False, start
-    while i < len(text):
-        ch = text[i]
-        if quoted:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                quoted = False
-        elif ch == '"':
-            quoted = True
-        elif ch in "({":
-            depth += 1
-        elif ch in ")}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
-
-
-def _max_depth(text: str) -> int:
-    depth = deepest = 0
-    for ch in text:
-        if ch == "(":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch == ")":
-            depth -= 1
-    return deepest
+def _pgrst_text(value: Any) -> str:
+    return "null" if value is None else value_text(value) or ""
 
 
 def split_top_level(text: str) -> list[str]:
@@ -333,31 +322,9 @@ def split_top_level(text: str) -> list[str]:
 
 def scalar_text(value: Any, column: Column | None = None) -> str | None:
     """A JSON value as the text PostgreSQL should cast to the column's type."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)):
-        return repr(value) if isinstance(value, float) else str(value)
     if isinstance(value, (list, tuple)) and column is not None and not column.is_json:
         return array_literal(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def array_literal(values: Any) -> str:
-    """A PostgreSQL array literal ``{"a","b",NULL}`` (bound as a value, never spliced)."""
-    items = []
-    for v in values:
-        if v is None:
-            items.append("NULL")
-        elif isinstance(v, (list, tuple)):
-            items.append(array_literal(v))
-        else:
-            text = scalar_text(v) or ""
-            items.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
-    return "{" + ",".join(items) + "}"
+    return value_text(value)
 
 
 def plan_where(relation: Relation, nodes: list[Node], params: list[Any]) -> tuple[Any, ...]:
@@ -395,7 +362,11 @@ def _plan_filter(column: Column, op: str, value: Any, params: list[Any]) -> tupl
             if text.startswith("(") and text.endswith(")"):
                 text = text[1:-1]
             try:
-                value = [_unquote(v) for v in split_top_level(text)] if text.strip() else []
+                value = (
+                    [grammar.unquote(v.strip()) for v in split_top_level(text)]
+                    if text.strip()
+                    else []
+                )
             except ValueError as exc:
                 raise ApiError("invalid_value", f"'in' list: {exc}") from None
         elif not isinstance(value, (list, tuple)):

@@ -32,17 +32,11 @@ from athena.auth.rights import table_right
 from athena.context import CallContext
 from athena.errors import ApiError
 from athena.observability import tracing
-from athena.query.conditions import (
-    Filter,
-    Group,
-    Node,
-    array_literal,
-    parse_conditions,
-    scalar_text,
-)
+from athena.query.conditions import Group, Node, parse_conditions, to_grammar
 from athena.query.fetch import parse_columns, parse_fetch, relation_name, strip_nulls_flag
 from athena.query.mutations import insert_rows
 from athena.query.post_processing import post_process, truthy
+from athena.query.postgrest.grammar import render, value_text
 from athena.services.outbound import OutboundPolicy, policy_for, send_checked
 
 if TYPE_CHECKING:
@@ -52,13 +46,6 @@ if TYPE_CHECKING:
 CLIENT_NAME = "custom_supabase"
 TIMEOUT_S = 15.0
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-# Characters that PostgREST's grammar reserves inside values of in(...) and logic trees.
-_RESERVED = re.compile(r'[,().:"\\ ]')
-_OPS = {
-    "eq": "eq", "neq": "neq", "gt": "gt", "gte": "gte", "lt": "lt", "lte": "lte",
-    "like": "like", "ilike": "ilike", "is": "is", "in": "in",
-    "contains": "cs", "containedBy": "cd",
-}  # fmt: skip
 _BY_PGRST: dict[str, str] = {
     "23505": "unique_violation",
     "23503": "foreign_key_violation",
@@ -111,67 +98,18 @@ def request_url(base: httpx.URL, table: str) -> httpx.URL:
 # -- request translation (pure) ----------------------------------------------------------------
 
 
-def _value_text(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
-    return scalar_text(value) or ""
-
-
-def _quoted(value: Any) -> str:
-    text = _value_text(value)
-    if _RESERVED.search(text):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return text
-
-
-def _operand(node: Filter, *, in_tree: bool = False) -> str:
-    """``[not.]op.value`` for one filter; inside logic trees scalar values are quoted when
-    they contain characters the tree grammar reserves (``,`` ``(`` ``)`` …)."""
-    op, value = node.op, node.value
-    negate = node.negate
-    if op in ("eq", "neq") and value is None:
-        text = "is.null"
-        negate = negate != (op == "neq")
-    elif op == "is":
-        keyword = (scalar_text(value) or "null").lower() if value is not None else "null"
-        if keyword in ("not_null", "notnull"):
-            keyword, negate = "null", not negate
-        text = f"is.{keyword}"
-    elif op == "in":
-        if isinstance(value, str):  # "(a,b)" / "a,b": already a list in PostgREST's syntax
-            inner = value.strip()
-            inner = inner[1:-1] if inner.startswith("(") and inner.endswith(")") else inner
-            text = f"in.({inner})"
+def _check_columns(nodes: list[Node] | tuple[Node, ...]) -> None:
+    for node in nodes:
+        if isinstance(node, Group):
+            _check_columns(node.items)
         else:
-            items = value if isinstance(value, list) else [value]
-            text = "in.(" + ",".join(_quoted(v) for v in items) + ")"
-    elif op in ("contains", "containedBy"):
-        literal = array_literal(value) if isinstance(value, list) else _value_text(value)
-        text = f"{_OPS[op]}." + (_quoted(literal) if in_tree else literal)
-    else:
-        text = f"{_OPS[op]}." + (_quoted(value) if in_tree else _value_text(value))
-    return ("not." if negate else "") + text
-
-
-def _tree_item(node: Node) -> str:
-    if isinstance(node, Group):
-        inner = ",".join(_tree_item(n) for n in node.items)
-        return ("not." if node.negate else "") + f"{node.kind}({inner})"
-    return f"{_check_name(node.column, 'column')}.{_operand(node, in_tree=True)}"
+            _check_name(node.column, "column")
 
 
 def filter_params(nodes: list[Node]) -> list[tuple[str, str]]:
-    """PostgREST query parameters for ANDed condition nodes."""
-    params: list[tuple[str, str]] = []
-    for node in nodes:
-        if isinstance(node, Group):
-            key = ("not." if node.negate else "") + node.kind
-            params.append((key, "(" + ",".join(_tree_item(n) for n in node.items) + ")"))
-        else:
-            params.append((_check_name(node.column, "column"), _operand(node)))
-    return params
+    """PostgREST query parameters for ANDed condition nodes: the one grammar's ``render``."""
+    _check_columns(nodes)
+    return render([to_grammar(node) for node in nodes])
 
 
 def _select(columns: tuple[str, ...] | None) -> str:
@@ -429,7 +367,7 @@ async def delete(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> Gateway
         if isinstance(resource_id, (dict, list)):
             raise ApiError("invalid_value", "resource_id must be a string or a number")
         column = await _resource_column(rt, ctx, table)
-        params.append((column, f"eq.{_value_text(resource_id)}"))
+        params.append((column, f"eq.{value_text(resource_id)}"))
     elif not conditions:
         raise ApiError(
             "delete_requires_conditions", "a delete needs a resource_id or at least one condition"

@@ -89,7 +89,7 @@ def parse_message(raw: str | bytes) -> ClientMessage:
             ) from None
     try:
         doc = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # nesting bombs too
         raise BadMessage(
             ApiError("invalid_json", "the message is not valid JSON", detail=str(exc)),
             None,

@@ -25,6 +25,7 @@ from psycopg import sql
 from athena.db.introspection import Relation, SchemaSnapshot
 from athena.query.postgrest.errors import PgrstError, pgrst_error
 from athena.query.postgrest.grammar import (
+    IS_KEYWORDS,
     AggregateItem,
     ColumnItem,
     Condition,
@@ -36,6 +37,7 @@ from athena.query.postgrest.grammar import (
     ParsedQuery,
     SelectItem,
     StarItem,
+    array_literal,
 )
 from athena.query.postgrest.relationships import Embeds, Relationship, resolve_embeds
 
@@ -51,13 +53,7 @@ FTS_FUNCTIONS: dict[str, str] = {
     "phfts": "phraseto_tsquery",
     "wfts": "websearch_to_tsquery",
 }
-IS_SQL: dict[str, str] = {
-    "null": "IS NULL",
-    "not_null": "IS NOT NULL",
-    "true": "IS TRUE",
-    "false": "IS FALSE",
-    "unknown": "IS UNKNOWN",
-}
+IS_SQL: dict[str, str] = {word: "IS " + keyword for word, keyword in IS_KEYWORDS.items()}
 # ``::type`` in select: only these names ever reach SQL, each mapped to fixed text.
 CASTS: dict[str, str] = {
     name: name
@@ -90,16 +86,6 @@ def _cast(expr: sql.Composable, cast: str | None) -> sql.Composable:
 def column_not_found(rel: Relation, name: str) -> PgrstError:
     """PostgreSQL's own wording for an unknown column (PostgREST passes 42703 through)."""
     return pgrst_error("42703", f"column {rel.name}.{name} does not exist")
-
-
-def array_literal(values: tuple[str, ...] | list[str]) -> str:
-    """A PostgreSQL array literal with every element quoted; bound as ONE parameter, so the
-    server coerces it to the compared column's array type (``int = ANY('{"1","2"}')``)."""
-    return (
-        "{"
-        + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
-        + "}"
-    )
 
 
 @dataclass

@@ -11,13 +11,47 @@ Covers what stock PostgREST clients send for ``/rest/v1/{table}``:
 
 Every parse failure raises :class:`ParseError`, which the service turns into PostgREST's 400
 ``PGRST100`` (``message`` + ``details``), so a client sees the same wording PostgREST gives.
+
+This is the ONE parser of PostgREST expressions. The data gateway's ``not``/``or`` conditions
+(``{"operator": "or", "value": "a.eq.1,and(b.gt.2,c.is.null)"}``) are parsed here too, in the
+``GATEWAY`` dialect; ``athena.query.conditions`` only reads the JSON around them. ``render()``
+is the inverse (AST → query parameters), used to forward gateway conditions to a Supabase
+project's PostgREST (``services/custom_supabase.py``).
+
+Where the two dialects differ, and why (CONTRACT.md: "Fetch body" for /gateway, "/rest/v1"):
+
+============================  ===============================  ==============================
+text                          ``GATEWAY`` (/gateway bodies)    ``REST`` (/rest/v1 URLs)
+============================  ===============================  ==============================
+``a.eq.null``, ``a.neq.null``  IS NULL / IS NOT NULL: CONTRACT  ``= 'null'``: PostgREST
+                              "eq null = IS NULL"; the SDK     compares with the text, stock
+                              sends ``not(a, "eq", null)``     clients write ``is.null``
+                              this way
+operator names                CONTRACT's names too             PostgREST's only
+                              (``contains``, ``containedBy``)
+                              and ``=`` ``!=`` ``>`` …
+                              aliases, in any case
+operators                     the CONTRACT's set (eq … in,     all of PostgREST's (match,
+                              cs, cd): what its builder        ranges, ``(any)``/``(all)``,
+                              compiles                         fts(lang) …)
+JSON paths (``data->>a``)     refused: gateway columns are     yes
+                              plain names
+``is.notnull``                accepted (older SDKs)            refused, as PostgREST does
+``in.x`` without parentheses  a one-item list                  refused, as PostgREST does
+============================  ===============================  ==============================
+
+Both dialects: ``*`` is the LIKE wildcard (turned into ``%`` by the builders), double quotes
+carry ``,`` ``(`` ``)`` inside logic trees, and trees nest at most ``MAX_NESTING`` levels — deeper
+text is a 400, never a RecursionError.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from athena.query.postgrest.errors import CATALOGUE, PgrstError
 
@@ -34,10 +68,60 @@ QUANTIFIABLE = frozenset(
     {"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch"}
 )
 ALL_OPERATORS = SIMPLE_OPERATORS | FTS_OPERATORS | {"in", "is"}
-# ``is`` only ever takes one of these words; they become SQL keywords, never values.
-IS_VALUES = frozenset({"null", "not_null", "true", "false", "unknown"})
+# ``is`` only ever takes one of these words; each becomes the SQL keyword beside it (chosen from
+# this table: the caller's text never reaches SQL).
+IS_KEYWORDS: dict[str, str] = {
+    "null": "NULL",
+    "not_null": "NOT NULL",
+    "true": "TRUE",
+    "false": "FALSE",
+    "unknown": "UNKNOWN",
+}
+IS_VALUES = frozenset(IS_KEYWORDS)
+# Logic trees deeper than this are refused (400): nobody writes them by hand, and the parser,
+# planner and renderer recurse once per level.
+MAX_NESTING = 32
 # Query keys with a meaning of their own; anything else is a filter.
 RESERVED_KEYS = frozenset({"select", "order", "limit", "offset", "columns", "on_conflict"})
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What one API accepts of the grammar (see the table in the module docstring)."""
+
+    name: str
+    operators: frozenset[str]
+    aliases: Mapping[str, str] = field(default_factory=dict)  # spelling → PostgREST's name
+    is_words: Mapping[str, str] = field(default_factory=dict)  # extra ``is`` word → IS_VALUES
+    ignore_case: bool = False
+    eq_null_is_null: bool = False
+    json_paths: bool = True
+    bare_in_value: bool = False
+    brackets: str = "(){}"  # what keeps a logic tree's item together; gateway values may be JSON
+
+    def operator(self, token: str) -> str | None:
+        """PostgREST's name for an operator token, or None when this dialect has no such."""
+        key = token.lower() if self.ignore_case else token
+        op = self.aliases.get(key, key)
+        return op if op in self.operators else None
+
+
+_GATEWAY_ALIASES = {
+    "contains": "cs", "containedby": "cd", "=": "eq", "==": "eq", "ne": "neq",
+    "!=": "neq", "<>": "neq", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte",
+}  # fmt: skip
+REST = Dialect("rest", ALL_OPERATORS)
+GATEWAY = Dialect(
+    "gateway",
+    frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "is", "in", "cs", "cd"}),
+    aliases=_GATEWAY_ALIASES,
+    is_words={"notnull": "not_null"},
+    ignore_case=True,
+    eq_null_is_null=True,
+    json_paths=False,
+    bare_in_value=True,
+    brackets="(){}[]",
+)
 
 
 class ParseError(PgrstError):
@@ -48,6 +132,14 @@ class ParseError(PgrstError):
         super().__init__(
             entry.status, "PGRST100", message, details=details, envelope_code=entry.envelope
         )
+
+
+class UnknownOperator(ParseError):
+    """A filter names an operator the dialect does not have (``operator``: as written)."""
+
+    def __init__(self, message: str, details: str, operator: str) -> None:
+        super().__init__(message, details)
+        self.operator = operator
 
 
 # -- AST ---------------------------------------------------------------------------------------
@@ -257,6 +349,48 @@ def unquote(text: str) -> str:
     return text
 
 
+def value_text(value: Any) -> str | None:
+    """A JSON value as the text PostgreSQL casts to the compared column's type."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def array_literal(values: Any) -> str:
+    """A PostgreSQL array literal with every element quoted (``{"a","b",NULL}``); bound as ONE
+    parameter, so the server coerces it to the compared column's array type."""
+    items = []
+    for v in values:
+        if v is None:
+            items.append("NULL")
+        elif isinstance(v, (list, tuple)):
+            items.append(array_literal(v))
+        else:
+            text = value_text(v) or ""
+            items.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return "{" + ",".join(items) + "}"
+
+
+def nesting_depth(text: str) -> int:
+    """How deep parentheses nest in ``text`` (quoted text included: a cheap upper bound)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth -= 1
+    return deepest
+
+
 def parse_list(text: str, *, context: str) -> tuple[str, ...]:
     """``(a,"b,c")`` or ``{a,b}`` → ``("a", "b,c")``; ``()`` → ``()``."""
     text = text.strip()
@@ -311,7 +445,9 @@ def parse_field(text: str) -> Field:
 # -- filters ------------------------------------------------------------------------------------
 
 
-def parse_operation(field: Field, expr: str, *, raw: str, in_logic: bool = False) -> Filter:
+def parse_operation(
+    field: Field, expr: str, *, raw: str, in_logic: bool = False, dialect: Dialect = REST
+) -> Filter:
     """``[not.]op[(any|all)].value`` applied to ``field``.
 
     Inside a logic tree a value may be double-quoted (to carry ``,``, ``(`` or ``)``); a
@@ -319,16 +455,26 @@ def parse_operation(field: Field, expr: str, *, raw: str, in_logic: bool = False
     """
     negate = False
     rest = expr
-    if rest.startswith("not."):
+    head = rest[:4].lower() if dialect.ignore_case else rest[:4]
+    if head == "not.":
         negate = True
         rest = rest[4:]
     op_token, dot, value = rest.partition(".")
     if not dot:
         raise ParseError(f"failed to parse filter ({raw})", "expecting an operator and a value")
+    if field.path and not dialect.json_paths:
+        raise ParseError(f"failed to parse filter ({raw})", "JSON paths are not supported here")
     op = op_token
     quantifier: Literal["any", "all"] | None = None
     language: str | None = None
-    if "(" in op_token and op_token.endswith(")"):
+    if dialect is not REST:
+        known = dialect.operator(op_token)
+        if known is None:
+            raise UnknownOperator(
+                f"failed to parse filter ({raw})", f'unknown operator "{op_token}"', op_token
+            )
+        op = known
+    elif "(" in op_token and op_token.endswith(")"):
         op, _, arg = op_token[:-1].partition("(")
         if op in FTS_OPERATORS:
             language = arg
@@ -339,14 +485,18 @@ def parse_operation(field: Field, expr: str, *, raw: str, in_logic: bool = False
         else:
             raise ParseError(f"failed to parse filter ({raw})", f'unexpected "({arg})"')
     if op not in ALL_OPERATORS:
-        raise ParseError(
+        raise UnknownOperator(
             f"failed to parse filter ({raw})",
             f'unknown operator "{op}"; expecting one of {", ".join(sorted(ALL_OPERATORS))}',
+            op,
         )
     if op == "in":
+        if dialect.bare_in_value and value.strip()[:1] not in ("(", "{"):
+            return Filter(field, op, (unquote(value.strip()),) if value.strip() else (), negate)
         return Filter(field, op, parse_list(value, context=raw), negate)
     if op == "is":
         word = value.lower()
+        word = dialect.is_words.get(word, word)
         if word not in IS_VALUES:
             raise ParseError(
                 f"failed to parse filter ({raw})",
@@ -365,34 +515,59 @@ def parse_filter(column: str, value: str) -> Filter:
     return parse_operation(parse_field(column), value, raw=value)
 
 
-def parse_logic(op: Literal["and", "or"], value: str, *, negate: bool = False) -> Logic:
+def parse_logic(
+    op: Literal["and", "or"], value: str, *, negate: bool = False, dialect: Dialect = REST
+) -> Logic:
     """``or=(a.eq.1,and(b.gt.2,c.lt.3))`` (the value includes the parentheses)."""
     value = value.strip()
     if not (value.startswith("(") and value.endswith(")")):
         raise ParseError(
             f"failed to parse logic tree ({value})", 'expecting "(" … ")" around the conditions'
         )
-    inner = value[1:-1]
+    _check_nesting(value)
+    return Logic(op, _logic_items(value[1:-1], whole=value, dialect=dialect), negate)
+
+
+def parse_expression(text: str, *, dialect: Dialect = GATEWAY) -> tuple[Condition, ...]:
+    """The items of a logic tree without its operator: ``a.eq.1,and(b.gt.2,c.is.null)``, with
+    or without the surrounding parentheses (the value of a gateway ``or``/``not``)."""
+    text = text.strip()
+    _check_nesting(text)
+    if text.startswith("(") and _closing_paren(text) == len(text) - 1:
+        text = text[1:-1]
+    return _logic_items(text, whole=text, dialect=dialect)
+
+
+def _check_nesting(text: str) -> None:
+    if nesting_depth(text) > MAX_NESTING:
+        raise ParseError(
+            f"failed to parse logic tree ({text[:40]}…)",
+            f"logic trees may nest at most {MAX_NESTING} levels",
+        )
+
+
+def _logic_items(inner: str, *, whole: str, dialect: Dialect) -> tuple[Condition, ...]:
     items: list[Condition] = []
-    for part in split_top(inner):
+    for part in split_top(inner, brackets=dialect.brackets):
         part = part.strip()
         if not part:
-            raise ParseError(f"failed to parse logic tree ({value})", "empty condition")
-        items.append(_parse_logic_item(part, whole=value))
+            raise ParseError(f"failed to parse logic tree ({whole})", "empty condition")
+        items.append(_parse_logic_item(part, whole=whole, dialect=dialect))
     if not items:
-        raise ParseError(f"failed to parse logic tree ({value})", "no conditions")
-    return Logic(op, tuple(items), negate)
+        raise ParseError(f"failed to parse logic tree ({whole})", "no conditions")
+    return tuple(items)
 
 
-def _parse_logic_item(part: str, *, whole: str) -> Condition:
+def _parse_logic_item(part: str, *, whole: str, dialect: Dialect) -> Condition:
     negate = False
     body = part
-    if body.startswith("not.") and body[4:].startswith(("or(", "and(")):
+    lowered = body.lower() if dialect.ignore_case else body
+    if lowered.startswith("not.") and lowered[4:].startswith(("or(", "and(")):
         negate = True
-        body = body[4:]
+        body, lowered = body[4:], lowered[4:]
     for op in ("or", "and"):
-        if body.startswith(op + "("):
-            return parse_logic(op, body[len(op) :], negate=negate)  # type: ignore[arg-type]
+        if lowered.startswith(op + "(") and body.endswith(")"):
+            return parse_logic(op, body[len(op) :], negate=negate, dialect=dialect)  # type: ignore[arg-type]
     # field.[not.]op.value — the field may be quoted or a JSON path containing no dots
     if body.startswith('"'):
         end = _closing_quote(body)
@@ -404,7 +579,29 @@ def _parse_logic_item(part: str, *, whole: str) -> Condition:
         field_text, dot, rest = body.partition(".")
         if not dot:
             raise ParseError(f"failed to parse logic tree ({whole})", f"bad condition {part}")
-    return parse_operation(parse_field(field_text), rest, raw=part, in_logic=True)
+    return parse_operation(parse_field(field_text), rest, raw=part, in_logic=True, dialect=dialect)
+
+
+def _closing_paren(text: str) -> int:
+    """Where the parenthesis opening ``text`` closes (outside quotes), or -1."""
+    depth, quoted, i = 0, False, 0
+    while i < len(text):
+        ch = text[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
 
 
 def _closing_quote(text: str) -> int:
@@ -582,6 +779,11 @@ def parse_query(pairs: list[tuple[str, str]]) -> ParsedQuery:
     q = ParsedQuery()
     for key, value in pairs:
         if key == "select":
+            if nesting_depth(value) > MAX_NESTING:  # embeds recurse once per level
+                raise ParseError(
+                    "failed to parse select parameter",
+                    f"embedded resources may nest at most {MAX_NESTING} levels",
+                )
             q.select = parse_select(value)
             continue
         if key == "columns":
@@ -606,3 +808,51 @@ def parse_query(pairs: list[tuple[str, str]]) -> ParsedQuery:
         else:
             node.conditions.append(parse_operation(parse_field(last), value, raw=value))
     return q
+
+
+# -- render: the inverse of the filters of parse_query -------------------------------------------
+
+# Characters that the grammar reserves inside list items and logic-tree values.
+_RESERVED = frozenset(',().:"\\ ')
+
+
+def _quoted(text: str) -> str:
+    if any(ch in _RESERVED for ch in text):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
+def _render_field(f: Field) -> str:
+    return f.name + "".join(step.arrow + step.key for step in f.path)
+
+
+def _render_operation(f: Filter, *, in_logic: bool) -> str:
+    op = f.op
+    if f.quantifier:
+        op += f"({f.quantifier})"
+    elif f.language:
+        op += f"({f.language})"
+    if isinstance(f.value, tuple):
+        value = "(" + ",".join(_quoted(v) for v in f.value) + ")"
+    else:
+        value = _quoted(f.value) if in_logic and f.op != "is" else f.value
+    return ("not." if f.negate else "") + op + "." + value
+
+
+def _render_item(c: Condition) -> str:
+    if isinstance(c, Logic):
+        inner = ",".join(_render_item(i) for i in c.items)
+        return ("not." if c.negate else "") + f"{c.op}({inner})"
+    return _render_field(c.field) + "." + _render_operation(c, in_logic=True)
+
+
+def render(conditions: list[Condition] | tuple[Condition, ...]) -> list[tuple[str, str]]:
+    """Query parameters that ``parse_query`` reads back as ``conditions`` (ANDed)."""
+    params: list[tuple[str, str]] = []
+    for c in conditions:
+        if isinstance(c, Logic):
+            key = ("not." if c.negate else "") + c.op
+            params.append((key, "(" + ",".join(_render_item(i) for i in c.items) + ")"))
+        else:
+            params.append((_render_field(c.field), _render_operation(c, in_logic=False)))
+    return params

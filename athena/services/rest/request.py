@@ -230,7 +230,7 @@ def parse_json_body(raw: bytes | None) -> Any:
         raise invalid_body("a JSON request body is required")
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nesting bombs too
         raise invalid_body(f"the body is not valid JSON: {exc}") from None
 
 
