@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,23 +26,9 @@ from athena.db.introspection import IntrospectionCache, exposed_schemas
 from athena.observability.metrics import Metrics, gauge
 from athena.observability.request_log import RequestLog
 from athena.services.events import EventBus
-from athena.supervisor import Supervisor, singleton
+from athena.supervisor import BackgroundTask, Supervisor, singleton
 
 log = logging.getLogger("athena.runtime")
-
-# Advisory-lock ids of the once-per-deployment tasks (any distinct constants).
-LEASE_STATISTICS = 0x4154_0001
-LEASE_CLUSTER_PROBES = 0x4154_0002
-LEASE_REGISTRY = 0x4154_0003
-LEASE_REQUEST_LOG_PRUNE = 0x4154_0004
-LEASE_RATE_LIMIT_PRUNE = 0x4154_0150
-
-
-@dataclass
-class BackgroundTask:
-    name: str
-    fn: Callable[[], Awaitable[None]]
-    lease_id: int | None = None  # set → runs once per deployment (see supervisor.singleton)
 
 
 @dataclass

@@ -24,6 +24,24 @@ import trio
 
 log = logging.getLogger("athena.supervisor")
 
+# Advisory-lock ids of the once-per-deployment tasks (any distinct constants).
+LEASE_STATISTICS = 0x4154_0001
+LEASE_CLUSTER_PROBES = 0x4154_0002
+LEASE_REGISTRY = 0x4154_0003
+LEASE_REQUEST_LOG_PRUNE = 0x4154_0004
+LEASE_RATE_LIMIT_PRUNE = 0x4154_0150
+
+
+@dataclass
+class BackgroundTask:
+    """A supervised task a capability adds at start-up; ``lease_id`` set → it runs once per
+    deployment (``singleton``)."""
+
+    name: str
+    fn: Callable[[], Awaitable[None]]
+    lease_id: int | None = None
+
+
 TaskFn = Callable[[], Awaitable[None]]
 
 

@@ -38,7 +38,8 @@ from athena.backups.storage import BackupNotFound, BackupStorage, StorageError
 from athena.db.clients import ClientEntry
 from athena.db.database import DatabaseUnavailable
 from athena.errors import ApiError
-from athena.runtime import BackgroundTask, Runtime
+from athena.runtime import Runtime
+from athena.supervisor import BackgroundTask
 
 log = logging.getLogger("athena.backups")
 

@@ -32,7 +32,8 @@ from psycopg.rows import dict_row
 from athena.backups.storage import BackupNotFound, StorageError
 from athena.backups.targets import client_for_backup
 from athena.errors import ApiError
-from athena.runtime import BackgroundTask, Runtime
+from athena.runtime import Runtime
+from athena.supervisor import BackgroundTask
 
 if TYPE_CHECKING:
     from athena.backups.jobs import Job, JobRegistry

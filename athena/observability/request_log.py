@@ -33,6 +33,7 @@ from psycopg import sql
 from athena.context import CallContext
 from athena.db.database import Database
 from athena.observability.metrics import gauge
+from athena.supervisor import LEASE_REQUEST_LOG_PRUNE, BackgroundTask
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -223,7 +224,6 @@ async def prune_forever(rt: Runtime) -> None:
 
 
 async def attach(rt: Runtime) -> None:
-    from athena.runtime import LEASE_REQUEST_LOG_PRUNE, BackgroundTask
 
     rt.metrics.add_collector(rt.request_log.collect)
     if rt.settings.request_log_retention_days > 0:

@@ -31,6 +31,7 @@ from psycopg.rows import dict_row
 
 from athena import __version__
 from athena.observability.metrics import gauge
+from athena.supervisor import LEASE_CLUSTER_PROBES, BackgroundTask
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -262,7 +263,6 @@ class ClusterHealth:
 
 
 async def attach(rt: Runtime) -> None:
-    from athena.runtime import LEASE_CLUSTER_PROBES, BackgroundTask
 
     settings = rt.settings
     mirrors = list(dict.fromkeys(normalize(u) for u in settings.cluster_mirrors if u.strip()))

@@ -18,6 +18,7 @@ import trio
 
 from athena.db.database import Database
 from athena.observability.metrics import gauge
+from athena.supervisor import BackgroundTask
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -100,7 +101,6 @@ class PoolHealth:
 
 
 async def attach(rt: Runtime) -> None:
-    from athena.runtime import BackgroundTask
 
     health = PoolHealth(rt, rt.settings.pool_health_interval_s)
     rt.services["pool_health"] = health

@@ -30,6 +30,7 @@ from athena.auth.keys import generate_key
 from athena.db.database import DatabaseUnavailable
 from athena.db.errors import api_error_from_db
 from athena.errors import ApiError
+from athena.supervisor import BackgroundTask
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -572,6 +573,5 @@ def _wait_notifies(conn: psycopg.Connection) -> int:
 
 
 async def attach(rt: Runtime) -> None:
-    from athena.runtime import BackgroundTask
 
     rt.background.append(BackgroundTask("api_key_invalidation", partial(listen_for_changes, rt)))

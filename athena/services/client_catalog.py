@@ -35,6 +35,7 @@ from athena.db.clients import ClientEntry
 from athena.db.database import DatabaseUnavailable
 from athena.db.uris import mask_uri
 from athena.errors import ApiError
+from athena.supervisor import BackgroundTask
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -528,7 +529,6 @@ def catalog_of(rt: Runtime) -> ClientCatalog:
 
 async def attach(rt: Runtime) -> None:
     """Start-up: own the client catalog and poll it on every instance."""
-    from athena.runtime import BackgroundTask
 
     catalog = ClientCatalog(rt)
     rt.services["client_catalog"] = catalog

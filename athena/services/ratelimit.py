@@ -49,6 +49,7 @@ from athena.config import Settings
 from athena.context import CallContext
 from athena.db.database import Database, DatabaseUnavailable, StatementDeadlineExceeded
 from athena.errors import ApiError
+from athena.supervisor import LEASE_RATE_LIMIT_PRUNE, BackgroundTask
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -335,7 +336,6 @@ def _prune(conn: psycopg.Connection, idle_s: float) -> None:
 
 
 async def attach(rt: Runtime) -> None:
-    from athena.runtime import LEASE_RATE_LIMIT_PRUNE, BackgroundTask
 
     settings = rt.settings
     if settings.rate_limit_shared and (settings.rate_limit_per_ip or settings.rate_limit_per_key):

@@ -35,6 +35,7 @@ from psycopg.rows import dict_row
 
 from athena.observability.metrics import gauge
 from athena.observability.request_log import LOG_WRITE_BARRIER
+from athena.supervisor import LEASE_STATISTICS, BackgroundTask
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -319,7 +320,6 @@ class StatisticsService:
 
 
 async def attach(rt: Runtime) -> None:
-    from athena.runtime import LEASE_STATISTICS, BackgroundTask
 
     service = StatisticsService(rt, rt.settings.statistics_rollup_seconds)
     rt.services["statistics"] = service

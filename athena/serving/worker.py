@@ -26,6 +26,7 @@ from hypercorn.config import Config as HypercornConfig
 from athena.config import Settings
 from athena.db.embedded import EmbeddedPostgres
 from athena.serving import balance, hypercorn_adapter
+from athena.supervisor import BackgroundTask
 
 log = logging.getLogger("athena.server")
 
@@ -90,7 +91,7 @@ async def serve_worker(
     from athena.http.gate import Gate
     from athena.observability import tracing
     from athena.observability.metrics_share import MetricsShare
-    from athena.runtime import BackgroundTask, Runtime
+    from athena.runtime import Runtime
 
     tracing.setup(settings)  # per process: the exporter's thread does not survive a fork
 

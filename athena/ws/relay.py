@@ -39,6 +39,7 @@ from psycopg import sql
 
 from athena.observability.metrics import gauge
 from athena.services.events import ChangeEvent, InterestKey, interest_keys_of
+from athena.supervisor import BackgroundTask
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -353,7 +354,6 @@ def _close_quietly(conn: psycopg.Connection) -> None:
 
 async def attach(rt: Runtime) -> None:
     """Start-up: hook the relay into the bus and register its supervised tasks."""
-    from athena.runtime import BackgroundTask
 
     relay = EventRelay(rt, rt.settings.event_relay_queue_size)
     rt.services["event_relay"] = relay
