@@ -258,6 +258,7 @@ class Runtime:
 # capability plugs itself in without a central list that every change would have to edit.
 CAPABILITY_PACKAGES = (
     "athena.services",
+    "athena.services.gateway",
     "athena.observability",
     "athena.probes",
     "athena.backups",

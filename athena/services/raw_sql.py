@@ -28,6 +28,8 @@ from athena.query.raw import (
     transaction_control,
     written_rows,
 )
+from athena.services.gateway.common import result_too_large
+from athena.services.gateway.scylla import unavailable
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -165,23 +167,6 @@ async def execute(
     return {"data_json": data, "meta": meta, "count": outcome.row_count}
 
 
-def result_too_large(rows_limit: int | None = None, *, bytes_limit: int | None = None) -> ApiError:
-    """413 ``result_too_large`` naming the limit that was exceeded."""
-    if rows_limit is not None:
-        return ApiError(
-            "result_too_large",
-            f"the result has more than {rows_limit} rows (ATHENA_MAX_RESULT_ROWS); "
-            "narrow the query or page through it",
-            data={"max_rows": rows_limit},
-        )
-    return ApiError(
-        "result_too_large",
-        f"the result is larger than {bytes_limit} bytes (ATHENA_MAX_RESULT_BYTES); "
-        "select fewer columns or rows",
-        data={"max_bytes": bytes_limit},
-    )
-
-
 POSTGRES_DRIVERS = ("postgresql", "postgres", "supabase")
 DRIVERS = (*POSTGRES_DRIVERS, "athena")
 
@@ -227,8 +212,6 @@ async def query_sql(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> dict
             )  # fmt: skip
         service = rt.services.get("scylla")
         if service is None:
-            from athena.services.scylla import unavailable
-
             raise unavailable()
         return await service.execute(rt, text)  # type: ignore[no-any-return]
     entry = _client_by_name(rt, body.get("db_name"))

@@ -6,7 +6,7 @@ import pytest
 
 from athena.errors import ApiError
 from athena.query.conditions import parse_conditions
-from athena.services.custom_supabase import filter_params
+from athena.services.gateway.custom_supabase import filter_params
 
 
 def test_conditions_become_postgrest_filters() -> None:

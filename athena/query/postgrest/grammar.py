@@ -16,7 +16,7 @@ This is the ONE parser of PostgREST expressions. The data gateway's ``not``/``or
 (``{"operator": "or", "value": "a.eq.1,and(b.gt.2,c.is.null)"}``) are parsed here too, in the
 ``GATEWAY`` dialect; ``athena.query.conditions`` only reads the JSON around them. ``render()``
 is the inverse (AST → query parameters), used to forward gateway conditions to a Supabase
-project's PostgREST (``services/custom_supabase.py``).
+project's PostgREST (``services/gateway/custom_supabase.py``).
 
 Where the two dialects differ, and why (CONTRACT.md: "Fetch body" for /gateway, "/rest/v1"):
 

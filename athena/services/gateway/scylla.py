@@ -15,6 +15,7 @@ import trio
 
 from athena.errors import ApiError
 from athena.query.raw import encode_rows
+from athena.services.gateway.common import result_too_large
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -88,8 +89,6 @@ class ScyllaService:
 
     async def execute(self, rt: Runtime, text: str) -> dict[str, Any]:
         """Run CQL ``text``; ``{data_json, meta, count}`` like the PostgreSQL path."""
-        from athena.services.raw_sql import result_too_large
-
         max_rows = rt.settings.max_result_rows
         try:
             data, count, too_many = await trio.to_thread.run_sync(

@@ -1,4 +1,4 @@
-"""The data gateway: fetch, insert, update, delete and raw query, shared by HTTP and WebSocket.
+"""The data gateway on a PostgreSQL client: fetch, insert, update, delete and raw query.
 
 Every operation takes the call context and the JSON body and returns a ``GatewayResult`` whose
 ``data_json`` is the row array as JSON text built by PostgreSQL; the transport wraps it in the
@@ -9,15 +9,13 @@ The path of a fetch, kept lean on purpose (it is the hot path):
 
     resolve client → authorize (cached) → parse body → relation (cached) → plan (values only)
     → statement text (cached per shape) → ONE statement in a worker thread → bytes out
-
-``custom_supabase`` requests are handed to ``athena.services.custom_supabase``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
@@ -26,7 +24,7 @@ from athena.auth.guard import authorize
 from athena.auth.rights import table_right
 from athena.context import CallContext
 from athena.db.clients import ClientEntry, require_db
-from athena.db.errors import DATABASE_ERRORS, api_error_from_db
+from athena.db.errors import api_error_from_db
 from athena.db.introspection import Relation
 from athena.errors import ApiError
 from athena.query.conditions import parse_conditions
@@ -59,6 +57,12 @@ from athena.query.raw import query_params, query_text
 from athena.services import raw_sql
 from athena.services.clients import resolve_client
 from athena.services.events import ChangeEvent
+from athena.services.gateway.common import (
+    GatewayResult,
+    body_object,
+    require_context_headers,
+    result_too_large,
+)
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -66,43 +70,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 # JSON bigger than this is decoded in a worker thread, so the event loop never stalls on it.
 OFFLOAD_BYTES = 256 * 1024
-CUSTOM_SUPABASE = "custom_supabase"
-CONTEXT_HEADERS = ("X-User-Id", "X-Company-Id", "X-Organization-Id")
 # SQLSTATEs meaning the cached schema is stale (a table or column vanished under us).
 _STALE_SCHEMA = {"42P01", "42703"}
-
-
-@dataclass
-class GatewayResult:
-    """A successful gateway call: the envelope's message, ``data`` as JSON text, and extras."""
-
-    message: str
-    data_json: bytes  # JSON text of `data` (the rows array), built by Postgres
-    extras: dict[str, Any] = field(default_factory=dict)  # {"count": 3}, {"meta": {...}} …
-    status: int = 200
-
-
-def is_custom_supabase(ctx: CallContext) -> bool:
-    return ctx.client_header == CUSTOM_SUPABASE
-
-
-def require_context_headers(rt: Runtime, ctx: CallContext) -> None:
-    """Insert/delete carry X-User-Id, X-Company-Id and X-Organization-Id (unless disabled)."""
-    if not rt.settings.require_context_headers:
-        return
-    for name in CONTEXT_HEADERS:
-        if not ctx.header(name):
-            raise ApiError(
-                "missing_context_header",
-                f"the {name} header is required for this operation",
-                data={"details": {"missing_header": name}},
-            )
-
-
-def _body(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise ApiError("invalid_request", "the request body must be a JSON object")
-    return body
 
 
 async def _run(
@@ -117,7 +86,7 @@ async def _run(
     db = require_db(entry)
     try:
         row = await db.fetch_json(statement, params)
-    except DATABASE_ERRORS as exc:
+    except Exception as exc:
         if getattr(exc, "sqlstate", None) in _STALE_SCHEMA:
             rt.introspection.invalidate(entry.name)
         raise api_error_from_db(exc, client=entry.name) from None
@@ -126,9 +95,9 @@ async def _run(
         return data, count
     settings = rt.settings
     if count > settings.max_result_rows:
-        raise raw_sql.result_too_large(settings.max_result_rows)
+        raise result_too_large(settings.max_result_rows)
     if len(data) > settings.max_result_bytes:
-        raise raw_sql.result_too_large(bytes_limit=settings.max_result_bytes)
+        raise result_too_large(bytes_limit=settings.max_result_bytes)
     return data, count
 
 
@@ -252,11 +221,7 @@ async def _extras(
 
 async def fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
     """Rows of a table or view matching the conditions (``/gateway/fetch``, ``/data`` …)."""
-    body = _body(body)
-    if is_custom_supabase(ctx):
-        from athena.services import custom_supabase
-
-        return await custom_supabase.fetch(rt, ctx, body)
+    body = body_object(body)
     if has_embeds(body):
         return await _fetch_embedded(rt, ctx, body)
     prepared = await prepare_fetch(rt, ctx, body)
@@ -407,33 +372,21 @@ async def publish(
 async def insert(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
     """Insert ``insert_body`` (object or array) in one statement; upsert with ``update_body``
     or ``on_conflict``. Returns the inserted rows and ``count``."""
-    body = _body(body)
-    if is_custom_supabase(ctx):
-        from athena.services import custom_supabase
-
-        return await custom_supabase.insert(rt, ctx, body)
+    body = body_object(body)
     return await _write(rt, ctx, await prepare_insert(rt, ctx, body))
 
 
 async def update(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
     """Update rows matching ``conditions`` with ``update_body``; without it, a fetch."""
-    body = _body(body)
+    body = body_object(body)
     if body.get("update_body") is None:
         return await fetch(rt, ctx, body)
-    if is_custom_supabase(ctx):
-        from athena.services import custom_supabase
-
-        return await custom_supabase.update(rt, ctx, body)
     return await _write(rt, ctx, await prepare_update(rt, ctx, body))
 
 
 async def delete(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
     """Delete by ``resource_id`` (column ``resource_id``, else ``id``) AND ``conditions``."""
-    body = _body(body)
-    if is_custom_supabase(ctx):
-        from athena.services import custom_supabase
-
-        return await custom_supabase.delete(rt, ctx, body)
+    body = body_object(body)
     return await _write(rt, ctx, await prepare_delete(rt, ctx, body))
 
 
@@ -442,7 +395,7 @@ async def delete(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> Gateway
 
 async def query(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
     """Raw SQL on the client's pool (right ``gateway.query``); results of the last statement."""
-    body = _body(body)
+    body = body_object(body)
     entry = resolve_client(rt, ctx)
     ctx.operation = "query"
     await authorize(rt, ctx, entry.name, "gateway.query")

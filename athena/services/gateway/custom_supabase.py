@@ -37,11 +37,11 @@ from athena.query.fetch import parse_columns, parse_fetch, relation_name, strip_
 from athena.query.mutations import insert_rows
 from athena.query.post_processing import post_process, truthy
 from athena.query.postgrest.grammar import render, value_text
+from athena.services.gateway.common import GatewayResult, require_context_headers
 from athena.services.outbound import OutboundPolicy, policy_for, send_checked
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
-    from athena.services.gateway import GatewayResult
 
 CLIENT_NAME = "custom_supabase"
 TIMEOUT_S = 15.0
@@ -255,7 +255,6 @@ def _strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _result(message: str, rows: list[dict[str, Any]], strip: bool, **extras: Any) -> GatewayResult:
-    from athena.services.gateway import GatewayResult
 
     if strip:
         rows = _strip(rows)
@@ -301,8 +300,6 @@ async def fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayR
 
 
 async def insert(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
-    from athena.services.gateway import require_context_headers
-
     table = await _begin(rt, ctx, body, "insert", "write")
     require_context_headers(rt, ctx)
     rows = insert_rows(body.get("insert_body"))
@@ -356,8 +353,6 @@ async def update(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> Gateway
 
 
 async def delete(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayResult:
-    from athena.services.gateway import require_context_headers
-
     table = await _begin(rt, ctx, body, "delete", "delete")
     require_context_headers(rt, ctx)
     conditions = parse_conditions(body.get("conditions"))
