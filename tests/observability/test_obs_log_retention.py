@@ -9,7 +9,7 @@ from obs_helpers import scrape, wait_for
 from support.pg import TestPostgres
 from support.servers import AthenaServer
 
-from athena.runtime import LEASE_STATISTICS
+from athena.supervisor import LEASE_STATISTICS
 
 _INSERT = (
     "INSERT INTO athena.gateway_request_log (created_at, request_id, route, method, status_code,"
