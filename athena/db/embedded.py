@@ -101,6 +101,9 @@ class EmbeddedPostgres:
     data_dir: Path
     port: int = 0
     bin_dir: Path | None = None
+    # Enough for one gateway's pools many times over; the test suite, which runs dozens of
+    # gateways against one server at once, asks for more.
+    max_connections: int = 300
 
     def __post_init__(self) -> None:
         self.data_dir = self.data_dir.resolve()
@@ -145,7 +148,7 @@ class EmbeddedPostgres:
             os.chown(log, self._user.pw_uid, self._user.pw_gid)
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
-            "-c max_connections=300 -c fsync=on"
+            f"-c max_connections={int(self.max_connections)} -c fsync=on"
         )
         try:
             self._pg_ctl("start", "-w", "-t", "60", "-l", str(log), "-o", options)

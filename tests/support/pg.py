@@ -24,7 +24,9 @@ class TestPostgres:
 
     @classmethod
     def start(cls, data_dir: Path) -> TestPostgres:
-        server = EmbeddedPostgres(data_dir)
+        # Every module's gateways live until the session ends, each holding ~10 idle
+        # connections (catalog, events, raw SQL, client pools): 300 slots ran out.
+        server = EmbeddedPostgres(data_dir, max_connections=1500)
         server.lock()
         server.start()
         password = secrets.token_hex(16)
