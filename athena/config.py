@@ -201,6 +201,11 @@ class Settings(BaseSettings):
     # these networks (comma list of CIDRs, e.g. 127.0.0.0/8).
     outbound_allow_cidrs: Annotated[list[str], NoDecode] = Field(default_factory=list)
     outbound_allow_http: bool = False
+    # x-pg-uri (a direct PostgreSQL URI per call, athena/services/direct_uri.py): refused unless
+    # this is on AND the key holds gateway.direct_uri AND the host passes the outbound guard.
+    allow_direct_uri: bool = False
+    direct_uri_max_pools: int = Field(8, ge=1)
+    direct_uri_idle_s: float = Field(300.0, gt=0)
     pipelines_file: str = "config/pipelines.yaml"
     backup_s3_bucket: str | None = None
     backup_s3_prefix: str = "athena-backups"

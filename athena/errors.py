@@ -33,6 +33,7 @@ CODES: dict[str, int] = {
     "invalid_value": 400,
     "invalid_pagination": 400,
     "unsupported_driver": 400,
+    "invalid_direct_uri": 400,  # x-pg-uri allowed but not a single-host postgresql:// URI
     "direct_uri_not_allowed": 400,  # x-pg-uri: a caller-chosen database is never connected to
     "update_requires_conditions": 400,
     "delete_requires_conditions": 400,

@@ -236,6 +236,9 @@ class Runtime:
 
     def _close_pools(self) -> None:
         self.clients.close_all()
+        direct = self.services.get("direct_uri")
+        if direct is not None:
+            direct.close_all()
         try:
             self.catalog.pool.close(timeout=2.0)
         except Exception:

@@ -183,6 +183,10 @@ async def authorize(
     ``require_bound_key`` (management routes): a key bound to ``client`` holding ``right`` is
     required whatever the enforcement setting; the master key also passes.
     """
+    direct = ctx.extra.get("direct_entry")
+    if direct is not None and client == direct.name:
+        # an x-pg-uri call: keys are bound to (and enforcement set for) the named client
+        client = ctx.client_header
     candidates = presented_keys(ctx)
     if candidates and _is_admin_key(rt, candidates):
         ctx.key_public_id = "admin"

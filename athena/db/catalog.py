@@ -23,6 +23,8 @@ BUILTIN_RIGHTS: dict[str, str] = {
     "gateway.write": "Insert and update any table (fallback for <table>.write)",
     "gateway.delete": "Delete from any table (fallback for <table>.delete)",
     "gateway.query": "Run raw SQL through /gateway/query and /query/sql",
+    "gateway.direct_uri": "Run a call against the database of its x-pg-uri header "
+    "(with ATHENA_ALLOW_DIRECT_URI=true)",
     "gateway.*": "Every gateway.* right",
     "management.read": "Read management capabilities",
     "management.tables.write": "Create and edit tables",

@@ -18,6 +18,7 @@ from athena.auth.keys import constant_time_equals, parse_key
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
 from athena.observability import logs, tracing
+from athena.services import direct_uri
 from athena.services.ratelimit import RateLimits
 
 if TYPE_CHECKING:
@@ -76,14 +77,10 @@ class CallGate:
         # one read passes it, so the total is checked here too.
         if sum(len(k) + len(v) for k, v in ctx.headers.items()) > MAX_HEADER_BYTES:
             raise ApiError("headers_too_large", "the request headers are larger than 32 KiB")
-        if "x-pg-uri" in ctx.headers:
-            # A caller-chosen database is an SSRF-and-credential risk by design: refused, never
-            # silently ignored (the call would run against the X-Athena-Client database).
-            raise ApiError(
-                "direct_uri_not_allowed",
-                "x-pg-uri (a direct PostgreSQL URI per call) is not served; name a client "
-                "registered in the catalog with X-Athena-Client",
-            )
+        if direct_uri.HEADER in ctx.headers:
+            # A caller-chosen database: refused unless the operator, the key's right and the
+            # outbound guard all allow it (services/direct_uri.py) — never silently ignored.
+            await direct_uri.admit(self.runtime, ctx)
         if ctx.query and self._key_in_url(ctx):
             raise ApiError(
                 "api_key_in_url",

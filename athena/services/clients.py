@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from athena.context import CallContext
 from athena.db.clients import ClientEntry
 from athena.errors import ApiError
+from athena.services.direct_uri import direct_entry
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -30,8 +31,13 @@ def client_name_of(ctx: CallContext) -> str:
 def resolve_client(rt: Runtime, ctx: CallContext, *, for_data: bool = True) -> ClientEntry:
     """The entry for the call's client, checked usable for data (not frozen, active).
 
-    ``for_data=False`` (admin and schema reads) lets frozen clients through.
+    ``for_data=False`` (admin and schema reads) lets frozen clients through. A call admitted
+    with ``x-pg-uri`` gets the entry of that database (``services/direct_uri.py``).
     """
+    direct = direct_entry(ctx)
+    if direct is not None:
+        ctx.client_name = direct.name
+        return direct
     name = client_name_of(ctx)
     entry = rt.clients.get(name)
     if entry is None:

@@ -113,15 +113,21 @@ class OutboundPolicy:
         """Parse, resolve and check ``raw``; raises ApiError ``outbound_url_refused``."""
         url = self.parse(raw)
         port = url.port or (443 if url.scheme == "https" else 80)
+        return OutboundTarget(url=url, address=await self.check_host(url.host, port))
+
+    async def check_host(self, host: str, port: int) -> IPAddress:
+        """Resolve ``host`` and check every address it resolves to; the first, to connect to
+        (not the name: a second DNS answer must not swap in another address). Also what a
+        direct database URI's host goes through (``direct_uri.py``)."""
         try:
-            literal: IPAddress | None = ipaddress.ip_address(url.host)
+            literal: IPAddress | None = ipaddress.ip_address(host)
         except ValueError:
             literal = None
         if literal is not None:
             addresses = [literal]
         else:
             try:
-                infos = await trio.socket.getaddrinfo(url.host, port, type=trio.socket.SOCK_STREAM)
+                infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
             except OSError:
                 raise refused("the host name does not resolve") from None
             addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
@@ -132,7 +138,7 @@ class OutboundPolicy:
         for address in addresses:
             if not self.address_allowed(address):
                 raise refused("the host resolves to a loopback, private or link-local address")
-        return OutboundTarget(url=url, address=addresses[0])
+        return addresses[0]
 
 
 def policy_for(rt: Any) -> OutboundPolicy:
