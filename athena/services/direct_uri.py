@@ -158,7 +158,15 @@ async def admit(rt: Runtime, ctx: CallContext) -> None:
     call (``resolve_client`` then answers that entry)."""
     if not rt.settings.allow_direct_uri:
         raise not_allowed()
-    await authorize(rt, ctx, ctx.client_header, RIGHT)
+    principal = await authorize(rt, ctx, ctx.client_header, RIGHT)
+    if not principal.can(RIGHT):
+        # with API keys not enforced authorize lets any caller through; this right is always
+        # required: a caller-chosen database is never an anonymous feature
+        raise ApiError(
+            "insufficient_rights",
+            f"the API key lacks the right '{RIGHT}'",
+            data={"required_right": RIGHT},
+        )
     ctx.extra[CTX_KEY] = await pools(rt).entry(ctx.headers[HEADER])
 
 

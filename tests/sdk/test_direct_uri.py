@@ -9,6 +9,7 @@ The URI's password never appears in an answer or in the server's log.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -61,6 +62,30 @@ def test_refused_without_the_right(
     assert response.json()["code"] == "insufficient_rights"
 
 
+def test_refused_without_a_key_even_when_keys_are_not_enforced(
+    athena_factory: Callable[..., AthenaServer], pg: TestPostgres, direct_db: str, data_db: str
+) -> None:
+    with pg.connect(data_db) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS direct_probe (id integer PRIMARY KEY)")
+    # a catalog of its own, seeded with enforcement off (the shared one stays enforced)
+    open_server = athena_factory(
+        catalog=pg.create_database(),
+        allow_direct_uri="true",
+        outbound_allow_cidrs="127.0.0.0/8",
+        enforce_api_keys="false",
+    )
+    with open_server.client(**{"X-Athena-Client": "athena"}) as anonymous:
+        # enforcement really is off: the same call without x-pg-uri is served anonymously
+        probe = anonymous.post("/gateway/fetch", json={"table_name": "direct_probe"})
+        assert probe.status_code == 200, probe.text
+    with open_server.client(
+        **{"X-Athena-Client": "athena", "x-pg-uri": pg.app_uri(direct_db)}
+    ) as client:
+        response = _fetch(client)
+    assert response.status_code == 403, response.text
+    assert response.json()["code"] == "insufficient_rights"
+
+
 @pytest.mark.parametrize(
     ("uri", "code"),
     [
@@ -108,3 +133,36 @@ def test_allowed_end_to_end(
         assert missing.status_code == 400 and missing.json()["code"] == "unknown_table"
     password = uri.split("://", 1)[1].split("@", 1)[0].partition(":")[2]
     assert password and password not in allowing.log()
+
+
+def _backends(pg: TestPostgres, database: str) -> int:
+    with pg.connect("postgres", superuser=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+            " AND application_name LIKE 'athena%%'",
+            (database,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_pools_are_bounded_least_recently_used_closed(
+    athena_factory: Callable[..., AthenaServer], admin_key: str, pg: TestPostgres
+) -> None:
+    server = athena_factory(
+        allow_direct_uri="true", outbound_allow_cidrs="127.0.0.0/8", direct_uri_max_pools="1"
+    )
+    # databases of this test alone: no other server holds connections to them
+    first_db, other = pg.create_database(), pg.create_database()
+    for name in (first_db, other):
+        with pg.connect(name) as conn:
+            conn.execute(f"CREATE TABLE {TABLE} (id integer PRIMARY KEY, name text NOT NULL)")
+    with _client(server, admin_key, pg.app_uri(first_db)) as first:
+        assert _fetch(first).status_code == 200
+    assert _backends(pg, first_db) >= 1
+    with _client(server, admin_key, pg.app_uri(other)) as second:
+        response = _fetch(second)
+        assert response.status_code == 200 and response.json()["data"] == []
+    deadline = time.monotonic() + 10
+    while _backends(pg, first_db) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _backends(pg, first_db) == 0  # the first URI's pools were closed
