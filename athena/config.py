@@ -215,6 +215,16 @@ class Settings(BaseSettings):
     # marked failed. Schedules: how often each instance looks for due ones.
     backup_job_orphan_seconds: float = Field(60.0, gt=0)
     backup_scheduler_interval_s: float = Field(15.0, gt=0)
+    # Webhooks (athena/webhooks/): delivery timeout, retries (capped exponential backoff with
+    # jitter, then "dead"), how often every instance re-reads webhooks and polls for work,
+    # and how long a sender's lease on a webhook lasts without renewal.
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_max_attempts: int = Field(8, ge=1)
+    webhook_retry_base_s: float = Field(1.0, gt=0)
+    webhook_retry_max_s: float = Field(300.0, gt=0)
+    webhook_refresh_seconds: float = Field(1.0, gt=0)
+    webhook_poll_seconds: float = Field(1.0, gt=0)
+    webhook_lease_seconds: float = Field(30.0, gt=0)
 
     @field_validator("cluster_mirrors", "scylla_hosts", "outbound_allow_cidrs", mode="before")
     @classmethod

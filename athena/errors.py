@@ -117,6 +117,11 @@ CODES: dict[str, int] = {
     "backup_job_cancelled": 409,  # the job a request waited for was cancelled
     "backup_schedule_not_found": 404,
     "invalid_schedule": 400,
+    # -- outbound webhooks (issue 21) --------------------------------------------------------
+    "invalid_webhook": 400,
+    "webhook_not_found": 404,
+    "webhook_delivery_not_found": 404,
+    "webhook_outbox_unavailable": 503,  # the client's role cannot create athena_outbox.events
     "restore_refused": 403,
     "backup_failed": 502,
     "restore_failed": 502,

@@ -265,6 +265,7 @@ CAPABILITY_PACKAGES = (
     "athena.observability",
     "athena.probes",
     "athena.backups",
+    "athena.webhooks",  # after backups: it hooks the events of finished backup jobs
     "athena.pipelines",
     "athena.ws",
 )

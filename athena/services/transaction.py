@@ -257,6 +257,8 @@ def _run_one(
         row = conn.execute(op.statement.statement, op.statement.params).fetchone()
         data, count = (row[0], int(row[1])) if row is not None else ("[]", 0)
         out = data.encode() if isinstance(data, str) else bytes(data or b"[]")
+        if op.statement.outbox is not None:  # its webhook event commits (or not) with it
+            op.statement.outbox.record(conn, out, count)
         if op.statement.operation == "fetch":
             if count > max_rows:
                 raise raw_sql.result_too_large(max_rows)
@@ -343,6 +345,9 @@ async def transaction(rt: Runtime, ctx: CallContext, body: Any) -> GatewayResult
         if stored is not None:
             return stored
     settings = rt.settings
+    for op in operations:
+        if op.statement is not None and op.statement.outbox is not None:
+            await op.statement.outbox.outbox.ensure(require_db(entry))
     try:
         outputs = await require_db(entry).run(
             lambda conn: _run_all(

@@ -63,6 +63,7 @@ from athena.services.gateway.common import (
     require_context_headers,
     result_too_large,
 )
+from athena.webhooks.outbox import OutboxWrite, webhook_outbox
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -75,8 +76,9 @@ _STALE_SCHEMA = {"42P01", "42703"}
 
 
 async def _run(
-    rt: Runtime, entry: ClientEntry, statement: bytes, params: list[Any], *, capped: bool = True
-) -> tuple[bytes, int]:
+    rt: Runtime, entry: ClientEntry, statement: bytes, params: list[Any], *, capped: bool = True,
+    outbox: OutboxWrite | None = None,
+) -> tuple[bytes, int]:  # fmt: skip
     """Run one JSON-returning statement; ``(json_bytes, row_count)``; DB errors → ApiError.
 
     ``capped``: reads answer 413 above the result limits. Writes are not capped: their rows
@@ -85,7 +87,12 @@ async def _run(
     """
     db = require_db(entry)
     try:
-        row = await db.fetch_json(statement, params)
+        if outbox is not None:  # the write and its webhook event, one transaction
+            row = await outbox.run_json(db, statement, params)
+        else:
+            row = await db.fetch_json(statement, params)
+    except ApiError:
+        raise
     except Exception as exc:
         if getattr(exc, "sqlstate", None) in _STALE_SCHEMA:
             rt.introspection.invalidate(entry.name)
@@ -178,6 +185,8 @@ class PreparedStatement:
     # count: "exact" → ('[]', total) with the same WHERE; its params are the fetch's without
     # LIMIT and OFFSET. Only planned when asked.
     count_statement: bytes | None = None
+    # A write some webhook wants: its event is written in the write's transaction.
+    outbox: OutboxWrite | None = None
 
 
 async def prepare_fetch(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> PreparedStatement:
@@ -316,9 +325,9 @@ async def prepare_insert(rt: Runtime, ctx: CallContext, body: dict[str, Any]) ->
     relation, (shape, params) = await _planned(
         rt, entry, table, lambda rel: plan_insert(rel, request)
     )
-    return PreparedStatement(
+    return _with_outbox(rt, ctx, PreparedStatement(
         entry, relation, "insert", "Data inserted successfully", mutation_statement(shape), params
-    )
+    ))  # fmt: skip
 
 
 async def prepare_update(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> PreparedStatement:
@@ -333,9 +342,9 @@ async def prepare_update(rt: Runtime, ctx: CallContext, body: dict[str, Any]) ->
             rel, body["update_body"], conditions, returning=returning, strip_nulls=strip
         ),
     )  # fmt: skip
-    return PreparedStatement(
+    return _with_outbox(rt, ctx, PreparedStatement(
         entry, relation, "update", "Data updated successfully", mutation_statement(shape), params
-    )
+    ))  # fmt: skip
 
 
 async def prepare_delete(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> PreparedStatement:
@@ -351,13 +360,23 @@ async def prepare_delete(rt: Runtime, ctx: CallContext, body: dict[str, Any]) ->
             rel, body.get("resource_id"), conditions, returning=returning, strip_nulls=strip
         ),
     )  # fmt: skip
-    return PreparedStatement(
+    return _with_outbox(rt, ctx, PreparedStatement(
         entry, relation, "delete", "Data deleted successfully", mutation_statement(shape), params
-    )
+    ))  # fmt: skip
+
+
+def _with_outbox(rt: Runtime, ctx: CallContext, prepared: PreparedStatement) -> PreparedStatement:
+    """Attach the webhook outbox write when an enabled webhook wants this write."""
+    event = f"gateway.{prepared.operation}"
+    prepared.outbox = webhook_outbox(rt, ctx, prepared.entry, _event_name(prepared.relation), event)
+    return prepared
 
 
 async def _write(rt: Runtime, ctx: CallContext, prepared: PreparedStatement) -> GatewayResult:
-    data, count = await _run(rt, prepared.entry, prepared.statement, prepared.params, capped=False)
+    data, count = await _run(
+        rt, prepared.entry, prepared.statement, prepared.params, capped=False,
+        outbox=prepared.outbox,
+    )  # fmt: skip
     await publish(rt, ctx, prepared, data, count)
     return GatewayResult(prepared.message, data, {"count": count})
 

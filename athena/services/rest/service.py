@@ -70,6 +70,7 @@ from athena.services.rest.response import (
     singular_mismatch,
     write_result,
 )
+from athena.webhooks.outbox import rows_json_text, webhook_outbox
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -324,10 +325,10 @@ class Serving:
         bus = self.rt.events
         return bool(bus.relays) or len(bus) > 0
 
-    def _build(self, plan: MutatePlan) -> Statement:
+    def _build(self, plan: MutatePlan, *, for_webhooks: bool = False) -> Statement:
         common: dict[str, Any] = {
             "returning": plan.returning,
-            "want_events": self._wants_events(),
+            "want_events": for_webhooks or self._wants_events(),
             "embeds": plan.embeds,
         }
         if plan.operation == "insert":
@@ -358,9 +359,15 @@ class Serving:
 
     async def _execute_write(self, plan: MutatePlan) -> tuple[int, str | None]:
         await self.check_embedded(plan.rel, plan.embeds)
-        statement = self._build(plan)
+        rel = plan.rel
+        table = rel.name if rel.schema == "public" else f"{rel.schema}.{rel.name}"
+        outbox = webhook_outbox(self.rt, self.ctx, self.entry, table, f"rest.{plan.operation}")
+        if outbox is not None:
+            await outbox.outbox.ensure(require_db(self.entry))
+        statement = self._build(plan, for_webhooks=outbox is not None)
         max_affected = plan.prefs.max_affected
-        needs_tx = plan.needs_transaction
+        # A webhook's event is written in the write's transaction, after every check.
+        needs_tx = plan.needs_transaction or outbox is not None
 
         def work(conn: psycopg.Connection) -> tuple[int, str | None, str | None]:
             if not needs_tx:  # autocommit: one statement is already all or nothing
@@ -382,12 +389,16 @@ class Serving:
                 if plan.prefs.rollback:
                     # leaving the block by an exception rolls the transaction back
                     raise _RolledBack(count, row[2])
+                if outbox is not None and row[3]:
+                    outbox.record(conn, rows_json_text(row[3]), count)
                 return count, row[2], row[3]
 
         try:
             count, body, events = await self.run(work)
         except _RolledBack as done:
             return done.count, done.body
+        if outbox is not None:
+            outbox.outbox.wake()
         if events and count:
             self.rt.events.publish(
                 ChangeEvent(self.entry.name, plan.rel.name, plan.operation, json.loads(events))
