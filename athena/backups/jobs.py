@@ -196,6 +196,14 @@ def decode_cursor(cursor: str) -> str:
         raise ApiError("invalid_pagination", "cursor is not one this gateway issued") from None
 
 
+def decode_id_cursor(cursor: str) -> int:
+    """The id an integer cursor stands for (400 ``invalid_pagination`` otherwise)."""
+    text = decode_cursor(cursor)
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise ApiError("invalid_pagination", "cursor is not one this gateway issued")
+    return int(text)
+
+
 def parse_job_ref(ref: str) -> tuple[str, int | str]:
     """``("id", 42)`` or ``("uuid", "…")`` (jobs recorded before integer ids); else 400."""
     text = ref.strip()

@@ -23,6 +23,7 @@ from athena.backups.jobs import (
     Job,
     JobRegistry,
     decode_cursor,
+    decode_id_cursor,
     encode_cursor,
     parse_job_ref,
 )
@@ -183,12 +184,7 @@ async def list_jobs() -> Response:
     limit = _limit(50, MAX_JOBS_LISTED)
     assert limit is not None
     cursor = args.get("cursor") or None
-    before: int | None = None
-    if cursor:
-        text = decode_cursor(cursor)
-        if not text.isdigit():
-            raise ApiError("invalid_pagination", "cursor is not one this gateway issued")
-        before = int(text)
+    before = decode_id_cursor(cursor) if cursor else None
     try:
         jobs, next_id = await registry.list_jobs(
             client_name=_text_arg(args.get("client_name"), "client_name"),

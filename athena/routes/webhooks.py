@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, request
 
 from athena.auth.guard import require_admin
-from athena.backups.jobs import decode_cursor, encode_cursor
+from athena.backups.jobs import decode_id_cursor, encode_cursor
 from athena.db.database import DatabaseUnavailable
 from athena.errors import ApiError
 from athena.routes._http import ctx, json_object, json_response, rt
@@ -114,12 +114,7 @@ async def list_deliveries(id: str) -> Response:
         raise ApiError("invalid_pagination", "limit must be an integer") from None
     if not 1 <= limit <= MAX_DELIVERIES_LISTED:
         raise ApiError("invalid_pagination", f"limit must be between 1 and {MAX_DELIVERIES_LISTED}")
-    before = None
-    if args.get("cursor"):
-        text = decode_cursor(args["cursor"])
-        if not text.isdigit():
-            raise ApiError("invalid_pagination", "cursor is not one this gateway issued")
-        before = int(text)
+    before = decode_id_cursor(args["cursor"]) if args.get("cursor") else None
     if await book.get(webhook_id) is None:
         raise _not_found(webhook_id)
     rows, next_id = await book.deliveries(webhook_id, state=state, limit=limit, before_id=before)

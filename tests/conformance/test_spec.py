@@ -5,7 +5,7 @@ Required (issue 11): no 5xx that the spec does not document for that operation â
 spec. Run against a gateway with its own catalog and seeded data, once with the admin (master)
 key and once with a client-bound key holding every right.
 
-Operations whose inputs name *other hosts* (a client's ``pg_uri``, a provisioning ``uri``) are
+Operations whose inputs name *other hosts* (a client's ``pg_uri``, a provisioning ``uri``, a webhook ``url``) are
 excluded: generated values would make the gateway connect to arbitrary addresses, and this
 workplace only allows loopback traffic. They are covered by their own API tests.
 
@@ -53,6 +53,9 @@ NETWORK_REACHING = [
     ("POST", "/admin/clients"),
     ("PATCH", "/admin/clients/{client_name}"),
     ("POST", "/admin/provision"),
+    # webhook targets: a generated URL would make the gateway resolve and call arbitrary hosts
+    ("POST", "/admin/webhooks"),
+    ("PATCH", "/admin/webhooks/{id}"),
 ]
 
 
