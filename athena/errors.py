@@ -65,6 +65,8 @@ CODES: dict[str, int] = {
     "api_key_client_mismatch": 403,
     "api_key_not_client_bound": 403,
     "insufficient_rights": 403,
+    "ip_denied": 403,  # the caller's address is in the global or the key's deny list
+    "ip_not_allowed": 403,  # the key has an allow list and the address is not in it
     "auth_unavailable": 503,
     "rate_limited": 429,
     # -- API key administration (/admin/api-key*) -------------------------------------------

@@ -3,9 +3,15 @@
 Every data, query, management and WebSocket path calls ``authorize(rt, ctx, client, right)``
 and gets a ``Principal`` back, or an ``ApiError`` with the exact status of CONTRACT.md:
 
-    parse → load by public_id → hash → active → not expired → client binding → rights
+    parse → load by public_id → hash → IP lists → active → not expired → client binding → rights
+
+The key's IP lists come first after the key is proven genuine: an address outside them learns
+nothing more about the key (not even whether it is active), and a wrong secret still reads
+``invalid_api_key`` so that public ids cannot be probed from anywhere. (The global deny list
+is checked earlier still, before rate limits: ``athena.http.calls``.)
 
 401 ``api_key_required`` / ``invalid_api_key`` / ``inactive_api_key`` / ``expired_api_key``;
+403 ``ip_denied`` / ``ip_not_allowed`` (the key's IP lists);
 403 ``api_key_client_mismatch`` / ``api_key_not_client_bound`` / ``insufficient_rights``;
 503 ``auth_unavailable`` when the catalog cannot be read (fail closed, never a silent pass).
 
@@ -22,8 +28,10 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
+from athena.auth.addresses import address, listed
 from athena.auth.keys import constant_time_equals, parse_key, verify_secret
 from athena.auth.rights import has_right
+from athena.auth.store import Enforcement, StoredKey
 from athena.context import CallContext
 from athena.db.database import DatabaseUnavailable
 from athena.errors import ApiError
@@ -87,6 +95,24 @@ def presented_key(ctx: CallContext, *, admin: bool = False) -> str | None:
     )
 
 
+def check_key_addresses(stored: StoredKey, remote_addr: str | None) -> None:
+    """403 when the caller's address is in the key's deny list or outside its allow list."""
+    if not stored.ip_allowlist and not stored.ip_denylist:
+        return
+    addr = address(remote_addr)
+    if listed(addr, stored.ip_denylist):
+        raise ApiError("ip_denied", "this API key may not be used from this address")
+    if stored.ip_allowlist and not listed(addr, stored.ip_allowlist):
+        raise ApiError("ip_not_allowed", "this API key may not be used from this address")
+
+
+def check_global_denylist(enforcement: Enforcement | None, remote_addr: str | None) -> None:
+    """403 ``ip_denied`` when the caller's address is in the global deny list."""
+    if enforcement is not None and enforcement.ip_denylist:
+        if listed(address(remote_addr), enforcement.ip_denylist):
+            raise ApiError("ip_denied", "requests from this address are refused")
+
+
 def _is_admin_key(rt: Runtime, candidates: list[str]) -> bool:
     # Every candidate is compared, each in constant time, so timing says nothing about which.
     matches = [constant_time_equals(c, rt.admin_key) for c in candidates]
@@ -128,7 +154,7 @@ def require_static_key(rt: Runtime, ctx: CallContext, key: str | None, setting: 
 
 
 async def _valid_key(rt: Runtime, ctx: CallContext, given: str) -> StoredKey:
-    """parse → load by public_id → hash → active → not expired (ApiError 401 otherwise)."""
+    """parse → load by public_id → hash → IP lists (403) → active → not expired (401)."""
     parsed = parse_key(given)
     if parsed is None:
         raise ApiError("invalid_api_key", "the API key is not valid")
@@ -137,6 +163,7 @@ async def _valid_key(rt: Runtime, ctx: CallContext, given: str) -> StoredKey:
     if stored is None or not verify_secret(secret, stored.salt, stored.key_hash):
         raise ApiError("invalid_api_key", "the API key is not valid")
     ctx.key_public_id = stored.public_id
+    check_key_addresses(stored, ctx.remote_addr)
     if not stored.is_active:
         raise ApiError("inactive_api_key", "the API key has been deactivated")
     if stored.expires_at is not None and stored.expires_at <= datetime.now(UTC):

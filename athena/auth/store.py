@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import psycopg
 import trio
 
+from athena.auth.addresses import Network, networks
 from athena.db.database import Database
 
 T = TypeVar("T")
@@ -33,7 +34,8 @@ log = logging.getLogger("athena.auth")
 
 _KEY_SQL = """
 SELECT k.id::text, k.public_id, k.client_name, k.key_salt, k.key_hash, k.is_active, k.expires_at,
-       coalesce(array_agg(r.name) FILTER (WHERE r.name IS NOT NULL), '{}')
+       coalesce(array_agg(r.name) FILTER (WHERE r.name IS NOT NULL), '{}'),
+       k.ip_allowlist::text[], k.ip_denylist::text[]
   FROM athena.api_keys k
   LEFT JOIN athena.api_key_right_grants g ON g.api_key_id = k.id
   LEFT JOIN athena.api_key_rights r ON r.id = g.right_id
@@ -44,7 +46,8 @@ SELECT k.id::text, k.public_id, k.client_name, k.key_salt, k.key_hash, k.is_acti
 _ENFORCEMENT_SQL = """
 SELECT (SELECT enforce_api_keys FROM athena.api_key_config WHERE singleton),
        coalesce(json_object_agg(client_name, enforce_api_keys)
-                FILTER (WHERE client_name IS NOT NULL), '{}')
+                FILTER (WHERE client_name IS NOT NULL), '{}'),
+       (SELECT ip_denylist::text[] FROM athena.api_key_config WHERE singleton)
   FROM athena.api_key_client_config
 """
 
@@ -59,12 +62,15 @@ class StoredKey:
     is_active: bool
     expires_at: datetime | None
     rights: tuple[str, ...]
+    ip_allowlist: tuple[Network, ...] = ()
+    ip_denylist: tuple[Network, ...] = ()
 
 
 @dataclass(frozen=True)
 class Enforcement:
     global_flag: bool
     per_client: dict[str, bool]
+    ip_denylist: tuple[Network, ...] = ()
 
     def applies_to(self, client: str | None) -> bool:
         if client is not None and client in self.per_client:
@@ -94,6 +100,9 @@ class AuthStore:
         # Where background refreshes run (the runtime's nursery, once it is serving).
         self.nursery: trio.Nursery | None = None
         self._refreshing: set[str | None] = set()
+        # The newest enforcement read, kept past its TTL: the global deny list is applied from
+        # it when the catalog cannot be read (athena.http.calls).
+        self.last_enforcement: Enforcement | None = None
 
     def invalidate(self) -> None:
         """Forget every cached decision (called by the admin routes after any change)."""
@@ -118,7 +127,7 @@ class AuthStore:
         stored = None
         if row is not None:
             stored = StoredKey(
-                row[0], row[1], row[2], row[3], row[4], row[5], row[6], tuple(row[7])
+                *row[:7], tuple(row[7]), networks(row[8] or ()), networks(row[9] or ())
             )
         if generation == self._generation:
             if len(self._keys) > 10_000:  # bound memory against random public ids
@@ -153,9 +162,12 @@ class AuthStore:
         started, generation = time.monotonic(), self._generation
         row = await self._catalog.fetch_one(_ENFORCEMENT_SQL)
         flag = self._default_enforce if row is None or row[0] is None else bool(row[0])
-        value = Enforcement(flag, dict(row[1]) if row else {})
+        value = Enforcement(
+            flag, dict(row[1]) if row else {}, networks(row[2] or ()) if row else ()
+        )
         if generation == self._generation:
             self._enforcement = (started, value)
+        self.last_enforcement = value
         return value
 
     async def _single_flight(self, name: str | None, load: Callable[[], Awaitable[T]]) -> T:

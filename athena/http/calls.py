@@ -12,10 +12,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+import psycopg
 import werkzeug.urls  # noqa: F401 — registers the 'werkzeug.url_quote' codec error handler
 
+from athena.auth.guard import check_global_denylist
 from athena.auth.keys import constant_time_equals, parse_key
 from athena.context import CallContext, new_request_id
+from athena.db.database import DatabaseUnavailable, StatementDeadlineExceeded
 from athena.errors import ApiError
 from athena.observability import logs, tracing
 from athena.services import direct_uri
@@ -26,6 +29,9 @@ if TYPE_CHECKING:
 
 # Liveness and scraping must keep working for load balancers even under rate limits.
 UNLIMITED_ROUTES = frozenset({"/ping", "/metrics"})
+# Where the global IP deny list is edited: always reachable (with the admin key), so that an
+# operator who lists their own network by mistake can undo it over the API.
+_DENYLIST_EXEMPT = UNLIMITED_ROUTES | {"/admin/api-key-config"}
 MAX_QUERY_STRING_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 32 * 1024
 # Query parameters that carry a key in other APIs; refused rather than read (see admit).
@@ -69,8 +75,10 @@ class CallGate:
     async def admit(
         self, ctx: CallContext, query_string_bytes: int, *, rate_limited: bool = True
     ) -> None:
-        """Raise ``ApiError`` (414, 431, 400, 429) when the call must not be served.
+        """Raise ``ApiError`` (414, 431, 400, 403, 429) when the call must not be served.
         ``rate_limited=False``: a WebSocket upgrade, whose messages are rate-limited each."""
+        if ctx.route not in _DENYLIST_EXEMPT:  # before anything else is looked at
+            await check_denylist(self.runtime, ctx)
         if query_string_bytes > MAX_QUERY_STRING_BYTES:
             raise ApiError("uri_too_long", "the query string is longer than 8 KiB")
         # hypercorn's h11 limit only bounds *incomplete* requests; a complete one arriving in
@@ -117,6 +125,21 @@ class CallGate:
         logs.current_call.set(None)
         if tracing.TRACER is not None:
             tracing.close_request(ctx, status)
+
+
+async def check_denylist(runtime: Runtime, ctx: CallContext) -> None:
+    """The global IP deny list (``/admin/api-key-config``), before anything else is looked at.
+
+    It is read with the enforcement settings (cached as they are). If the catalog cannot be
+    read, the last list this process saw still applies rather than none: an outage must not
+    let a denied network in.
+    """
+    store = runtime.auth_store
+    try:
+        enforcement = await store.enforcement()
+    except (DatabaseUnavailable, StatementDeadlineExceeded, psycopg.Error):
+        enforcement = store.last_enforcement
+    check_global_denylist(enforcement, ctx.remote_addr)
 
 
 def query_pairs(query_string: bytes) -> list[tuple[str, str]]:

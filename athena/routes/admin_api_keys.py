@@ -130,12 +130,13 @@ async def get_api_key_config() -> Response:
 @blueprint.put("/admin/api-key-config")
 async def put_api_key_config() -> Response:
     await _admin()
-    req = svc.parse(svc.EnforcementBody, await json_object())
+    req = svc.parse(svc.GlobalConfigBody, await json_object())
     runtime = rt()
     config = await svc.on_catalog(
         runtime,
-        svc.set_global_enforcement,
+        svc.set_global_config,
         req.enforce_api_keys,
+        req.ip_denylist,
         default_enforce=runtime.settings.enforce_api_keys,
     )
     return json_response(config)

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psycopg
 import trio
 from psycopg import sql
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from athena.auth.addresses import parse_cidrs
 from athena.auth.keys import generate_key
 from athena.db.database import DatabaseUnavailable
 from athena.db.errors import api_error_from_db
@@ -86,6 +87,11 @@ def _rights_list(value: Any) -> Any:
     return value
 
 
+def _cidr_list(value: Any) -> Any:
+    """``ip_allowlist`` / ``ip_denylist``: CIDRs (list or comma string), normalised."""
+    return parse_cidrs(value)
+
+
 class KeyCreate(_Body):
     name: str = Field(min_length=1, max_length=_NAME_MAX)
     description: str | None = None
@@ -94,10 +100,14 @@ class KeyCreate(_Body):
     rights: list[str] = Field(default_factory=list)
     # Optional: lets an operator recreate a key with a known public id (409 if taken).
     public_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
+    # Empty: no list. With an allow list, only those networks may use the key.
+    ip_allowlist: list[str] = Field(default_factory=list)
+    ip_denylist: list[str] = Field(default_factory=list)
 
     _blank_none = field_validator("description", "client_name", "public_id", mode="before")(
         _optional_text
     )
+    _cidrs = field_validator("ip_allowlist", "ip_denylist", mode="before")(_cidr_list)
     _rights = field_validator("rights", mode="before")(_rights_list)
     _expiry = field_validator("expires_at", mode="after")(_utc)
 
@@ -109,8 +119,11 @@ class KeyUpdate(_Body):
     expires_at: datetime | None = None
     is_active: bool = True
     rights: list[str] = Field(default_factory=list)
+    ip_allowlist: list[str] = Field(default_factory=list)
+    ip_denylist: list[str] = Field(default_factory=list)
 
     _blank_none = field_validator("description", "client_name", mode="before")(_optional_text)
+    _cidrs = field_validator("ip_allowlist", "ip_denylist", mode="before")(_cidr_list)
     _rights = field_validator("rights", mode="before")(_rights_list)
     _expiry = field_validator("expires_at", mode="after")(_utc)
 
@@ -141,6 +154,23 @@ class RightUpdate(_Body):
 
 class EnforcementBody(_Body):
     enforce_api_keys: bool
+
+
+class GlobalConfigBody(_Body):
+    """``PUT /admin/api-key-config``: the flag, the global IP deny list, or both."""
+
+    enforce_api_keys: bool | None = None
+    ip_denylist: list[str] | None = None
+
+    _cidrs = field_validator("ip_denylist", mode="before")(
+        lambda value: None if value is None else parse_cidrs(value)
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> GlobalConfigBody:
+        if self.enforce_api_keys is None and self.ip_denylist is None:
+            raise ValueError("send enforce_api_keys, ip_denylist or both")
+        return self
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -189,6 +219,7 @@ _KEY_RECORD = sql.SQL("""json_build_object(
     'id', k.id, 'public_id', k.public_id, 'name', k.name, 'description', k.description,
     'client_name', k.client_name, 'expires_at', k.expires_at, 'is_active', k.is_active,
     'last_used_at', k.last_used_at, 'created_at', k.created_at, 'updated_at', k.updated_at,
+    'ip_allowlist', k.ip_allowlist::text[], 'ip_denylist', k.ip_denylist::text[],
     'rights', coalesce((SELECT json_agg(r.name ORDER BY r.name)
                           FROM athena.api_key_right_grants g
                           JOIN athena.api_key_rights r ON r.id = g.right_id
@@ -287,8 +318,9 @@ def create_key(
             new = generate_key(req.public_id)
             row = conn.execute(
                 """INSERT INTO athena.api_keys
-                       (public_id, name, description, client_name, key_salt, key_hash, expires_at)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s)
+                       (public_id, name, description, client_name, key_salt, key_hash, expires_at,
+                        ip_allowlist, ip_denylist)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s::cidr[], %s::cidr[])
                    ON CONFLICT (public_id) DO NOTHING RETURNING id""",
                 (
                     new.public_id,
@@ -298,6 +330,8 @@ def create_key(
                     new.salt,
                     new.key_hash,
                     req.expires_at,
+                    req.ip_allowlist,
+                    req.ip_denylist,
                 ),
             ).fetchone()
             if row is not None or req.public_id is not None:
@@ -313,7 +347,10 @@ def create_key(
         return new.full, _key_record(conn, row[0])
 
 
-_KEY_COLUMNS = ("name", "description", "client_name", "expires_at", "is_active")
+_KEY_COLUMNS = (
+    "name", "description", "client_name", "expires_at", "is_active", "ip_allowlist", "ip_denylist"
+)  # fmt: skip
+_CIDR_COLUMNS = frozenset({"ip_allowlist", "ip_denylist"})
 
 
 def update_key(
@@ -335,7 +372,12 @@ def update_key(
             _check_client(conn, req.client_name, known_clients)
         right_ids = _right_ids(conn, req.rights) if "rights" in given else None
         columns = [c for c in _KEY_COLUMNS if c in given]
-        assignments = [sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns]
+        assignments = [
+            sql.SQL("{} = %s::cidr[]" if c in _CIDR_COLUMNS else "{} = %s").format(
+                sql.Identifier(c)
+            )
+            for c in columns
+        ]
         assignments.append(sql.SQL("updated_at = now()"))
         conn.execute(
             sql.SQL("UPDATE athena.api_keys SET {} WHERE id = %s").format(
@@ -456,22 +498,35 @@ def list_client_configs(conn: psycopg.Connection) -> list[dict[str, Any]]:
 
 def get_config(conn: psycopg.Connection, *, default_enforce: bool) -> dict[str, Any]:
     row = conn.execute(
-        "SELECT json_build_object('enforce_api_keys', enforce_api_keys, 'updated_at', updated_at)"
-        " FROM athena.api_key_config WHERE singleton"
+        "SELECT json_build_object('enforce_api_keys', enforce_api_keys, 'updated_at', updated_at,"
+        " 'ip_denylist', ip_denylist::text[]) FROM athena.api_key_config WHERE singleton"
     ).fetchone()
-    current = row[0] if row else {"enforce_api_keys": default_enforce, "updated_at": None}
+    current = (
+        row[0]
+        if row
+        else {"enforce_api_keys": default_enforce, "updated_at": None, "ip_denylist": []}
+    )
     return {"global": current, "clients": list_client_configs(conn)}
 
 
-def set_global_enforcement(
-    conn: psycopg.Connection, enforce: bool, *, default_enforce: bool
+def set_global_config(
+    conn: psycopg.Connection,
+    enforce: bool | None,
+    ip_denylist: list[str] | None = None,
+    *,
+    default_enforce: bool,
 ) -> dict[str, Any]:
+    """Set the global enforcement flag and/or the global IP deny list (``None``: unchanged)."""
     with conn.transaction():
         conn.execute(
-            """INSERT INTO athena.api_key_config (singleton, enforce_api_keys) VALUES (true, %s)
+            """INSERT INTO athena.api_key_config AS c (singleton, enforce_api_keys, ip_denylist)
+               VALUES (true, coalesce(%(enforce)s, %(default)s),
+                       coalesce(%(deny)s::cidr[], '{}'))
                ON CONFLICT (singleton)
-               DO UPDATE SET enforce_api_keys = EXCLUDED.enforce_api_keys, updated_at = now()""",
-            (enforce,),
+               DO UPDATE SET enforce_api_keys = coalesce(%(enforce)s, c.enforce_api_keys),
+                             ip_denylist = coalesce(%(deny)s::cidr[], c.ip_denylist),
+                             updated_at = now()""",
+            {"enforce": enforce, "default": default_enforce, "deny": ip_denylist},
         )
         _notify(conn)
     return get_config(conn, default_enforce=default_enforce)

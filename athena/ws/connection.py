@@ -32,6 +32,7 @@ from athena.config import Settings
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
 from athena.http import render
+from athena.http.calls import check_denylist
 from athena.services.events import Delivery, Subscription
 from athena.services.ratelimit import RateLimits
 from athena.ws import protocol
@@ -305,6 +306,7 @@ class Connection:
             limits = self.rt.services["ws_rate_limits"] = RateLimits.from_settings(
                 self.rt.settings, self.rt.catalog, "ws"
             )
+        await check_denylist(self.rt, ctx)
         await limits.check(ctx)
 
     def _context(self, message: protocol.ClientMessage) -> CallContext:

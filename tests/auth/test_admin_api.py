@@ -18,7 +18,7 @@ from athena.db.catalog import BUILTIN_RIGHTS
 KEY_RE = re.compile(r"ath_([0-9a-f]{16})\.([0-9a-f]{64})")
 RECORD_FIELDS = {
     "id", "public_id", "name", "description", "client_name", "expires_at", "is_active",
-    "last_used_at", "created_at", "updated_at", "rights",
+    "last_used_at", "created_at", "updated_at", "rights", "ip_allowlist", "ip_denylist",
 }  # fmt: skip
 
 MakeKey = Callable[..., tuple[str, dict[str, Any]]]
