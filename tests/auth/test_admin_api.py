@@ -355,7 +355,7 @@ def test_global_enforcement_toggles(admin: httpx.Client, restore_enforcement: No
     body = config.json()
     assert set(body) == {"global", "clients"}
     assert body["global"]["enforce_api_keys"] is True  # ATHENA_ENFORCE_API_KEYS default
-    assert set(body["global"]) == {"enforce_api_keys", "updated_at"}
+    assert set(body["global"]) == {"enforce_api_keys", "updated_at", "ip_denylist"}
 
     off = admin.put("/admin/api-key-config", json={"enforce_api_keys": False})
     assert off.status_code == 200
