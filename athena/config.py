@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     pg_bin_dir: str | None = None
     # Data routes connect as this non-superuser role (created on the embedded server).
     client_role: str | None = "athena_app"
+    # Fernet keys sealing client URIs in the catalog (athena/db/sealed.py), comma list: the
+    # first encrypts, all decrypt. Empty: the embedded default keeps one in the data directory.
+    encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
 
     # pools and timeouts
     pool_min_size: int = 1
@@ -226,7 +229,9 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(1.0, gt=0)
     webhook_lease_seconds: float = Field(30.0, gt=0)
 
-    @field_validator("cluster_mirrors", "scylla_hosts", "outbound_allow_cidrs", mode="before")
+    @field_validator(
+        "cluster_mirrors", "scylla_hosts", "outbound_allow_cidrs", "encryption_keys", mode="before"
+    )
     @classmethod
     def _json_or_comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -248,6 +253,21 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(item.strip(), strict=False)
             except ValueError:
                 raise ValueError(f"{item!r} is not a CIDR network") from None
+        return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _fernet_keys(cls, value: list[str]) -> list[str]:
+        import base64
+        import binascii
+
+        for index, key in enumerate(value):
+            try:
+                ok = len(base64.urlsafe_b64decode(key.encode())) == 32
+            except (binascii.Error, ValueError):
+                ok = False
+            if not ok:  # never echo the key itself
+                raise ValueError(f"entry {index + 1} is not a Fernet key (athena secrets generate)")
         return value
 
     @field_validator("clients", mode="before")

@@ -23,6 +23,7 @@ from athena.config import Settings
 from athena.db.clients import ClientEntry, ClientRegistry, close_entry
 from athena.db.database import Database, make_pool
 from athena.db.introspection import IntrospectionCache, exposed_schemas
+from athena.db.sealed import UriSealer
 from athena.observability.metrics import Metrics, gauge
 from athena.observability.request_log import RequestLog
 from athena.services.events import EventBus
@@ -52,13 +53,15 @@ class Runtime:
     events: EventBus = field(default_factory=EventBus)
     # capabilities attach their own state here at start-up (introspection cache, event bus …)
     services: dict[str, Any] = field(default_factory=dict)
+    # seals client URIs written to the catalog and opens those read from it
+    sealer: UriSealer = field(default_factory=UriSealer)
 
     # -- construction ----------------------------------------------------------------------
 
     @classmethod
     async def open(
         cls, settings: Settings, *, admin_key: str, catalog_uri: str,
-        default_client_uri: str | None = None,
+        default_client_uri: str | None = None, sealer: UriSealer | None = None,
     ) -> Runtime:  # fmt: skip
         limiter = trio.CapacityLimiter(settings.db_threads)
         metrics = Metrics()
@@ -126,6 +129,7 @@ class Runtime:
                 enabled=settings.request_log_enabled,
             ),
         )
+        rt.sealer = sealer or UriSealer(list(settings.encryption_keys))
         rt.introspection = IntrospectionCache(exposed=exposed_schemas(settings.rest_schemas))
         await trio.to_thread.run_sync(rt._load_clients, default_client_uri)
         metrics.add_collector(rt._pool_gauges)
@@ -172,7 +176,8 @@ class Runtime:
         for row in rows:
             name = row["client_name"]
             if row["source"] == "database" or name not in entries:
-                uri = row["pg_uri"] or (entries[name].uri if name in entries else None)
+                stored = self.sealer.reveal_or_none(row["pg_uri"], f"client {name}")
+                uri = stored or (entries[name].uri if name in entries else None)
                 entries[name] = ClientEntry(
                     name=name,
                     uri=uri,

@@ -75,19 +75,25 @@ def _provision(args: argparse.Namespace) -> int:
 def _register(args: argparse.Namespace, name: str, uri: str) -> str | None:
     """Insert (or revive) the catalog row; an error message, or None on success."""
     from athena.cli import catalog_connection
+    from athena.db.sealed import sealer_for
 
-    with catalog_connection(args) as (_settings, conn):
-        row = conn.execute(
+    with catalog_connection(args) as (settings, conn), conn.transaction():
+        sealer = sealer_for(settings)
+        existing = conn.execute(
+            "SELECT pg_uri, deleted_at IS NULL FROM athena.athena_clients"
+            " WHERE client_name = %s FOR UPDATE",
+            (name,),
+        ).fetchone()
+        if existing is not None and existing[1]:
+            if sealer.reveal_or_none(existing[0], f"client {name}") != uri:
+                return f"client '{name}' already exists with another database"
+        conn.execute(
             """INSERT INTO athena.athena_clients AS c
                    (client_name, description, pg_uri, source)
                VALUES (%s, 'provisioned', %s, 'database')
                ON CONFLICT (client_name) DO UPDATE
                   SET pg_uri = EXCLUDED.pg_uri, source = 'database', is_frozen = false,
-                      is_active = true, deleted_at = NULL, updated_at = now()
-                WHERE c.deleted_at IS NOT NULL OR c.pg_uri = EXCLUDED.pg_uri
-               RETURNING client_name""",
-            (name, uri),
-        ).fetchone()
-    if row is None:
-        return f"client '{name}' already exists with another database"
+                      is_active = true, deleted_at = NULL, updated_at = now()""",
+            (name, sealer.seal(uri)),
+        )
     return None

@@ -194,7 +194,17 @@ class ClientCatalog:
             ) from None
 
     async def rows(self) -> list[dict[str, Any]]:
-        return await self._run(_fetch_rows)
+        return [self._opened(row) for row in await self._run(_fetch_rows)]
+
+    def _opened(self, row: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A catalog row with its sealed ``pg_uri`` opened (``None`` if no key opens it)."""
+        if row is None or not row.get("pg_uri"):
+            return row
+        opened = dict(row)
+        opened["pg_uri"] = self.rt.sealer.reveal_or_none(
+            row["pg_uri"], f"client {row.get('client_name')}"
+        )
+        return opened
 
     async def row(self, name: str) -> dict[str, Any] | None:
         def fetch(conn: psycopg.Connection) -> dict[str, Any] | None:
@@ -203,7 +213,7 @@ class ClientCatalog:
             ).fetchone()
             return found[0] if found else None
 
-        return await self._run(fetch)
+        return self._opened(await self._run(fetch))
 
     async def live_row(self, name: str) -> dict[str, Any]:
         """The client's row, or 404 ``client_not_found`` (also when soft-deleted)."""
@@ -293,11 +303,11 @@ class ClientCatalog:
                           deleted_at = NULL, updated_at = now(), created_at = now()
                     WHERE c.deleted_at IS NOT NULL
                    RETURNING to_jsonb(c)""",
-                (name, description, pg_uri, env_var, is_active),
+                (name, description, self.rt.sealer.seal(pg_uri), env_var, is_active),
             ).fetchone()
             return found[0] if found else None
 
-        row = await self._run(write)
+        row = self._opened(await self._run(write))
         if row is None:
             raise ApiError(
                 "client_exists", f"client '{name}' already exists", data={"client": name}
@@ -331,7 +341,7 @@ class ClientCatalog:
             if merged["pg_uri"] is None and merged["pg_uri_env_var"] is None:
                 raise ApiError("invalid_request", "pg_uri or pg_uri_env_var is required")
             pg_uri, env_var = await self._resolve_target(merged)
-            changes["pg_uri"] = pg_uri
+            changes["pg_uri"] = self.rt.sealer.seal(pg_uri)
             changes["pg_uri_env_var"] = env_var
         return await self._apply_changes(name, changes)
 
@@ -384,7 +394,7 @@ class ClientCatalog:
             found = conn.execute(query, [*params, name]).fetchone()
             return found[0] if found else None
 
-        row = await self._run(write)
+        row = self._opened(await self._run(write))
         if row is None:  # deleted between the check and the write
             raise ApiError(
                 "client_not_found", f"client '{name}' does not exist", data={"client": name}

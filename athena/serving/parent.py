@@ -78,6 +78,25 @@ def migrate_catalog(uri: str, settings: Settings) -> None:
         raise ConfigError(f"cannot reach the catalog database {mask_uri(uri)}: {reason}") from None
 
 
+def seal_client_uris(uri: str, settings: Settings) -> None:
+    """Start-up step: seal client URIs still in clear, rotate old tokens to the first key."""
+    from athena.db.sealed import reencrypt, sealer_for
+
+    sealer = sealer_for(settings)
+    if not sealer.enabled:
+        log.warning(
+            "client database URIs are stored in clear in the catalog:"
+            " set ATHENA_ENCRYPTION_KEYS (athena secrets generate) to encrypt them"
+        )
+        return
+    with psycopg.connect(uri, autocommit=True, connect_timeout=5) as conn:
+        rewritten, unreadable = reencrypt(conn, sealer)
+    if rewritten:
+        log.info("sealed %d client URI(s) under the current encryption key", rewritten)
+    for name in unreadable:
+        log.error("the stored URI of client %s opens with none of ATHENA_ENCRYPTION_KEYS", name)
+
+
 def admin_key_for(settings: Settings) -> tuple[str, bool]:
     """``ATHENA_KEY_12``, else the key kept in ``<data-dir>/admin.key`` (generated once)."""
     if settings.key_12:
@@ -126,6 +145,7 @@ def prepare(settings: Settings) -> Prepared:
             catalog_uri, default_client_uri = layout.catalog_uri, layout.client_uri
         try:
             migrate_catalog(catalog_uri, settings)
+            seal_client_uris(catalog_uri, settings)
             admin_key, generated = admin_key_for(settings)
         except BaseException:
             if embedded is not None:

@@ -88,6 +88,7 @@ async def serve_worker(
     ``fd`` is the listening socket (this process owns and closes it). ``seat`` is given when
     several workers share that socket.
     """
+    from athena.db.sealed import sealer_for
     from athena.http.gate import Gate
     from athena.observability import tracing
     from athena.observability.metrics_share import MetricsShare
@@ -100,6 +101,7 @@ async def serve_worker(
         admin_key=prepared.admin_key,
         catalog_uri=prepared.catalog_uri,
         default_client_uri=prepared.default_client_uri,
+        sealer=sealer_for(settings),
     )
     try:
         app = Gate(runtime)
