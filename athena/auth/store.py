@@ -27,7 +27,7 @@ import psycopg
 import trio
 
 from athena.auth.addresses import Network, networks
-from athena.db.database import Database
+from athena.db.database import Database, DatabaseUnavailable
 
 T = TypeVar("T")
 log = logging.getLogger("athena.auth")
@@ -85,6 +85,10 @@ class _Lookup:
     done: trio.Event = field(default_factory=trio.Event)
     ok: bool = False
     value: Any = None
+    # The catalog could not be read: every waiter fails with it. Running a lookup of its own
+    # instead would make each wait out the pool timeout a second time, so during an outage a
+    # request could hang for twice that and then pass once the catalog is back.
+    error: BaseException | None = None
 
 
 class AuthStore:
@@ -173,20 +177,26 @@ class AuthStore:
     async def _single_flight(self, name: str | None, load: Callable[[], Awaitable[T]]) -> T:
         """``await load()`` once for everyone asking for ``name`` at the same time.
 
-        If the lookup fails (catalog down, the first caller cancelled), each waiter runs its
-        own, so an error reaches every caller the way it would without sharing.
+        If the catalog cannot be read, every waiter gets that error at once (503, fail
+        closed); if the first caller was cancelled or failed otherwise, each waiter runs its
+        own lookup.
         """
         pending = self._in_flight.get(name)
         if pending is not None:
             await pending.done.wait()
             if pending.ok:
                 return pending.value  # type: ignore[no-any-return]
+            if pending.error is not None:
+                raise DatabaseUnavailable(self._catalog.name) from pending.error
             return await load()
         pending = self._in_flight[name] = _Lookup()
         try:
             pending.value = await load()
             pending.ok = True
             return pending.value  # type: ignore[no-any-return]
+        except (DatabaseUnavailable, psycopg.Error) as exc:
+            pending.error = exc
+            raise
         finally:
             if self._in_flight.get(name) is pending:
                 del self._in_flight[name]
