@@ -94,6 +94,9 @@ class Job:
     upload_id: str | None = None  # the open S3 multipart upload (aborted if this gateway dies)
     state: str = "queued"
     phase: str = "queued"
+    # Every phase entered, in order: a follower sees each one even when several pass between
+    # two of its coalesced progress events (a small dump is over in milliseconds).
+    phases: list[str] = field(default_factory=lambda: ["queued"])
     bytes: int = 0  # backup: gzip bytes produced; restore: bytes read from S3
     total_bytes: int | None = None
     dumped_bytes: int = 0
@@ -134,6 +137,7 @@ class Job:
 
     def set_phase(self, name: str) -> None:
         self.phase = name
+        self.phases.append(name)
         self.touch()
 
     # DumpProgress and RestoreProgress
@@ -343,7 +347,7 @@ class JobRegistry:
                         await self._persist(job)
                         job.result = await work()
                     job.state = "succeeded"
-                    job.phase = "done"
+                    job.set_phase("done")
                     job.log(f"succeeded ({job.bytes} bytes)")
                     nursery.cancel_scope.cancel()
             except BaseException as exc:
@@ -377,7 +381,7 @@ class JobRegistry:
         the finished job from the catalog."""
         job.finished_at = datetime.now(UTC)
         if job.state in ("failed", "cancelled"):
-            job.phase = job.state
+            job.set_phase(job.state)
         with trio.CancelScope(shield=True), trio.move_on_after(persist_within):
             try:
                 await self._persist(job, final=True)
@@ -639,7 +643,14 @@ class JobRegistry:
         """("progress", data) while the job runs, then ("result", body) or ("error",
         envelope); ("keepalive", None) when nothing happened for a while."""
         last_sent: dict[str, Any] | None = None
+        phases_sent = 0
         while True:
+            # phases passed through since the last event, each once (bytes as they are now)
+            for phase in job.phases[phases_sent:-1]:
+                if last_sent is None or phase != last_sent["phase"]:
+                    last_sent = {**job.progress_event(), "phase": phase}
+                    yield "progress", last_sent
+            phases_sent = len(job.phases)
             current = job.progress_event()
             if current != last_sent:
                 yield "progress", current

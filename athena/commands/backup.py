@@ -214,6 +214,7 @@ class Progress:
         self.enabled = self.console.is_terminal
         self._bar: Any = None
         self._task: Any = None
+        self._phase = ""
 
     def update(self, event: dict[str, Any]) -> None:
         if not self.enabled:
@@ -232,12 +233,18 @@ class Progress:
             )
             self._task = self._bar.add_task("", total=None)
             self._bar.start()
+        phase = str(event.get("phase") or "")
         self._bar.update(
             self._task,
-            description=str(event.get("phase") or ""),
+            description=phase,
             completed=int(event.get("bytes") or 0),
             total=event.get("total_bytes") or None,
         )
+        if phase != self._phase:
+            # rich redraws ten times a second; a phase shorter than that (a small dump) would
+            # never be seen, so each new phase is drawn at once.
+            self._phase = phase
+            self._bar.refresh()
 
     def close(self, finished: bool = False) -> None:
         """Stop drawing; ``finished`` fills the bar (the job or download is complete)."""
