@@ -20,6 +20,7 @@ import httpx
 import psycopg
 import pytest
 from moto.server import ThreadedMotoServer
+from support.console import XSS
 from support.keys import seed_key
 from support.pg import TestPostgres
 from support.servers import AthenaServer, server_env
@@ -32,8 +33,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "console-screenshots"
-XSS = "<img src=x onerror=alert(1)>"
 BUCKET = "athena-console-backups"
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "console-test-access",
@@ -128,38 +127,6 @@ def browser() -> Iterator[Any]:
         yield context
         context.close()
     shutil.rmtree(profile, ignore_errors=True)
-
-
-class Watch:
-    """Everything the page did that a test must see: console errors, page errors, dialogs
-    (an alert() would mean injected script ran), and every host a request went to."""
-
-    def __init__(self, page: Any) -> None:
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-        self.urls: list[str] = []
-        self.failed: list[tuple[int, str]] = []
-        page.on("console", self._console)
-        page.on("response", lambda r: r.status >= 400 and self.failed.append((r.status, r.url)))
-        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
-        page.on("request", lambda r: self.urls.append(r.url))
-        page.on("dialog", self._dialog)
-
-    def _console(self, message: Any) -> None:
-        # Chromium logs every 4xx answer as "Failed to load resource"; those are API errors the
-        # console shows on purpose (checked through ``failed``), not errors of the console.
-        if message.type == "error" and not message.text.startswith(
-            "Failed to load resource: the server responded with a status of 4"
-        ):
-            self.errors.append(message.text)
-
-    def _dialog(self, dialog: Any) -> None:
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    def foreign(self, base: str) -> list[str]:
-        allowed = (base + "/", "blob:" + base + "/", "data:")
-        return [u for u in self.urls if not u.startswith(allowed)]
 
 
 @pytest.fixture(scope="session")

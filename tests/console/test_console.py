@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import SCREENSHOTS, XSS, Watch
+from support.console import SCREENSHOTS, XSS, Watch
 
 pytestmark = pytest.mark.slow
 
