@@ -232,6 +232,28 @@ class Database:
             return None
         return values[0] or b"null", int(values[1] or 0)
 
+    async def fetch_row_text(
+        self, statement: bytes, params: list[bytes | None]
+    ) -> tuple[bytes | None, ...] | None:
+        """The first row of ``statement`` (``$n`` placeholders, text parameters) as bytes,
+        through libpq as ``fetch_json`` runs the gateway's statements (``/rest/v1`` reads of a
+        cached shape). Same errors, deadline and cancellation as ``fetch_one``."""
+        if tracing.TRACER is not None:
+            with tracing.statement_span(self.name, statement):
+                return await self._fetch_row_text(statement, params)
+        return await self._fetch_row_text(statement, params)
+
+    async def _fetch_row_text(
+        self, statement: bytes, params: list[bytes | None]
+    ) -> tuple[bytes | None, ...] | None:
+        async def first_row(conn: psycopg.Connection) -> tuple[bytes | None, ...] | None:
+            prepared = self._prepared.get(conn)
+            if prepared is None:
+                prepared = self._prepared[conn] = PreparedNames()
+            return await first_row_text(conn, prepared, statement, params)
+
+        return await self._on_loop(first_row)
+
     async def _on_loop(self, use: Callable[[psycopg.Connection], Awaitable[T]]) -> T:
         """``await use(conn)`` with a pooled connection, under the pool's deadline; a connection
         interrupted mid-statement is cancelled server-side and replaced."""

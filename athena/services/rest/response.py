@@ -51,13 +51,16 @@ class Shape:
     def wrap(self, body: bytes) -> bytes:
         return body if self.native or self.csv else b'{"data":' + body + b"}"
 
-    def payload(self, body: str | None, count: int) -> bytes:
-        """The JSON array PostgreSQL built, or its one row when a singular object was asked."""
+    def payload(self, body: bytes | str | None, count: int) -> bytes:
+        """The JSON array PostgreSQL built, or its one row when a singular object was asked
+        (bytes from libpq, text from psycopg)."""
+        if isinstance(body, str):
+            body = body.encode()
         if self.singular:
             return singular_row(body, count)
         if self.csv:
-            return (body or "").encode()
-        return (body or "[]").encode()
+            return body or b""
+        return body or b"[]"
 
 
 def singular_mismatch(count: int) -> PgrstError:
@@ -68,11 +71,11 @@ def singular_mismatch(count: int) -> PgrstError:
     )
 
 
-def singular_row(body: str | None, count: int) -> bytes:
+def singular_row(body: bytes | None, count: int) -> bytes:
     if count != 1:
         raise singular_mismatch(count)
-    text = (body or "[]").strip()
-    return text[1:-1].encode()  # json_agg of one row is "[<row>]"
+    text = (body or b"[]").strip()
+    return text[1:-1]  # json_agg of one row is "[<row>]"
 
 
 def read_result(
@@ -80,7 +83,7 @@ def read_result(
     *,
     total: int | None,
     count: int,
-    body: str | None,
+    body: bytes | str | None,
     offset: int,
     head: bool,
     applied: tuple[str, ...],
@@ -115,7 +118,7 @@ def write_result(
     return_mode: str,
     count_exact: bool,
     count: int,
-    body: str | None,
+    body: bytes | str | None,
     applied: tuple[str, ...],
     extra: dict[str, str] | None = None,
 ) -> RestResult:

@@ -25,6 +25,7 @@ from athena.context import CallContext
 from athena.db.clients import require_db
 from athena.db.errors import DATABASE_ERRORS, db_error
 from athena.db.introspection import Relation, SchemaSnapshot, exposed_schemas
+from athena.db.libpq import text_params
 from athena.errors import ApiError
 from athena.query.postgrest.build import (
     Statement,
@@ -36,6 +37,7 @@ from athena.query.postgrest.build import (
 )
 from athena.query.postgrest.errors import pgrst_error
 from athena.query.postgrest.grammar import parse_query
+from athena.query.postgrest.read_cache import ReadStatements
 from athena.query.postgrest.relationships import Embeds
 from athena.services.clients import resolve_client
 from athena.services.events import ChangeEvent
@@ -114,6 +116,7 @@ class RestService:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.reads = ReadStatements()  # SQL per read shape, shared by every request
 
     async def handle(
         self,
@@ -155,7 +158,7 @@ class RestService:
             profile_asked=bool(ctx.header("accept-profile") or ctx.header("content-profile")),
             csv=accept.csv,
         )
-        call = Serving(rt, ctx, entry, snapshot, shape)
+        call = Serving(rt, ctx, entry, snapshot, shape, self.reads)
         if method in ("GET", "HEAD"):
             plan = plan_read(
                 snapshot,
@@ -200,12 +203,14 @@ class Serving:
         entry: Any,
         snapshot: SchemaSnapshot,
         shape: Shape,
+        reads: ReadStatements | None = None,
     ) -> None:
         self.rt = rt
         self.ctx = ctx
         self.entry = entry
         self.snapshot = snapshot
         self.shape = shape
+        self.reads = reads
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -249,6 +254,30 @@ class Serving:
         await self.check_embedded(plan.rel, plan.embeds)
         mode = plan.count
         strip_nulls = accept.strip_nulls
+        if (
+            self.reads is not None
+            and accept.plan is None
+            and not accept.csv
+            and mode not in ("planned", "estimated")
+        ):
+            # The common case: a shape whose SQL was built before, run through libpq.
+            cached = self.reads.read(
+                self.entry.name,
+                self.snapshot,
+                plan.rel,
+                plan.query,
+                limit=plan.limit,
+                offset=plan.offset,
+                count_exact=mode == "exact",
+                count_cap=None,
+                strip_nulls=strip_nulls,
+                body=not plan.head,
+                embeds=plan.embeds,
+            )
+            if cached is not None:
+                texts = text_params(cached.params)
+                if texts is not None:
+                    return await self._read_cached(plan, cached.sql, texts)
         built = build_read(
             self.snapshot,
             plan.rel,
@@ -306,8 +335,19 @@ class Serving:
 
         return plan_result(fmt, await self.run(work))
 
+    async def _read_cached(
+        self, plan: ReadPlan, statement: bytes, params: list[bytes | None]
+    ) -> RestResult:
+        try:
+            row = await require_db(self.entry).fetch_row_text(statement, params)
+        except DATABASE_ERRORS as exc:
+            raise self._db_error(exc) from None
+        assert row is not None  # aggregate statements always return a row
+        total = None if row[0] is None else int(row[0])
+        return self._read_result(plan, total, int(row[1] or 0), row[2])
+
     def _read_result(
-        self, plan: ReadPlan, total: int | None, count: int, body: str | None
+        self, plan: ReadPlan, total: int | None, count: int, body: bytes | str | None
     ) -> RestResult:
         return read_result(
             self.shape,
