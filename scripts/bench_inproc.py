@@ -31,11 +31,14 @@ from bench import seed, start_postgres
 Scope = dict[str, Any]
 
 
-async def call(app: Any, method: str, path: str, body: bytes, headers: list) -> int:
+async def call(
+    app: Any, method: str, path: str, body: bytes, headers: list, sink: bytearray | None = None
+) -> int:
     """One HTTP request through ``app``; returns the status."""
+    path, _, query = path.partition("?")
     scope: Scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
         "root_path": "", "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 80),
         "headers": headers + ([(b"content-length", str(len(body)).encode())] if body else []),
         "extensions": {},
@@ -55,6 +58,8 @@ async def call(app: Any, method: str, path: str, body: bytes, headers: list) -> 
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
+        elif sink is not None and message["type"] == "http.response.body":
+            sink.extend(message.get("body", b""))
 
     await app(scope, receive, send)
     return status
@@ -120,12 +125,53 @@ async def run(args: argparse.Namespace, catalog: str, data: str, key: str) -> No
         }  # fmt: skip
         return "POST", "/gateway/fetch", json.dumps(body).encode(), headers
 
+    def rest_pk() -> tuple[str, str, bytes, list]:
+        row = random.randint(1, args.rows)
+        return "GET", f"/rest/v1/bench_items?id=eq.{row}", b"", rest_headers
+
+    rest_headers = [h for h in headers if h[0] != b"content-type"]
+    rest_headers.append((b"x-athena-rest-format", b"postgrest"))
+    scenarios = {
+        "ping": ping, "fetch by pk": fetch_pk, "rest by pk": rest_pk, "100-row page": page,
+    }  # fmt: skip
+    chosen = args.only or list(scenarios)
     async with trio.open_nursery() as nursery:
         runtime.start_background(nursery)
         await quart.startup()
-        for name, make in (("ping", ping), ("fetch by pk", fetch_pk), ("100-row page", page)):
+        if args.ordinary_key:
+            # A client-bound key holding only bench_items.read: the measured path includes the
+            # real key check (hash, rights), as scripts/bench's wrk runs do.
+            for path, payload in (
+                ("/admin/api-key-rights", {"name": "bench_items.read"}),
+                (
+                    "/admin/api-keys",
+                    {"name": "bench", "client_name": "athena", "rights": ["bench_items.read"]},
+                ),
+            ):
+                answer = bytearray()
+                status = await call(
+                    app, "POST", path, json.dumps(payload).encode(), headers, answer
+                )
+                if status not in (200, 201, 409):
+                    raise SystemExit(f"{path}: {status} {answer.decode()}")
+            ordinary = json.loads(answer)["api_key"].encode()
+            headers[:] = [(k, ordinary if k == b"apikey" else v) for k, v in headers]
+            rest_headers[:] = [(k, ordinary if k == b"apikey" else v) for k, v in rest_headers]
+        for name in chosen:
+            make = scenarios[name]
             await measure(app, name, make, args.requests // 4, args.concurrency)  # warm-up
-            await measure(app, name, make, args.requests, args.concurrency)
+            if args.profile:
+                import cProfile
+
+                profiler = cProfile.Profile(time.process_time)  # CPU, not wall time
+                profiler.enable()
+                await measure(app, name, make, args.requests, args.concurrency)
+                profiler.disable()
+                target = f"{args.profile}.{name.replace(' ', '_')}"
+                profiler.dump_stats(target)
+                print(f"  profile of {name!r} in {target}", flush=True)
+            else:
+                await measure(app, name, make, args.requests, args.concurrency)
         nursery.cancel_scope.cancel()
     await runtime.aclose()
 
@@ -138,6 +184,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--quart", action="store_true", help="through Quart, not the hot lane")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["ping", "fetch by pk", "rest by pk", "100-row page"],
+        help="run only this scenario (repeatable)",
+    )
+    parser.add_argument("--profile", help="cProfile each scenario, stats to FILE.<scenario>")
+    parser.add_argument(
+        "--ordinary-key",
+        action="store_true",
+        help="requests carry an ordinary key with bench_items.read (the admin key otherwise)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="athena-bench-inproc-"))
     key = "bench_admin_" + secrets.token_hex(16)
