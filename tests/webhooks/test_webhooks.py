@@ -4,17 +4,12 @@ Retry backoffs are tens of milliseconds so that retry windows pass within a test
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import socket
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,96 +17,15 @@ import httpx
 import psycopg
 import pytest
 from support.pg import TestPostgres
+from support.receiver import Receiver, valid_signature, wait_for
 from support.servers import AthenaServer, server_env
 
 from athena.db.catalog import migrate
-from athena.db.embedded import free_port
 
 MAX_ATTEMPTS = 4
 TABLE_SQL = """
 CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL UNIQUE, n int);
 """
-
-
-@dataclass
-class Received:
-    at: float
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> dict[str, Any]:
-        return json.loads(self.body)  # type: ignore[no-any-return]
-
-
-@dataclass
-class Receiver:
-    """A loopback HTTP server recording every POST; ``answers`` are used up first, then 200."""
-
-    port: int = field(default_factory=free_port)
-    received: list[Received] = field(default_factory=list)
-    answers: list[int] = field(default_factory=list)
-    answers_for: bytes = b""  # only requests whose body contains this use up ``answers``
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def start(self) -> Receiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as a production receiver would
-
-            def setup(self) -> None:
-                super().setup()
-                # head and body go out in two writes: without this, Nagle + delayed ACK
-                # would add 40 ms to every answer on a kept-alive connection
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if receiver.server is None:  # stopped: a kept-alive connection dies unanswered
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                with receiver.lock:
-                    receiver.received.append(Received(time.time(), dict(self.headers), body))
-                    scripted = receiver.answers and receiver.answers_for in body
-                    status = receiver.answers.pop(0) if scripted else 200
-                self.send_response(status)
-                reply = b'{"ok":true}' if status < 300 else b"receiver says no"
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-    def clear(self) -> None:
-        with self.lock:
-            self.received.clear()
-            self.answers.clear()
-            self.answers_for = b""
-
-    def events(self, event: str | None = None) -> list[Received]:
-        with self.lock:
-            return [
-                r for r in self.received if event is None or r.headers["X-Athena-Event"] == event
-            ]
 
 
 @dataclass
@@ -180,7 +94,8 @@ def hook(env: Env) -> Iterator[dict[str, Any]]:
             json={
                 "name": "notes", "url": env.receiver.url, "client_name": "data",
                 "table_name": "notes",
-                "events": ["gateway.insert", "gateway.update", "gateway.delete", "rest.insert"],
+                "events": ["gateway.insert", "gateway.update", "gateway.delete",
+                           "rest.insert", "rest.update", "rest.delete"],
             },
         )  # fmt: skip
         assert created.status_code == 201, created.text
@@ -190,16 +105,6 @@ def hook(env: Env) -> Iterator[dict[str, Any]]:
         api.delete(f"/admin/webhooks/{webhook['id']}")
     with env.pg.connect(env.data_db, superuser=True) as conn:
         conn.execute("TRUNCATE notes")
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def insert(api: httpx.Client, body: str, n: int = 0) -> httpx.Response:
@@ -212,11 +117,6 @@ def insert(api: httpx.Client, body: str, n: int = 0) -> httpx.Response:
 
 def deliveries(api: httpx.Client, webhook_id: int, **params: Any) -> list[dict[str, Any]]:
     return api.get(f"/admin/webhooks/{webhook_id}/deliveries", params=params).json()["deliveries"]
-
-
-def valid_signature(received: Received, secret: str) -> bool:
-    expected = "sha256=" + hmac.new(secret.encode(), received.body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(received.headers["X-Athena-Signature"], expected)
 
 
 # -- the API -------------------------------------------------------------------------------------
@@ -303,10 +203,46 @@ def test_insert_update_delete_arrive_in_order_with_valid_signatures(
     assert got[0].json["rows"][0]["body"] == "first" and got[0].json["rows"][0]["n"] == 1
     assert got[1].json["rows"][0]["n"] == 2
     assert got[3].json["rows"][0]["body"] == "via rest"
-    if request_id:
-        assert got[0].json["request_id"] == request_id
+    assert request_id and got[0].json["request_id"] == request_id
     ids = [int(r.headers["X-Athena-Delivery"]) for r in got]
     assert ids == sorted(ids)
+
+
+def test_rest_insert_update_delete_carry_rows_client_table_request_id_and_time(
+    env: Env, hook: dict[str, Any]
+) -> None:
+    """Each /rest/v1 write fires its own event type, and every event carries what the write
+    wrote (the full row, as the WebSocket events do — even under ``return=minimal``), the client,
+    the table, the request id the gateway answered with, and when it happened."""
+    sent: list[tuple[str, float, float, httpx.Response]] = []
+    with env.api(env.b) as api:  # written on b, delivered by whichever instance leases it
+        for event, method, path, body, prefer in (
+            ("rest.insert", "POST", "/rest/v1/notes", {"body": "r1", "n": 1}, "return=minimal"),
+            ("rest.update", "PATCH", "/rest/v1/notes?body=eq.r1", {"n": 2}, "return=minimal"),
+            ("rest.delete", "DELETE", "/rest/v1/notes?body=eq.r1", None, "return=minimal"),
+        ):
+            before = time.time()
+            response = api.request(method, path, json=body, headers={"Prefer": prefer})
+            assert response.status_code in (200, 201, 204), response.text
+            sent.append((event, before, time.time(), response))
+    got = wait_for(lambda: len(env.receiver.events()) >= 3 and env.receiver.events(), what="3")
+    assert [r.headers["X-Athena-Event"] for r in got] == [e for e, *_ in sent]
+    (row_id,) = {r.json["rows"][0]["id"] for r in got}
+    expected_rows = [
+        {"id": row_id, "body": "r1", "n": 1},
+        {"id": row_id, "body": "r1", "n": 2},
+        {"id": row_id, "body": "r1", "n": 2},  # a delete carries the row as it was
+    ]
+    for r, (event, before, after, response), rows in zip(got, sent, expected_rows, strict=True):
+        assert valid_signature(r, hook["secret"])
+        body = r.json
+        assert body["event"] == event and body["client"] == "data" and body["table"] == "notes"
+        assert body["rows"] == [rows] and body["row_count"] == 1
+        assert body["request_id"] == response.headers["x-request-id"]
+        at = datetime.fromisoformat(body["occurred_at"]).timestamp()
+        assert before - 1 <= at <= after + 1, (before, body["occurred_at"], after)
+    with env.pg.connect(env.data_db, superuser=True) as conn:
+        assert conn.execute("SELECT count(*) FROM notes").fetchone() == (0,)
 
 
 def test_500_three_times_then_200_is_delivered_with_every_attempt_logged(
