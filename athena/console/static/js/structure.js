@@ -11,7 +11,9 @@ function sqlLiteral(text) {
 
 async function capabilities(state, client) {
   state.caps = state.caps || {};
-  if (!state.caps[client]) state.caps[client] = await api.get("/management/capabilities", { client });
+  // The answer is the success envelope: the capabilities are its `data`. (Reading the envelope
+  // itself left the column-type list empty and made "Create index" throw before its form.)
+  if (!state.caps[client]) state.caps[client] = (await api.get("/management/capabilities", { client })).data;
   return state.caps[client];
 }
 
