@@ -30,7 +30,7 @@ async function render(root, state, session, alive) {
     const actions = h("td", { class: "actions" },
       h("button", { type: "button", class: "link client-edit", onclick: () => editClient(c, again) }, "Edit"),
       h("button", { type: "button", class: "link client-freeze", onclick: () => freeze(c, again) }, c.is_frozen ? "Unfreeze" : "Freeze"),
-      c.source === "database" ? h("button", { type: "button", class: "link danger client-delete", onclick: () => removeClient(c, again) }, "Delete") : null);
+      c.source === "database" ? h("button", { type: "button", class: "link danger client-delete", onclick: () => removeClient(c, session, again) }, "Delete") : null);
     return h("tr", { dataset: { client: c.client_name } },
       h("td", {}, h("strong", {}, c.client_name), h("div", { class: "muted small" }, c.description || "")),
       h("td", {}, c.source),
@@ -45,7 +45,7 @@ async function render(root, state, session, alive) {
   });
   root.append(
     h("div", { class: "row" }, h("h1", {}, "Clients"), h("span", { class: "spacer" }),
-      h("button", { type: "button", id: "client-add", onclick: () => addClient(again) }, "Add client")),
+      h("button", { type: "button", id: "client-add", onclick: () => addClient(session, again) }, "Add client")),
     h("div", { class: "scroll" }, h("table", { class: "grid", id: "clients" },
       h("thead", {}, h("tr", {}, ["client", "source", "URI (password masked)", "health", "avg latency 24 h", "state", "requests", "failed", "last request", ""].map((c) => h("th", {}, c)))),
       h("tbody", {}, rows))),
@@ -69,7 +69,15 @@ async function tableStats(names) {
   return box;
 }
 
-async function addClient(done) {
+// The other screens pick clients from the list read at sign-in: keep it current, so a client
+// added here can be browsed, backed up or restored into without signing in again.
+function knowClient(session, name, known) {
+  const at = session.clients.indexOf(name);
+  if (known && at < 0) session.clients.push(name);
+  if (!known && at >= 0) session.clients.splice(at, 1);
+}
+
+async function addClient(session, done) {
   const v = await modal("Add client", [
     { name: "client_name", label: "Name", required: true },
     { name: "pg_uri", label: "PostgreSQL URI", type: "password", required: true, placeholder: "postgresql://user:password@host:5432/db" },
@@ -78,6 +86,7 @@ async function addClient(done) {
   if (!v) return;
   try {
     await api.post("/admin/clients", { client_name: v.client_name.trim(), pg_uri: v.pg_uri, description: v.description || null });
+    knowClient(session, v.client_name.trim(), true);
     toast("Client added");
     done();
   } catch (err) {
@@ -111,9 +120,12 @@ async function freeze(c, done) {
   if (await attempt(freezing ? "Client frozen" : "Client unfrozen", change)) done();
 }
 
-async function removeClient(c, done) {
+async function removeClient(c, session, done) {
   if (!(await confirmAction(`Delete client ${c.client_name}?`, "The client is soft-deleted and its pool closed; its database is not touched.", { typed: c.client_name }))) return;
-  if (await attempt("Client deleted", () => api.call("DELETE", `/admin/clients/${encodeURIComponent(c.client_name)}`))) done();
+  if (await attempt("Client deleted", () => api.call("DELETE", `/admin/clients/${encodeURIComponent(c.client_name)}`))) {
+    knowClient(session, c.client_name, false);
+    done();
+  }
 }
 
 export default { id: "clients", title: "Clients", visible: (s) => s.key.admin, render };
