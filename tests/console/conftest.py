@@ -85,9 +85,13 @@ def console_env(
     data = pg.create_database()
     with pg.connect(data) as conn:
         conn.execute(DATA_SQL)  # type: ignore[arg-type]
+    spare = pg.create_database()  # empty: the Clients screen adds it, Backups restores into it
     catalog = pg.create_database(owner="postgres")
     with psycopg.connect(pg.superuser_uri(catalog), autocommit=True) as conn:
         migrate(conn)
+    # The Cluster screen's mirrors: this gateway itself (online, its version) and a port
+    # nobody listens on (offline), probed every second.
+    port, dead = free_port(), free_port()
     env = server_env(
         catalog_uri=pg.superuser_uri(catalog),
         admin_key=admin_key,
@@ -96,9 +100,11 @@ def console_env(
         backup_s3_prefix="console",
         backup_s3_endpoint=endpoint,
         statistics_rollup_seconds="1",
+        cluster_mirrors=f"http://127.0.0.1:{port},http://127.0.0.1:{dead}",
+        cluster_probe_timeout_s="1",
     )
     env.update(AWS_ENV)
-    server = AthenaServer(tmp_path_factory.mktemp("athena-console"), env).start()
+    server = AthenaServer(tmp_path_factory.mktemp("athena-console"), env, port=port).start()
     with server.client(apikey=admin_key) as admin:
         # the management API needs the audit log table in the client database
         assert admin.post("/admin/provision", json={"client_name": "shop"}).status_code == 200
@@ -106,6 +112,8 @@ def console_env(
         "server": server,
         "pg": pg,
         "data_db": data,
+        "spare_db": spare,
+        "dead_mirror": f"http://127.0.0.1:{dead}",
         "catalog_uri": pg.superuser_uri(catalog),
         "admin_key": admin_key,
     }

@@ -23,8 +23,9 @@ class Watch:
         self.dialogs: list[str] = []
         self.urls: list[str] = []
         self.failed: list[tuple[int, str]] = []
+        self.set_cookies: list[str] = []  # the console holds no session: none may be set
         page.on("console", self._console)
-        page.on("response", lambda r: r.status >= 400 and self.failed.append((r.status, r.url)))
+        page.on("response", self._response)
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
         page.on("request", lambda r: self.urls.append(r.url))
         page.on("dialog", self._dialog)
@@ -36,6 +37,13 @@ class Watch:
             "Failed to load resource: the server responded with a status of 4"
         ):
             self.errors.append(message.text)
+
+    def _response(self, response: Any) -> None:
+        if response.status >= 400:
+            self.failed.append((response.status, response.url))
+        cookie = response.headers.get("set-cookie")
+        if cookie:
+            self.set_cookies.append(f"{response.url}: {cookie}")
 
     def _dialog(self, dialog: Any) -> None:
         self.dialogs.append(dialog.message)
