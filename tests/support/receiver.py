@@ -41,6 +41,9 @@ class Receiver:
     answers_for: bytes = b""  # only requests whose body contains this use up ``answers``
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
+    # when set, each POST is recorded, then left unanswered until the event is set (or 30 s):
+    # a delivery in flight, for crash tests
+    hold: threading.Event | None = None
 
     @property
     def url(self) -> str:
@@ -68,6 +71,9 @@ class Receiver:
                     receiver.received.append(Received(time.time(), dict(self.headers), body))
                     scripted = receiver.answers and receiver.answers_for in body
                     status = receiver.answers.pop(0) if scripted else 200
+                    hold = receiver.hold
+                if hold is not None:
+                    hold.wait(30)
                 self.send_response(status)
                 reply = b'{"ok":true}' if status < 300 else b"receiver says no"
                 self.send_header("Content-Length", str(len(reply)))
