@@ -245,6 +245,39 @@ def test_rest_insert_update_delete_carry_rows_client_table_request_id_and_time(
         assert conn.execute("SELECT count(*) FROM notes").fetchone() == (0,)
 
 
+def test_a_committed_transaction_fires_each_write_with_its_request_id(
+    env: Env, hook: dict[str, Any]
+) -> None:
+    """/gateway/transaction's writes have their events committed with them: one per write, in
+    the transaction's order, all under the transaction's request id."""
+    with env.api() as api:
+        tx = api.post(
+            "/gateway/transaction",
+            json={"operations": [
+                {"id": "a", "kind": "insert",
+                 "payload": {"table_name": "notes", "insert_body": [{"body": "t1"}, {"body": "t2"}]}},
+                {"id": "b", "kind": "update",
+                 "payload": {"table_name": "notes", "update_body": {"n": 7},
+                             "conditions": [{"eq_column": "body", "eq_value": "t2"}]}},
+                {"id": "c", "kind": "delete",
+                 "payload": {"table_name": "notes",
+                             "conditions": [{"eq_column": "body", "eq_value": "t1"}]}},
+            ]},
+        )  # fmt: skip
+        assert tx.status_code == 200, tx.text
+    got = wait_for(lambda: len(env.receiver.events()) >= 3 and env.receiver.events(), what="3")
+    time.sleep(0.5)  # nothing more may arrive
+    assert len(env.receiver.events()) == 3
+    bodies = [r.json for r in got]
+    assert [b["event"] for b in bodies] == ["gateway.insert", "gateway.update", "gateway.delete"]
+    assert [b["row_count"] for b in bodies] == [2, 1, 1]
+    assert sorted(r["body"] for r in bodies[0]["rows"]) == ["t1", "t2"]
+    assert bodies[1]["rows"][0]["body"] == "t2" and bodies[1]["rows"][0]["n"] == 7
+    assert bodies[2]["rows"][0]["body"] == "t1"
+    assert {b["request_id"] for b in bodies} == {tx.headers["x-request-id"]}
+    assert all(valid_signature(r, hook["secret"]) for r in got)
+
+
 def test_500_three_times_then_200_is_delivered_with_every_attempt_logged(
     env: Env, hook: dict[str, Any]
 ) -> None:
