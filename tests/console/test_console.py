@@ -395,6 +395,11 @@ def test_create_and_revoke_a_key(admin_page: tuple[Any, Watch], base: str) -> No
     secret = page.locator("#new-key-secret").inner_text(timeout=TIMEOUT_MS)
     assert secret.startswith("ath_")
     shot(page, "05-keys")
+    # the copy button puts the secret on the clipboard
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    page.click("#new-key-copy")
+    page.wait_for_selector("#new-key-copy:text-is('Copied')", timeout=TIMEOUT_MS)
+    assert page.evaluate("() => navigator.clipboard.readText()") == secret
     headers = {"apikey": secret, "X-Athena-Client": "shop"}
     body = {"table_name": "orders", "limit": 1}
     assert httpx.post(f"{base}/gateway/fetch", json=body, headers=headers).status_code == 200
