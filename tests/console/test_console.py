@@ -8,6 +8,7 @@ console-screenshots/ (gitignored) for a reviewer.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -286,6 +287,20 @@ def test_insert_edit_delete_a_row(admin_page: tuple[Any, Watch], admin_api: http
     page.locator("dialog[open] button[type=submit]").click()  # destructive: asks first
     page.wait_for_selector(".toast:has-text('Row deleted')", timeout=TIMEOUT_MS)
     assert rows_via_api("edited in the console") == []
+    # the writes went through /gateway/*, so the request log has them, with the console's
+    # context headers (who acted)
+
+    def logged() -> list[dict[str, Any]]:
+        entries = admin_api.get("/admin/request-log", params={"limit": 50}).json()["entries"]
+        return [e for e in entries if e["route"] in ("/gateway/insert", "/gateway/delete")]
+
+    deadline = time.monotonic() + 10
+    while len(logged()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    writes = logged()
+    assert {e["route"] for e in writes} == {"/gateway/insert", "/gateway/delete"}, writes
+    assert {e["user_id"] for e in writes} == {"console:admin"}
+    assert all(200 <= e["status_code"] < 300 and e["client_name"] == "shop" for e in writes)
     page.locator("#filters button").first.click()
 
 
