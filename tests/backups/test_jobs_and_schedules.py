@@ -403,6 +403,57 @@ def test_a_due_schedule_runs_exactly_once_across_two_instances(cluster: Cluster)
         api.delete(f"/admin/backups/schedules/{sid}")
 
 
+def test_a_run_missed_while_every_instance_was_down_runs_once_at_start_up(
+    pg: TestPostgres, admin_key: str, s3_endpoint: str, s3_client: Any, tmp_path: Path
+) -> None:
+    """Its own catalog, so no other instance is up: the schedule is made, the only gateway
+    stops, three hourly slots pass (the catalog is moved back), and the gateway that starts
+    next runs the schedule once — then computes the next slot from now."""
+    db = pg.create_database()
+    with pg.connect(db) as conn:
+        conn.execute(SMALL_SQL)
+    catalog_db = pg.create_database(owner="postgres")
+    with psycopg.connect(pg.superuser_uri(catalog_db), autocommit=True) as conn:
+        migrate(conn)
+    env = server_env(
+        catalog_uri=pg.superuser_uri(catalog_db), admin_key=admin_key,
+        clients={"late": {"pg_uri": pg.app_uri(db)}},
+        backup_s3_bucket=BUCKET, backup_s3_prefix=PREFIX, backup_s3_endpoint=s3_endpoint,
+        backup_scheduler_interval_s="0.3",
+    )  # fmt: skip
+    env.update(AWS_ENV)
+    headers = {"X-Athena-Admin-Key": admin_key}
+    server = AthenaServer(tmp_path / "gw", env).start()
+    try:
+        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as api:
+            created = api.post(
+                "/admin/backups/schedules", json={"client_name": "late", "frequency": "hourly"}
+            )
+            assert created.status_code == 201, created.text
+            sid = created.json()["id"]
+        server.stop()  # every instance is down
+        with pg.connect(catalog_db, superuser=True) as conn:
+            conn.execute(
+                "UPDATE athena.backup_schedules SET next_run_at = now() - interval '3 hours'"
+                " WHERE id = %s",
+                (sid,),
+            )
+        server = AthenaServer(tmp_path / "next", env).start()  # another gateway comes up
+        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as api:
+            done = wait_for(
+                lambda: (lambda s: s if s["last_status"] == "succeeded" else None)(
+                    api.get(f"/admin/backups/schedules/{sid}").json()
+                ),
+                what="the missed run",
+            )
+            time.sleep(1.5)  # several more scheduler passes
+            jobs = api.get("/admin/backups/jobs", params={"client_name": "late"}).json()["jobs"]
+        assert [j["id"] for j in jobs] == [done["last_job_id"]]  # once, not once per slot
+        assert datetime.fromisoformat(done["next_run_at"]) > datetime.now(UTC)
+    finally:
+        server.stop()
+
+
 def test_retention_deletes_the_oldest_backups_of_the_schedule(cluster: Cluster) -> None:
     with cluster.client(cluster.a) as api:
         sid = api.post(
