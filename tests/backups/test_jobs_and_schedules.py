@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from backup_support import AWS_ENV, BUCKET
 from support.pg import TestPostgres
+from support.receiver import Receiver, valid_signature
 from support.servers import AthenaServer, server_env
 
 from athena.db.catalog import migrate
@@ -88,6 +89,10 @@ def cluster(
         backup_s3_endpoint=s3_endpoint,
         backup_job_orphan_seconds=ORPHAN_SECONDS,
         backup_scheduler_interval_s="0.3",
+        # backup.failed webhooks of cancelled and orphaned jobs go to a receiver on loopback
+        outbound_allow_http="true",
+        outbound_allow_cidrs="127.0.0.0/8",
+        webhook_poll_seconds="0.2",
     )
     env.update(AWS_ENV)
     root = tmp_path_factory.mktemp("athena-schedules")
@@ -96,6 +101,36 @@ def cluster(
     yield Cluster(a, b, env, pg, s3_client, catalog_db, databases, admin_key, root)
     a.stop()
     b.stop()
+
+
+@pytest.fixture
+def failed_hook(cluster: Cluster) -> Iterator[tuple[Receiver, dict[str, Any]]]:
+    """A receiver and a webhook on backup.failed, for the duration of one test."""
+    receiver = Receiver().start()
+    with cluster.client(cluster.a) as api:
+        created = api.post(
+            "/admin/webhooks",
+            json={"name": "failures", "url": receiver.url, "events": ["backup.failed"]},
+        )
+        assert created.status_code == 201, created.text
+        yield receiver, created.json()
+        api.delete(f"/admin/webhooks/{created.json()['id']}")
+    receiver.stop()
+
+
+def failure_event(
+    hook: tuple[Receiver, dict[str, Any]], job_id: int, timeout: float = 30
+) -> dict[str, Any]:
+    receiver, webhook = hook
+
+    def arrived() -> Any:
+        return next(
+            (r for r in receiver.events("backup.failed") if r.json["job"]["id"] == job_id), None
+        )
+
+    received = wait_for(arrived, timeout, f"backup.failed of job {job_id}")
+    assert valid_signature(received, webhook["secret"])
+    return received.json  # type: ignore[no-any-return]
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
@@ -232,7 +267,9 @@ def test_backup_config_names_the_storage_and_no_secret(cluster: Cluster) -> None
     assert AWS_ENV["AWS_ACCESS_KEY_ID"] not in response.text
 
 
-def test_cancel_stops_a_long_pg_dump_from_another_instance(cluster: Cluster) -> None:
+def test_cancel_stops_a_long_pg_dump_from_another_instance(
+    cluster: Cluster, failed_hook: tuple[Receiver, dict[str, Any]]
+) -> None:
     lock = TableLock(cluster.pg, cluster.databases["slow"])
     answers: list[httpx.Response] = []
     try:
@@ -266,9 +303,15 @@ def test_cancel_stops_a_long_pg_dump_from_another_instance(cluster: Cluster) -> 
     wait_for(lambda: dump_backends(cluster.pg, cluster.databases["slow"]) == 0, 10)
     assert cluster.uploads("slow") == []
     assert cluster.keys("slow") == []
+    # a cancelled job is a failed backup to its webhooks, with the state that says why
+    event = failure_event(failed_hook, job["id"])
+    assert event["client"] == "slow" and event["job"]["state"] == "cancelled"
+    assert event["job"]["error_code"] == "backup_job_cancelled"
 
 
-def test_an_instance_killed_mid_backup_leaves_the_job_failed(cluster: Cluster) -> None:
+def test_an_instance_killed_mid_backup_leaves_the_job_failed(
+    cluster: Cluster, failed_hook: tuple[Receiver, dict[str, Any]]
+) -> None:
     doomed = AthenaServer(cluster.root / "doomed", cluster.env).start()
     lock = TableLock(cluster.pg, cluster.databases["slow"])
     try:
@@ -296,6 +339,12 @@ def test_an_instance_killed_mid_backup_leaves_the_job_failed(cluster: Cluster) -
         assert final["finished_at"]
         # The reaper also aborted the multipart upload the dead gateway left open.
         wait_for(lambda: cluster.uploads("slow") == [], 10, "the orphaned upload to go")
+        # and the job's backup.failed went out, though its own gateway died: the reaper
+        # records the end and its deliveries in one transaction
+        event = failure_event(failed_hook, job["id"])
+        assert event["job"]["state"] == "failed"
+        assert event["job"]["error_code"] == "service_unavailable"
+        assert event["job"]["backup_key"] == final["backup_key"]
     finally:
         lock.release()
         doomed.stop()
