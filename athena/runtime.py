@@ -1,8 +1,13 @@
 """Everything one gateway process holds while it serves: settings, pools, caches, background work.
 
-``Runtime.open()`` is called inside the server's root nursery; ``start_background()`` hands the
-supervisor its tasks; ``aclose()`` flushes and closes everything at shutdown. Routes and the
-WebSocket gateway reach the runtime through ``current_runtime()``.
+``Runtime.open()`` is called inside the server's root nursery: it opens the catalog pool, loads
+the clients, then starts every capability in the order ``_start_capabilities`` lists them. Each
+capability is a typed attribute of ``Runtime`` (declared below in that same order), so this file
+is the one place that says what a gateway process holds and in which order it comes up.
+Starting a capability may append supervised tasks to ``background`` and metric collectors to
+``metrics``; ``start_background()`` then hands the tasks to the supervisor in list order.
+``aclose()`` flushes and closes everything at shutdown. Routes and the WebSocket gateway reach
+the runtime through ``current_runtime()``.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import trio
@@ -19,15 +24,45 @@ from psycopg.rows import dict_row
 
 from athena import __version__
 from athena.auth.store import AuthStore
+from athena.backups import jobs as backup_jobs
+from athena.backups import schedules as backup_schedules
 from athena.config import Settings
 from athena.db.clients import ClientEntry, ClientRegistry, close_entry
 from athena.db.database import Database, make_pool
 from athena.db.introspection import IntrospectionCache, exposed_schemas
 from athena.db.sealed import UriSealer
+from athena.observability import request_log
 from athena.observability.metrics import Metrics, gauge
 from athena.observability.request_log import RequestLog
+from athena.pipelines.config import PipelineDefinition, load_pipelines
+from athena.probes import cluster, pool_health, tasks
+from athena.probes.registry import RegistryCache
+from athena.services import api_keys, client_catalog, ratelimit, statistics
+from athena.services.direct_uri import DirectPools
 from athena.services.events import EventBus
+from athena.services.gateway.scylla import ScyllaService
+from athena.services.outbound import OutboundPolicy
+from athena.services.ratelimit import RateLimits
+from athena.services.rest.rpc import RpcService
+from athena.services.rest.service import RestService
+from athena.services.supabase_ssl import SupabaseManagement
 from athena.supervisor import BackgroundTask, Supervisor, singleton
+from athena.webhooks import book as webhook_book
+from athena.ws import relay as event_relay
+
+if TYPE_CHECKING:
+    import httpx
+
+    from athena.backups.jobs import JobRegistry
+    from athena.backups.schedules import ScheduleBook
+    from athena.probes.cluster import ClusterHealth
+    from athena.probes.pool_health import PoolHealth
+    from athena.services.client_catalog import ClientCatalog
+    from athena.services.statistics import StatisticsService
+    from athena.webhooks.book import WebhookBook
+    from athena.webhooks.dispatcher import Dispatcher
+    from athena.ws.connection import Connection
+    from athena.ws.relay import EventRelay
 
 log = logging.getLogger("athena.runtime")
 
@@ -51,10 +86,34 @@ class Runtime:
     background: list[BackgroundTask] = field(default_factory=list)
     introspection: IntrospectionCache = field(default_factory=IntrospectionCache)
     events: EventBus = field(default_factory=EventBus)
-    # capabilities attach their own state here at start-up (introspection cache, event bus …)
-    services: dict[str, Any] = field(default_factory=dict)
     # seals client URIs written to the catalog and opens those read from it
     sealer: UriSealer = field(default_factory=UriSealer)
+
+    # -- capabilities, in the order _start_capabilities() starts them ------------------------
+    # Set once by open(); every one exists while the runtime serves (scylla only when
+    # ATHENA_SCYLLA_HOSTS names hosts).
+    client_catalog: ClientCatalog = field(init=False, repr=False)
+    outbound_policy: OutboundPolicy = field(init=False, repr=False)
+    direct_pools: DirectPools = field(init=False, repr=False)
+    rest: RestService = field(init=False, repr=False)
+    rpc: RpcService = field(init=False, repr=False)
+    statistics: StatisticsService = field(init=False, repr=False)
+    supabase_ssl: SupabaseManagement = field(init=False, repr=False)
+    scylla: ScyllaService | None = field(default=None, repr=False)
+    cluster_health: ClusterHealth = field(init=False, repr=False)
+    pool_health: PoolHealth = field(init=False, repr=False)
+    registry_cache: RegistryCache = field(init=False, repr=False)
+    backup_jobs: JobRegistry = field(init=False, repr=False)
+    backup_schedules: ScheduleBook = field(init=False, repr=False)
+    webhooks: WebhookBook = field(init=False, repr=False)
+    webhook_dispatcher: Dispatcher = field(init=False, repr=False)
+    pipelines: dict[str, PipelineDefinition] = field(default_factory=dict, repr=False)
+    event_relay: EventRelay = field(init=False, repr=False)
+    ws_rate_limits: RateLimits = field(init=False, repr=False)
+    # -- state that fills while serving ----------------------------------------------------
+    ws_connections: set[Connection] = field(default_factory=set, repr=False)
+    # the HTTP client of custom Supabase upstreams, made on first use
+    custom_supabase_http: httpx.AsyncClient | None = field(default=None, repr=False)
 
     # -- construction ----------------------------------------------------------------------
 
@@ -135,8 +194,40 @@ class Runtime:
         metrics.add_collector(rt._pool_gauges)
         rt.background.append(BackgroundTask("request_log_writer", rt.request_log.run_writer))
         rt.background.append(BackgroundTask("api_key_last_used", rt.auth_store.flush_last_used))
-        await attach_capabilities(rt)
+        await rt._start_capabilities()
         return rt
+
+    async def _start_capabilities(self) -> None:
+        """Every capability, in start order. The order is the order their supervised tasks
+        start and their metrics are listed; the dependencies it carries are noted inline."""
+        settings = self.settings
+        api_keys.attach(self)  # api_key_invalidation: LISTEN for key changes
+        # first: the catalog's initial sync settles the clients before anything serves
+        self.client_catalog = await client_catalog.attach(self)
+        self.outbound_policy = OutboundPolicy.from_settings(settings)
+        self.direct_pools = DirectPools(self)  # x-pg-uri clients
+        ratelimit.attach(self)  # rate_limit_prune, with shared buckets only
+        self.rest = RestService(self)
+        self.rpc = RpcService(self)
+        self.statistics = statistics.attach(self)
+        self.supabase_ssl = SupabaseManagement(
+            settings.supabase_api_url, settings.supabase_api_timeout_s
+        )
+        if settings.scylla_hosts:  # else GET / reports it offline
+            self.scylla = ScyllaService(list(settings.scylla_hosts))
+        request_log.attach(self)  # its metrics, and the pruner when retention is set
+        self.cluster_health = cluster.attach(self)
+        self.pool_health = pool_health.attach(self)
+        self.registry_cache = RegistryCache(self, settings.registry_cache_ttl_s)
+        tasks.attach(self)  # athena_background_task_up
+        self.backup_jobs = backup_jobs.attach(self)
+        self.backup_schedules = backup_schedules.attach(self, self.backup_jobs)
+        # after the jobs: webhooks hook the events of finished backup jobs
+        self.webhooks, self.webhook_dispatcher = webhook_book.attach(self, self.backup_jobs)
+        self.pipelines = load_pipelines(settings)
+        self.event_relay = event_relay.attach(self)
+        # the WebSocket gateway's buckets, separate from HTTP's (athena.http.calls)
+        self.ws_rate_limits = RateLimits.from_settings(settings, self.catalog, "ws")
 
     def _load_clients(self, default_client_uri: str | None) -> None:
         """Config clients (synced into the catalog as ``source: config``) + database clients."""
@@ -241,9 +332,7 @@ class Runtime:
 
     def _close_pools(self) -> None:
         self.clients.close_all()
-        direct = self.services.get("direct_uri")
-        if direct is not None:
-            direct.close_all()
+        self.direct_pools.close_all()
         try:
             self.catalog.pool.close(timeout=2.0)
         except Exception:
@@ -259,34 +348,6 @@ class Runtime:
         old = self.clients.remove(name)
         if old is not None:
             await trio.to_thread.run_sync(close_entry, old)
-
-
-# Packages whose modules may define ``async def attach(rt: Runtime) -> None``: called once at
-# start-up to put their state in ``rt.services`` and their tasks in ``rt.background``. Each
-# capability plugs itself in without a central list that every change would have to edit.
-CAPABILITY_PACKAGES = (
-    "athena.services",
-    "athena.services.gateway",
-    "athena.observability",
-    "athena.probes",
-    "athena.backups",
-    "athena.webhooks",  # after backups: it hooks the events of finished backup jobs
-    "athena.pipelines",
-    "athena.ws",
-)
-
-
-async def attach_capabilities(rt: Runtime) -> None:
-    import importlib
-    import pkgutil
-
-    for package_name in CAPABILITY_PACKAGES:
-        package = importlib.import_module(package_name)
-        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-            module = importlib.import_module(f"{package_name}.{info.name}")
-            attach = getattr(module, "attach", None)
-            if attach is not None:
-                await attach(rt)
 
 
 _current: Runtime | None = None

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import trio
@@ -38,8 +38,10 @@ from athena.backups.storage import BackupNotFound, BackupStorage, StorageError
 from athena.db.clients import ClientEntry
 from athena.db.database import DatabaseUnavailable
 from athena.errors import ApiError
-from athena.runtime import Runtime
 from athena.supervisor import BackgroundTask
+
+if TYPE_CHECKING:
+    from athena.runtime import Runtime
 
 log = logging.getLogger("athena.backups")
 
@@ -780,8 +782,8 @@ def _reraise_as_job_error(exc: BaseException, tool_code: str) -> None:
         raise JobError("backup_not_found", "no backup has this key") from None
 
 
-async def attach(rt: Runtime) -> None:
-    """Install the job registry and its orphan reaper."""
+def attach(rt: Runtime) -> JobRegistry:
+    """Start-up (``Runtime._start_capabilities``): the job registry and its orphan reaper."""
     registry = JobRegistry(rt)
-    rt.services["backups"] = registry
     rt.background.append(BackgroundTask("backup_job_reaper", registry.reap_orphans))
+    return registry

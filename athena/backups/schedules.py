@@ -32,11 +32,11 @@ from psycopg.rows import dict_row
 from athena.backups.storage import BackupNotFound, StorageError
 from athena.backups.targets import client_for_backup
 from athena.errors import ApiError
-from athena.runtime import Runtime
 from athena.supervisor import BackgroundTask
 
 if TYPE_CHECKING:
     from athena.backups.jobs import Job, JobRegistry
+    from athena.runtime import Runtime
 
 log = logging.getLogger("athena.backups.schedules")
 
@@ -447,8 +447,9 @@ def _record_outcome(conn: psycopg.Connection, job: Job) -> None:
     )
 
 
-async def attach(rt: Runtime) -> None:
-    """Install the schedule book and its scheduler (after the job registry: jobs < schedules)."""
-    book = ScheduleBook(rt, rt.services["backups"])
-    rt.services["backup_schedules"] = book
+def attach(rt: Runtime, jobs: JobRegistry) -> ScheduleBook:
+    """Start-up (``Runtime._start_capabilities``): the schedule book and its scheduler, which
+    starts its jobs on ``jobs``."""
+    book = ScheduleBook(rt, jobs)
     rt.background.append(BackgroundTask("backup_scheduler", book.run_scheduler))
+    return book

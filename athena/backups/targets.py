@@ -8,6 +8,8 @@ that has the catalog's tables.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import psycopg
 import trio
 from psycopg.conninfo import conninfo_to_dict
@@ -15,7 +17,9 @@ from psycopg.conninfo import conninfo_to_dict
 from athena.backups.pgtools import ToolTarget
 from athena.db.clients import ClientEntry
 from athena.errors import ApiError
-from athena.runtime import Runtime
+
+if TYPE_CHECKING:
+    from athena.runtime import Runtime
 
 # Both exist only in an Athena catalog database.
 _CATALOG_MARKER_SQL = (

@@ -223,8 +223,9 @@ async def prune_forever(rt: Runtime) -> None:
                 break
 
 
-async def attach(rt: Runtime) -> None:
-
+def attach(rt: Runtime) -> None:
+    """Start-up (``Runtime._start_capabilities``): the log's metrics and, with a retention,
+    its pruner (the writer is started by ``Runtime.open`` itself)."""
     rt.metrics.add_collector(rt.request_log.collect)
     if rt.settings.request_log_retention_days > 0:
         rt.background.append(

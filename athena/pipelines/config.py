@@ -299,8 +299,3 @@ def load_pipelines(settings: Settings) -> dict[str, PipelineDefinition]:
     except OSError as exc:
         raise ConfigError(f"cannot read pipelines file {path}: {exc.strerror or exc}") from None
     return parse_pipelines(text, path)
-
-
-async def attach(rt: Any) -> None:
-    """Start-up: load and validate the pipelines file into ``rt.services["pipelines"]``."""
-    rt.services["pipelines"] = load_pipelines(rt.settings)

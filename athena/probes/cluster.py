@@ -262,14 +262,13 @@ class ClusterHealth:
         ]
 
 
-async def attach(rt: Runtime) -> None:
-
+def attach(rt: Runtime) -> ClusterHealth:
+    """Start-up (``Runtime._start_capabilities``): the mirror cache and the prober."""
     settings = rt.settings
     mirrors = list(dict.fromkeys(normalize(u) for u in settings.cluster_mirrors if u.strip()))
     health = ClusterHealth(
         rt, mirrors, settings.cluster_probe_interval_s, settings.cluster_probe_timeout_s
     )
-    rt.services["cluster_health"] = health
     rt.metrics.add_collector(health.collect)
     if mirrors:
         rt.background.append(BackgroundTask("cluster_health_cache", health.run_cache))
@@ -278,3 +277,4 @@ async def attach(rt: Runtime) -> None:
     rt.background.append(
         BackgroundTask("cluster_probes", health.run_prober, lease_id=LEASE_CLUSTER_PROBES)
     )
+    return health

@@ -100,9 +100,9 @@ class PoolHealth:
         return [gauge("athena_pool_up", "1 if the pool answered its last check", ["client"], rows)]
 
 
-async def attach(rt: Runtime) -> None:
-
+def attach(rt: Runtime) -> PoolHealth:
+    """Start-up (``Runtime._start_capabilities``): the probe, its metrics and its loop."""
     health = PoolHealth(rt, rt.settings.pool_health_interval_s)
-    rt.services["pool_health"] = health
     rt.metrics.add_collector(health.collect)
     rt.background.append(BackgroundTask("pool_health", health.run))
+    return health

@@ -85,7 +85,3 @@ class RegistryCache:
             self._snapshots[kind] = snap
             self.loads += 1
             return snap, True
-
-
-async def attach(rt: Runtime) -> None:
-    rt.services["registry"] = RegistryCache(rt, rt.settings.registry_cache_ttl_s)

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from athena.runtime import Runtime
 
 
-async def attach(rt: Runtime) -> None:
+def attach(rt: Runtime) -> None:
+    """Start-up (``Runtime._start_capabilities``): the task-state gauge."""
+
     def collect() -> list[Any]:
         rows = [
             ([t.name], 1 if t.state in ("running", "standby") else 0)

@@ -9,7 +9,6 @@ from quart import Blueprint, Response, request
 from athena.auth.guard import require_admin
 from athena.errors import ApiError
 from athena.routes._http import ctx, json_object, json_response, rt
-from athena.services.client_catalog import catalog_of
 
 blueprint = Blueprint("admin_clients", __name__)
 
@@ -27,7 +26,7 @@ async def list_clients() -> Response:
     runtime = rt()
     require_admin(runtime, ctx())
     include_deleted = ctx().query.get("include_deleted", "").lower() in {"1", "true", "yes"}
-    return json_response(await catalog_of(runtime).listing(include_deleted=include_deleted))
+    return json_response(await runtime.client_catalog.listing(include_deleted=include_deleted))
 
 
 @blueprint.post("/admin/clients")
@@ -35,7 +34,7 @@ async def create_client() -> Response:
     runtime = rt()
     require_admin(runtime, ctx())
     body = await json_object()
-    record = await catalog_of(runtime).create(body)
+    record = await runtime.client_catalog.create(body)
     ctx().client_name = record["client_name"]
     return json_response({"client": record}, 201)
 
@@ -45,14 +44,14 @@ async def update_client(client_name: str) -> Response:
     runtime = rt()
     require_admin(runtime, ctx())
     body = await json_object()
-    return json_response({"client": await catalog_of(runtime).update(client_name, body)})
+    return json_response({"client": await runtime.client_catalog.update(client_name, body)})
 
 
 @blueprint.delete("/admin/clients/<client_name>")
 async def delete_client(client_name: str) -> Response:
     runtime = rt()
     require_admin(runtime, ctx())
-    return json_response({"client": await catalog_of(runtime).delete(client_name)})
+    return json_response({"client": await runtime.client_catalog.delete(client_name)})
 
 
 @blueprint.put("/admin/clients/<client_name>/freeze")
@@ -63,18 +62,18 @@ async def freeze_client(client_name: str) -> Response:
     frozen = body.get("is_frozen")
     if not isinstance(frozen, bool):
         raise ApiError("invalid_request", "is_frozen (boolean) is required")
-    return json_response({"client": await catalog_of(runtime).freeze(client_name, frozen)})
+    return json_response({"client": await runtime.client_catalog.freeze(client_name, frozen)})
 
 
 @blueprint.get("/schema/clients")
 async def schema_clients() -> Response:
     runtime = rt()
     require_admin(runtime, ctx())
-    return json_response({"clients": catalog_of(runtime).names()})
+    return json_response({"clients": runtime.client_catalog.names()})
 
 
 @blueprint.get("/clients")
 async def clients() -> Response:
     runtime = rt()
     require_admin(runtime, ctx())
-    return json_response({"clients": catalog_of(runtime).names()})
+    return json_response({"clients": runtime.client_catalog.names()})

@@ -21,7 +21,7 @@ blueprint = Blueprint("backup_schedules", __name__)
 
 def _book() -> ScheduleBook:
     require_admin(rt(), ctx())
-    return rt().services["backup_schedules"]  # type: ignore[no-any-return]
+    return rt().backup_schedules
 
 
 def _id(raw: str) -> int:

@@ -50,7 +50,7 @@ MAX_BACKUPS_LISTED = 1000
 
 def _registry() -> JobRegistry:
     require_admin(rt(), ctx())
-    return rt().services["backups"]  # type: ignore[no-any-return]
+    return rt().backup_jobs
 
 
 def _storage_registry() -> JobRegistry:

@@ -17,17 +17,15 @@ blueprint = Blueprint("health", __name__)
 async def cluster_health() -> Response:
     runtime = rt()
     ctx().extra["log"] = False  # polled by load balancers and dashboards: kept out of the log
-    pool_health = runtime.services.get("pool_health")
-    cluster = runtime.services.get("cluster_health")
-    scylla = runtime.services.get("scylla")
-    mirrors = cluster.snapshot() if cluster is not None else []
+    scylla = runtime.scylla
+    mirrors = runtime.cluster_health.snapshot()
     online = sum(1 for m in mirrors if m["status"] == "online")
     return json_response(
         {
             "message": f"{online} of {len(mirrors)} mirrors online",
             "version": runtime.version,
             "athena_api": "online",
-            "athena_deadpool": pool_health.overall() if pool_health is not None else "online",
+            "athena_deadpool": runtime.pool_health.overall(),
             "athena_scylladb": "online" if scylla is not None and scylla.online else "offline",
             "cargo_toml_version": runtime.version,
             "mirrors": mirrors,

@@ -61,9 +61,8 @@ def _served_paths() -> list[str]:
 @blueprint.get("/")
 async def root() -> Response:
     runtime = rt()
-    health = runtime.services.get("pool_health")
-    deadpool = health.overall() if health is not None else _pool_state_now()
-    scylla = runtime.services.get("scylla")
+    deadpool = runtime.pool_health.overall()
+    scylla = runtime.scylla
     return json_response(
         {
             "message": "athena is online",
@@ -85,13 +84,9 @@ async def health() -> Response:
     for a load balancer to poll, and kept out of the request log like ``/ping``."""
     runtime = rt()
     ctx().extra["log"] = False
-    probe = runtime.services.get("pool_health")
-    state = probe.overall() if probe is not None else _pool_state_now()
-    pools = (
-        {name: "online" if check.ok else "offline" for name, check in probe.checks.items()}
-        if probe is not None
-        else {}
-    )
+    probe = runtime.pool_health
+    state = probe.overall()
+    pools = {name: "online" if check.ok else "offline" for name, check in probe.checks.items()}
     return json_response(
         {
             "status": "ok" if state == "online" else state,
@@ -103,11 +98,6 @@ async def health() -> Response:
             "pools": pools,
         }
     )
-
-
-def _pool_state_now() -> str:
-    stats = rt().catalog.pool.get_stats()
-    return "online" if stats.get("pool_size", 0) > 0 else "degraded"
 
 
 @blueprint.get("/ping")

@@ -29,7 +29,7 @@ async def run() -> Response:
     entry = resolve_client(runtime, call)
     await authorize(runtime, call, entry.name, None)  # who is asking, before what they ask
     body = await json_object()
-    plan = merge_request(body, runtime.services.get("pipelines", {}))
+    plan = merge_request(body, runtime.pipelines)
     call.operation = "pipeline"
     call.table_name = plan.sink
     await authorize(runtime, call, entry.name, table_right(plan.source.relation, "read"))

@@ -8,7 +8,7 @@ from quart import Blueprint, Response, request
 from athena.auth.guard import require_static_key
 from athena.db.database import DatabaseUnavailable
 from athena.errors import ApiError
-from athena.probes.registry import RegistryCache, RegistrySnapshot
+from athena.probes.registry import RegistrySnapshot
 from athena.routes._http import ctx, raw_json_response, rt
 
 blueprint = Blueprint("registry", __name__)
@@ -23,7 +23,7 @@ async def _snapshot(kind: str) -> tuple[RegistrySnapshot, str]:
     """The registry and how this copy was produced: ``hit`` (cached) or ``miss`` (just read)."""
     runtime = rt()
     require_static_key(runtime, ctx(), runtime.settings.registry_key, "ATHENA_REGISTRY_KEY")
-    cache: RegistryCache = runtime.services["registry"]
+    cache = runtime.registry_cache
     try:
         snap, loaded = await cache.get(kind, bypass=_bypass())
         return snap, "miss" if loaded else "hit"

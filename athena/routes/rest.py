@@ -18,7 +18,7 @@ from athena.context import CallContext
 from athena.errors import ApiError
 from athena.query.postgrest.errors import PgrstError
 from athena.routes._http import ctx, dumps, rt
-from athena.services.rest import RestResult, is_native, rest_service
+from athena.services.rest import RestResult, is_native
 from athena.services.rest.errors import api_error_from_pgrst, pgrst_from_api_error
 from athena.services.rest.rpc import call_rest
 
@@ -49,7 +49,7 @@ async def answer(
     native = is_native(runtime, call)
 
     async def run() -> RestResult:
-        return await rest_service(runtime).handle(
+        return await runtime.rest.handle(
             call,
             method=method,
             table=table,

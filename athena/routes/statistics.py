@@ -34,7 +34,7 @@ async def _catalog(call: Callable[[], Awaitable[T]]) -> T:
 
 
 def _service() -> stats.StatisticsService:
-    return rt().services["statistics"]  # type: ignore[no-any-return]
+    return rt().statistics
 
 
 @blueprint.get("/admin/clients/statistics")

@@ -24,7 +24,7 @@ PATH = "/api/v2/supabase/ssl_enforcement"
 
 
 def _client() -> SupabaseManagement:
-    return rt().services["supabase_ssl"]  # type: ignore[no-any-return]
+    return rt().supabase_ssl
 
 
 def _authorize(creds: SslCredentials) -> None:

@@ -10,7 +10,7 @@ from athena.db.database import DatabaseUnavailable
 from athena.errors import ApiError
 from athena.routes._http import ctx, json_object, json_response, rt
 from athena.webhooks.book import WebhookBook, parse_webhook
-from athena.webhooks.dispatcher import Dispatcher, redeliver
+from athena.webhooks.dispatcher import redeliver
 from athena.webhooks.events import EVENTS
 
 blueprint = Blueprint("webhooks", __name__)
@@ -21,7 +21,7 @@ MAX_DELIVERIES_LISTED = 500
 
 def _book() -> WebhookBook:
     require_admin(rt(), ctx())
-    return rt().services["webhooks"]  # type: ignore[no-any-return]
+    return rt().webhooks
 
 
 def _id(raw: str, what: str = "webhook") -> int:
@@ -127,7 +127,7 @@ async def test_webhook(id: str) -> Response:
     """Send a ``webhook.test`` event now and answer the delivery with its attempt."""
     _book()
     webhook_id = _id(id)
-    dispatcher: Dispatcher = rt().services["webhook_dispatcher"]
+    dispatcher = rt().webhook_dispatcher
     delivery = await dispatcher.send_test(webhook_id)
     if delivery is None:
         raise _not_found(webhook_id)

@@ -36,7 +36,7 @@ async def gateway_socket() -> None:
 async def wss_info() -> Response:
     runtime = rt()
     limits = Limits.from_settings(runtime.settings)
-    relay = runtime.services.get("event_relay")
+    relay = runtime.event_relay
     return json_response(
         {
             "status": "success",
@@ -65,10 +65,8 @@ async def wss_info() -> Response:
                     "Full contract: /openapi-wss.yaml",
                 ],
                 "limits": limits.as_dict(),
-                "connections": len(runtime.services.get("ws_connections", ())),
-                "event_relay": "listening"
-                if relay is not None and relay.listening
-                else "not listening",
+                "connections": len(runtime.ws_connections),
+                "event_relay": "listening" if relay.listening else "not listening",
             },
         }
     )

@@ -627,6 +627,6 @@ def _wait_notifies(conn: psycopg.Connection) -> int:
     return sum(1 for _ in conn.notifies(timeout=1.0))
 
 
-async def attach(rt: Runtime) -> None:
-
+def attach(rt: Runtime) -> None:
+    """Start-up (``Runtime._start_capabilities``): listen for key changes on the catalog."""
     rt.background.append(BackgroundTask("api_key_invalidation", partial(listen_for_changes, rt)))

@@ -533,15 +533,11 @@ def _optional_bool(body: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
-def catalog_of(rt: Runtime) -> ClientCatalog:
-    return rt.services["client_catalog"]  # type: ignore[no-any-return]
-
-
-async def attach(rt: Runtime) -> None:
-    """Start-up: own the client catalog and poll it on every instance."""
+async def attach(rt: Runtime) -> ClientCatalog:
+    """Start-up (``Runtime._start_capabilities``): own the client catalog and poll it on every
+    instance."""
 
     catalog = ClientCatalog(rt)
-    rt.services["client_catalog"] = catalog
     try:
         # Apply what start-up loading does not (clients whose URI is an environment variable
         # named in their row) before the first request rather than one poll later.
@@ -549,3 +545,4 @@ async def attach(rt: Runtime) -> None:
     except ApiError as exc:
         log.warning("initial client catalog sync failed: %s", exc.message)
     rt.background.append(BackgroundTask("client_catalog_sync", catalog.run_sync_loop))
+    return catalog

@@ -24,7 +24,7 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import psycopg
 import trio
@@ -35,7 +35,6 @@ from athena.context import CallContext
 from athena.db.clients import ClientEntry, close_entry
 from athena.db.database import Database
 from athena.errors import ApiError
-from athena.services.outbound import policy_for
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -102,7 +101,7 @@ class DirectPools:
 
     async def entry(self, raw: str) -> ClientEntry:
         params = parse_uri(raw)
-        address = await policy_for(self.rt).check_host(params["host"], int(params["port"]))
+        address = await self.rt.outbound_policy.check_host(params["host"], int(params["port"]))
         # connect to the checked address; ``host`` stays the name for TLS verification
         conninfo = make_conninfo("", **params, hostaddr=str(address))
         async with self._lock:
@@ -146,13 +145,6 @@ class DirectPools:
             close_entry(self._entries.popitem()[1][0])
 
 
-def pools(rt: Runtime) -> DirectPools:
-    found: Any = rt.services.get("direct_uri")
-    if found is None:
-        found = rt.services["direct_uri"] = DirectPools(rt)
-    return found  # type: ignore[no-any-return]
-
-
 async def admit(rt: Runtime, ctx: CallContext) -> None:
     """Called for every HTTP call carrying ``x-pg-uri``: refuse it, or attach its entry to the
     call (``resolve_client`` then answers that entry)."""
@@ -167,7 +159,7 @@ async def admit(rt: Runtime, ctx: CallContext) -> None:
             f"the API key lacks the right '{RIGHT}'",
             data={"required_right": RIGHT},
         )
-    ctx.extra[CTX_KEY] = await pools(rt).entry(ctx.headers[HEADER])
+    ctx.extra[CTX_KEY] = await rt.direct_pools.entry(ctx.headers[HEADER])
 
 
 def direct_entry(ctx: CallContext) -> ClientEntry | None:

@@ -210,9 +210,8 @@ async def _execute(
         rt.introspection.invalidate(entry.name)
     for op in operations:
         rt.metrics.management_mutations.labels(op, entry.name).inc()
-    catalog = rt.services.get("client_catalog")
-    if catalog is not None:  # tell the other instances (and workers) to re-introspect
-        await catalog.note_schema_change(entry.name)
+    # tell the other instances (and workers) to re-introspect
+    await rt.client_catalog.note_schema_change(entry.name)
     ctx.table_name = table() if callable(table) else table
     return out
 

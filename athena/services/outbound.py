@@ -19,7 +19,7 @@ trusted and do not pass through here.
 
 Usage::
 
-    policy = policy_for(runtime)  # or OutboundPolicy.from_settings(settings)
+    policy = runtime.outbound_policy  # or OutboundPolicy.from_settings(settings)
     response = await send_checked(client, "POST", url, policy, content=body)
 """
 
@@ -139,15 +139,6 @@ class OutboundPolicy:
             if not self.address_allowed(address):
                 raise refused("the host resolves to a loopback, private or link-local address")
         return addresses[0]
-
-
-def policy_for(rt: Any) -> OutboundPolicy:
-    """The worker's one policy, built from its settings on first use (shared by every caller:
-    custom Supabase upstreams, webhook deliveries …)."""
-    policy = rt.services.get("outbound_policy")
-    if policy is None:
-        policy = rt.services["outbound_policy"] = OutboundPolicy.from_settings(rt.settings)
-    return policy  # type: ignore[no-any-return]
 
 
 async def send_checked(

@@ -88,7 +88,6 @@ async def provision(rt: Runtime, body: dict[str, Any]) -> dict[str, Any]:
 
     from athena.services.client_catalog import (
         CLIENT_NAME,
-        catalog_of,
         safe_uri,
         validate_pg_uri,
     )
@@ -135,7 +134,7 @@ async def provision(rt: Runtime, body: dict[str, Any]) -> dict[str, Any]:
         target = safe_uri(uri) or ""
         if register:
             registered = register_name or DEFAULT_REGISTER_NAME
-            await _register(catalog_of(rt), registered, uri)
+            await _register(rt.client_catalog, registered, uri)
             target = registered
     return {
         "statements_executed": result.statements_executed,

@@ -335,8 +335,8 @@ def _prune(conn: psycopg.Connection, idle_s: float) -> None:
     )
 
 
-async def attach(rt: Runtime) -> None:
-
+def attach(rt: Runtime) -> None:
+    """Start-up (``Runtime._start_capabilities``): prune the shared buckets, when there are any."""
     settings = rt.settings
     if settings.rate_limit_shared and (settings.rate_limit_per_ip or settings.rate_limit_per_key):
         rt.background.append(

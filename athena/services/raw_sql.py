@@ -210,10 +210,10 @@ async def query_sql(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> dict
                 "invalid_request", "params are served for PostgreSQL drivers only",
                 data={"field": "params", "driver": driver},
             )  # fmt: skip
-        service = rt.services.get("scylla")
+        service = rt.scylla
         if service is None:
             raise unavailable()
-        return await service.execute(rt, text)  # type: ignore[no-any-return]
+        return await service.execute(rt, text)
     entry = _client_by_name(rt, body.get("db_name"))
     ctx.client_name = entry.name
     await authorize(rt, ctx, entry.name, "gateway.query")

@@ -319,12 +319,12 @@ class StatisticsService:
         return families
 
 
-async def attach(rt: Runtime) -> None:
-
+def attach(rt: Runtime) -> StatisticsService:
+    """Start-up (``Runtime._start_capabilities``): the service, its metrics and its rollups."""
     service = StatisticsService(rt, rt.settings.statistics_rollup_seconds)
-    rt.services["statistics"] = service
     rt.metrics.add_collector(service.collect)
     rt.background.append(
         BackgroundTask("statistics_rollup", service.run_rollup, lease_id=LEASE_STATISTICS)
     )
     rt.background.append(BackgroundTask("statistics_aggregates", service.run_aggregates))
+    return service

@@ -222,10 +222,3 @@ def _parse_status(response: httpx.Response) -> SslStatus:
             status=UPSTREAM_FAILURE_STATUS,
         ) from None
     return SslStatus(database, applied)
-
-
-async def attach(rt: Any) -> None:
-    """Start-up: one client configured from ``ATHENA_SUPABASE_API_URL``."""
-    rt.services["supabase_ssl"] = SupabaseManagement(
-        rt.settings.supabase_api_url, rt.settings.supabase_api_timeout_s
-    )

@@ -15,7 +15,7 @@ import logging
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import trio
@@ -24,8 +24,14 @@ from psycopg.rows import dict_row
 from athena.errors import ApiError
 from athena.services.events import normalize_table
 from athena.services.outbound import OutboundPolicy
+from athena.supervisor import BackgroundTask
+from athena.webhooks.dispatcher import Dispatcher
 from athena.webhooks.events import EVENT_NAMES, EVENTS, other_event_body
-from athena.webhooks.outbox import ClientOutbox
+from athena.webhooks.outbox import ClientOutbox, run_mover
+
+if TYPE_CHECKING:
+    from athena.backups.jobs import JobRegistry
+    from athena.runtime import Runtime
 
 log = logging.getLogger("athena.webhooks")
 
@@ -376,22 +382,16 @@ def backup_event_hook(conn: psycopg.Connection, job: Any) -> None:
     )
 
 
-async def attach(rt: Any) -> None:
-    """Install the webhook book, its index refresher, the outbox mover and the dispatcher."""
-    from athena.runtime import BackgroundTask
-    from athena.webhooks.dispatcher import Dispatcher
-    from athena.webhooks.outbox import run_mover
-
+def attach(rt: Runtime, jobs: JobRegistry) -> tuple[WebhookBook, Dispatcher]:
+    """Start-up (``Runtime._start_capabilities``): the webhook book, its index refresher, the
+    outbox mover and the dispatcher; finished backup ``jobs`` raise their webhook events."""
     book = WebhookBook(rt)
     dispatcher = Dispatcher(rt, book)
-    rt.services["webhooks"] = book
-    rt.services["webhook_dispatcher"] = dispatcher
-    jobs = rt.services.get("backups")
-    if jobs is not None:
-        jobs.on_finish.append(backup_event_hook)
+    jobs.on_finish.append(backup_event_hook)
     rt.background.append(BackgroundTask("webhook_index", book.keep_index_fresh))
     rt.background.append(BackgroundTask("webhook_outbox_mover", lambda: run_mover(rt, book)))
     rt.background.append(BackgroundTask("webhook_dispatcher", dispatcher.run))
+    return book, dispatcher
 
 
 __all__ = ["EVENTS", "WebhookBook", "attach"]

@@ -141,8 +141,8 @@ def webhook_outbox(
     rt: Runtime, ctx: CallContext | None, entry: ClientEntry, table: str | None, event: str
 ) -> OutboxWrite | None:
     """The outbox write for this write, or ``None`` when no enabled webhook wants it."""
-    book: WebhookBook | None = rt.services.get("webhooks")
-    if book is None or not book.index.filters:
+    book = rt.webhooks
+    if not book.index.filters:
         return None
     table = normalize_table(table)
     ids = book.index.matching(entry.name, table, event)

@@ -175,9 +175,7 @@ async def _subscribe(
 async def _announce(conn: Connection) -> None:
     """Tell the other instances about a new subscription before replying (see ws.relay), so a
     write the client makes after the reply reaches it wherever it is made."""
-    relay = conn.rt.services.get("event_relay")
-    if relay is None:
-        return
+    relay = conn.rt.event_relay
     with trio.move_on_after(ANNOUNCE_TIMEOUT_S):
         try:
             await relay.wait_listening()

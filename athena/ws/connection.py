@@ -34,7 +34,6 @@ from athena.errors import ApiError
 from athena.http import render
 from athena.http.calls import check_denylist
 from athena.services.events import Delivery, Subscription
-from athena.services.ratelimit import RateLimits
 from athena.ws import protocol
 from athena.ws.actions import dispatch
 
@@ -119,8 +118,7 @@ class Connection:
 
     async def serve(self) -> None:
         await self.ws.accept()
-        hub: set[Connection] = self.rt.services.setdefault("ws_connections", set())
-        hub.add(self)
+        self.rt.ws_connections.add(self)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -163,7 +161,7 @@ class Connection:
             self._nursery.cancel_scope.cancel()
 
     def _release(self) -> None:
-        self.rt.services.get("ws_connections", set()).discard(self)
+        self.rt.ws_connections.discard(self)
         for sub_id in list(self.subscriptions):
             self._drop_subscription(sub_id)
 
@@ -301,13 +299,8 @@ class Connection:
     async def _check_rate(self, ctx: CallContext) -> None:
         """``ATHENA_RATE_LIMIT_PER_IP`` / ``_PER_KEY`` apply per message, as per HTTP request
         (buckets of the WebSocket gateway, separate from the HTTP ones)."""
-        limits: RateLimits | None = self.rt.services.get("ws_rate_limits")
-        if limits is None:
-            limits = self.rt.services["ws_rate_limits"] = RateLimits.from_settings(
-                self.rt.settings, self.rt.catalog, "ws"
-            )
         await check_denylist(self.rt, ctx)
-        await limits.check(ctx)
+        await self.rt.ws_rate_limits.check(ctx)
 
     def _context(self, message: protocol.ClientMessage) -> CallContext:
         """The upgrade's headers, overridden by the message's ``headers`` and ``client_name``."""

@@ -352,11 +352,11 @@ def _close_quietly(conn: psycopg.Connection) -> None:
         pass
 
 
-async def attach(rt: Runtime) -> None:
-    """Start-up: hook the relay into the bus and register its supervised tasks."""
+def attach(rt: Runtime) -> EventRelay:
+    """Start-up (``Runtime._start_capabilities``): hook the relay into the bus and register its
+    supervised tasks."""
 
     relay = EventRelay(rt, rt.settings.event_relay_queue_size)
-    rt.services["event_relay"] = relay
     rt.events.relays.append(relay.enqueue)
     rt.events.remote_interest.append(relay.remote_wants)
     rt.background.append(BackgroundTask("event_relay", relay.run_listener))
@@ -364,3 +364,4 @@ async def attach(rt: Runtime) -> None:
     rt.background.append(BackgroundTask("event_outbox_sweeper", relay.run_outbox_sweeper))
     rt.background.append(BackgroundTask("event_interest", relay.run_interest))
     rt.metrics.add_collector(relay.collect)
+    return relay

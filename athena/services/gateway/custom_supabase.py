@@ -38,7 +38,7 @@ from athena.query.mutations import insert_rows
 from athena.query.post_processing import post_process, truthy
 from athena.query.postgrest.grammar import render, value_text
 from athena.services.gateway.common import GatewayResult, require_context_headers
-from athena.services.outbound import OutboundPolicy, policy_for, send_checked
+from athena.services.outbound import OutboundPolicy, send_checked
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -122,14 +122,14 @@ def _select(columns: tuple[str, ...] | None) -> str:
 
 
 def _client(rt: Runtime) -> httpx.AsyncClient:
-    client = rt.services.get("custom_supabase_http")
+    client = rt.custom_supabase_http
     if client is None:
-        # traceparent goes upstream when tracing is on
-        client = httpx.AsyncClient(
+        # made on first use: most gateways never call a custom Supabase upstream
+        # (traceparent goes upstream when tracing is on)
+        client = rt.custom_supabase_http = httpx.AsyncClient(
             timeout=TIMEOUT_S, follow_redirects=False, event_hooks=tracing.httpx_hooks()
         )
-        rt.services["custom_supabase_http"] = client
-    return client  # type: ignore[no-any-return]
+    return client
 
 
 def _is_json(response: httpx.Response) -> bool:
@@ -202,7 +202,7 @@ async def _call(
     body: Any = None,
     prefer: str | None = None,
 ) -> list[dict[str, Any]]:
-    policy = policy_for(rt)
+    policy = rt.outbound_policy
     base, key = upstream(ctx, policy)
     schema, _, name = table.rpartition(".")
     headers = {"apikey": key, "Authorization": f"Bearer {key}", "Accept": "application/json"}
@@ -270,7 +270,7 @@ async def _begin(
     ctx.table_name = table
     ctx.operation = operation
     await authorize(rt, ctx, CLIENT_NAME, table_right(table, right))
-    upstream(ctx, policy_for(rt))  # 400 before any work when the headers are missing
+    upstream(ctx, rt.outbound_policy)  # 400 before any work when the headers are missing
     return table
 
 

@@ -115,9 +115,3 @@ class ScyllaService:
             "statement_count": 1,
         }
         return {"data_json": data, "meta": meta, "count": count}
-
-
-async def attach(rt: Runtime) -> None:
-    """Register the service only when hosts are configured (``GET /`` reports it offline else)."""
-    if rt.settings.scylla_hosts:
-        rt.services["scylla"] = ScyllaService(list(rt.settings.scylla_hosts))

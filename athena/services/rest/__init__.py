@@ -14,16 +14,7 @@ Every PostgREST code the gateway raises is in ``athena.query.postgrest.errors.CA
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from athena.services.rest.response import RestResult
-from athena.services.rest.service import RestService, is_native, rest_service
+from athena.services.rest.service import RestService, is_native
 
-if TYPE_CHECKING:
-    from athena.runtime import Runtime
-
-__all__ = ["RestResult", "RestService", "attach", "is_native", "rest_service"]
-
-
-async def attach(rt: Runtime) -> None:
-    rt.services["rest"] = RestService(rt)
+__all__ = ["RestResult", "RestService", "is_native"]

@@ -245,13 +245,6 @@ def rest_call_result(prepared: PreparedCall, outcome: CallOutcome) -> RestResult
     )
 
 
-def rpc_service(rt: Runtime) -> RpcService:
-    service = rt.services.get("rpc")
-    if service is None:
-        service = rt.services["rpc"] = RpcService(rt)
-    return service  # type: ignore[no-any-return]
-
-
 async def call_rest(
     rt: Runtime,
     ctx: CallContext,
@@ -274,7 +267,7 @@ async def call_rest(
         decoded, raw = decode_call_body(body)
         schema = ctx.header("content-profile")
     accept = parse_accept(ctx.header("accept"))
-    service = rpc_service(rt)
+    service = rt.rpc
     prepared = await service.prepare(
         ctx,
         name=name,
@@ -468,7 +461,7 @@ async def prepare_gateway_call(rt: Runtime, ctx: CallContext, request: GatewayCa
     prefer = f"count={request.count}" if request.count else ""
     raw = json.dumps(request.args) if request.args is not None else None
     try:
-        return await rpc_service(rt).prepare(
+        return await rt.rpc.prepare(
             ctx,
             name=request.name,
             schema=request.schema,
@@ -502,7 +495,7 @@ async def call_gateway(rt: Runtime, ctx: CallContext, request: GatewayCall) -> G
     """The envelope answer ``{status, message, data, count}``."""
     prepared = await prepare_gateway_call(rt, ctx, request)
     try:
-        outcome = await rpc_service(rt).execute(prepared)
+        outcome = await rt.rpc.execute(prepared)
     except PgrstError as err:
         raise api_error_from_pgrst(err) from None
     return gateway_result(prepared, outcome, head=request.head)

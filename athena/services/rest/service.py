@@ -499,10 +499,3 @@ def plan_rows(plan: Any) -> float:
         return float(plan[0]["Plan"]["Plan Rows"])
     except (TypeError, KeyError, IndexError, ValueError):
         return 0.0
-
-
-def rest_service(rt: Runtime) -> RestService:
-    service = rt.services.get("rest")
-    if service is None:
-        service = rt.services["rest"] = RestService(rt)
-    return service  # type: ignore[no-any-return]
