@@ -1,9 +1,10 @@
 """Everything one gateway process holds while it serves: settings, pools, caches, background work.
 
-``Runtime.open()`` is called inside the server's root nursery: it opens the catalog pool, loads
-the clients, then starts every capability in the order ``_start_capabilities`` lists them. Each
-capability is a typed attribute of ``Runtime`` (declared below in that same order), so this file
-is the one place that says what a gateway process holds and in which order it comes up.
+``Runtime.open()`` is called inside the server's root nursery: it opens the catalog pool, then
+starts every capability in the order ``_start_capabilities`` lists them (the client catalog
+first: it loads the clients, the same way every reload does). Each capability is a typed
+attribute of ``Runtime`` (declared below in that same order), so this file is the one place
+that says what a gateway process holds and in which order it comes up.
 Starting a capability may append supervised tasks to ``background`` and metric collectors to
 ``metrics``; ``start_background()`` then hands the tasks to the supervisor in list order.
 ``aclose()`` flushes and closes everything at shutdown. Routes and the WebSocket gateway reach
@@ -18,9 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 import trio
-from psycopg.rows import dict_row
 
 from athena import __version__
 from athena.auth.store import AuthStore
@@ -190,20 +189,21 @@ class Runtime:
         )
         rt.sealer = sealer or UriSealer(list(settings.encryption_keys))
         rt.introspection = IntrospectionCache(exposed=exposed_schemas(settings.rest_schemas))
-        await trio.to_thread.run_sync(rt._load_clients, default_client_uri)
         metrics.add_collector(rt._pool_gauges)
         rt.background.append(BackgroundTask("request_log_writer", rt.request_log.run_writer))
         rt.background.append(BackgroundTask("api_key_last_used", rt.auth_store.flush_last_used))
-        await rt._start_capabilities()
+        await rt._start_capabilities(
+            client_catalog.configured_clients(settings, default_client_uri)
+        )
         return rt
 
-    async def _start_capabilities(self) -> None:
+    async def _start_capabilities(self, configured: dict[str, ClientEntry]) -> None:
         """Every capability, in start order. The order is the order their supervised tasks
         start and their metrics are listed; the dependencies it carries are noted inline."""
         settings = self.settings
         api_keys.attach(self)  # api_key_invalidation: LISTEN for key changes
-        # first: the catalog's initial sync settles the clients before anything serves
-        self.client_catalog = await client_catalog.attach(self)
+        # first: loads the clients (configured + catalog rows) before anything serves
+        self.client_catalog = await client_catalog.attach(self, configured)
         self.outbound_policy = OutboundPolicy.from_settings(settings)
         self.direct_pools = DirectPools(self)  # x-pg-uri clients
         ratelimit.attach(self)  # rate_limit_prune, with shared buckets only
@@ -228,59 +228,6 @@ class Runtime:
         self.event_relay = event_relay.attach(self)
         # the WebSocket gateway's buckets, separate from HTTP's (athena.http.calls)
         self.ws_rate_limits = RateLimits.from_settings(settings, self.catalog, "ws")
-
-    def _load_clients(self, default_client_uri: str | None) -> None:
-        """Config clients (synced into the catalog as ``source: config``) + database clients."""
-        configured = dict(self.settings.clients)
-        entries: dict[str, ClientEntry] = {}
-        for name, cfg in configured.items():
-            entries[name] = ClientEntry(
-                name=name,
-                uri=cfg.resolve_uri(),
-                source="config",
-                description=cfg.description,
-                pg_uri_env_var=cfg.pg_uri_env_var,
-            )
-        if default_client_uri and "athena" not in entries:
-            entries["athena"] = ClientEntry(
-                name="athena",
-                uri=default_client_uri,
-                source="config",
-                description="Embedded default database",
-            )
-        with psycopg.connect(self.catalog_uri, autocommit=True, row_factory=dict_row) as conn:
-            for entry in entries.values():
-                conn.execute(
-                    """INSERT INTO athena.athena_clients
-                           (client_name, description, pg_uri_env_var, source,
-                            last_synced_from_config_at)
-                       VALUES (%s, %s, %s, 'config', now())
-                       ON CONFLICT (client_name) DO UPDATE
-                          SET last_synced_from_config_at = now(),
-                              source = CASE WHEN athena.athena_clients.source = 'database'
-                                            THEN 'database' ELSE 'config' END""",
-                    (entry.name, entry.description, entry.pg_uri_env_var),
-                )
-            rows = conn.execute(
-                "SELECT * FROM athena.athena_clients WHERE deleted_at IS NULL"
-            ).fetchall()
-        for row in rows:
-            name = row["client_name"]
-            if row["source"] == "database" or name not in entries:
-                stored = self.sealer.reveal_or_none(row["pg_uri"], f"client {name}")
-                uri = stored or (entries[name].uri if name in entries else None)
-                entries[name] = ClientEntry(
-                    name=name,
-                    uri=uri,
-                    source=row["source"],
-                    description=row["description"],
-                    pg_uri_env_var=row["pg_uri_env_var"],
-                    config_uri_template=row["config_uri_template"],
-                )
-            entries[name].is_active = row["is_active"]
-            entries[name].is_frozen = row["is_frozen"]
-        for entry in entries.values():
-            self.clients.put(entry)
 
     def _pool_gauges(self) -> list[Any]:
         rows_size, rows_used, rows_wait, rows_err = [], [], [], []

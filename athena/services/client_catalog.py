@@ -16,6 +16,11 @@ connections on loan finish their statements first (psycopg_pool closes them on r
 Configuration clients (``source: config``) are the operator's: they can be frozen, deactivated
 and described through the API, but their URI changes and deletion are refused with 409
 ``client_config_managed`` — the next restart would silently undo them.
+
+Which clients exist is answered in one place, ``desired_clients(configured_clients(…), rows)``:
+configuration (the config file and ``ATHENA_CLIENTS``, plus the embedded default ``athena``)
+merged with the catalog rows, their sealed URIs opened. Start-up (``attach``) and every reload
+(``ClientCatalog.sync``) call it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import psycopg
 import trio
 from psycopg.types.json import Jsonb
 
+from athena.config import Settings
 from athena.db.clients import ClientEntry
 from athena.db.database import DatabaseUnavailable
 from athena.db.uris import mask_uri
@@ -43,7 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("athena.client_catalog")
 T = TypeVar("T")
 
-# The client the embedded default layout adds (athena.runtime._load_clients); not in settings.
+# The client the embedded default layout adds (configured_clients); not in settings.
 EMBEDDED_DEFAULT_CLIENT = "athena"
 # Client names travel in headers and URL paths; keep them to a safe, readable alphabet.
 CLIENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
@@ -112,6 +118,85 @@ def check_reachable(uri: str, timeout_s: float) -> None:
         ) from None
 
 
+# -- which clients exist ---------------------------------------------------------------------
+
+
+def configured_clients(
+    settings: Settings, default_client_uri: str | None = None
+) -> dict[str, ClientEntry]:
+    """The clients configuration names: the config file's and ``ATHENA_CLIENTS``' (both end up
+    in ``settings.clients``), plus the embedded default database as ``athena`` unless one of them
+    has that name. A URI named by an environment variable is read now."""
+    entries = {
+        name: ClientEntry(name, cfg.resolve_uri(), "config", cfg.description, cfg.pg_uri_env_var)
+        for name, cfg in settings.clients.items()
+    }
+    if default_client_uri and EMBEDDED_DEFAULT_CLIENT not in entries:
+        entries[EMBEDDED_DEFAULT_CLIENT] = ClientEntry(
+            EMBEDDED_DEFAULT_CLIENT, default_client_uri, "config", "Embedded default database"
+        )
+    return entries
+
+
+def desired_clients(
+    configured: dict[str, ClientEntry], rows: list[dict[str, Any]]
+) -> dict[str, ClientEntry]:
+    """The clients this process should serve: ``configured`` merged with the catalog ``rows``
+    (``athena.athena_clients`` as JSON objects, ``pg_uri`` already opened by the sealer).
+
+    A configuration client keeps its configured URI unless its row was taken over by the API
+    (``source: database``); a row whose client left the configuration, or that is soft-deleted,
+    is not served; a database client's URI is its row's, else its environment variable's.
+    """
+    wanted: dict[str, ClientEntry] = {
+        name: ClientEntry(name, base.uri, "config", base.description, base.pg_uri_env_var)
+        for name, base in configured.items()
+    }
+    for row in rows:
+        name = row["client_name"]
+        base = configured.get(name)
+        if row.get("deleted_at") is not None:
+            continue  # a config client cannot be deleted, so its configured entry stays
+        if row["source"] == "config" and base is None:
+            continue  # removed from the configuration since it was synced: not served
+        if base is not None and row["source"] != "database":
+            uri = base.uri
+        else:
+            env_var = row.get("pg_uri_env_var")
+            uri = (
+                row.get("pg_uri")
+                or (os.environ.get(env_var) if env_var else None)
+                or (base.uri if base else None)
+            )
+        wanted[name] = ClientEntry(
+            name=name,
+            uri=uri,
+            source=row["source"],
+            description=row.get("description") or (base.description if base else None),
+            pg_uri_env_var=row.get("pg_uri_env_var") or (base.pg_uri_env_var if base else None),
+            config_uri_template=row.get("config_uri_template"),
+            is_active=bool(row.get("is_active", True)),
+            is_frozen=bool(row.get("is_frozen", False)),
+        )
+    return wanted
+
+
+def _register_configured(conn: psycopg.Connection, configured: dict[str, ClientEntry]) -> None:
+    """Record configuration clients as ``source: config`` rows (the API lists them, and their
+    freeze / activation state lives there); a row the API took over stays ``database``."""
+    for entry in configured.values():
+        conn.execute(
+            """INSERT INTO athena.athena_clients
+                   (client_name, description, pg_uri_env_var, source, last_synced_from_config_at)
+               VALUES (%s, %s, %s, 'config', now())
+               ON CONFLICT (client_name) DO UPDATE
+                  SET last_synced_from_config_at = now(),
+                      source = CASE WHEN athena.athena_clients.source = 'database'
+                                    THEN 'database' ELSE 'config' END""",
+            (entry.name, entry.description, entry.pg_uri_env_var),
+        )
+
+
 # -- the catalog ---------------------------------------------------------------------------
 
 _SELECT_ROWS = "SELECT to_jsonb(c) FROM athena.athena_clients c ORDER BY client_name"
@@ -159,21 +244,10 @@ def _state(entry: ClientEntry) -> tuple[Any, ...]:
 class ClientCatalog:
     """Reads and writes ``athena.athena_clients`` and keeps ``rt.clients`` in step with it."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, configured: dict[str, ClientEntry]) -> None:
         self.rt = rt
-        # What configuration says, captured once: the fallback for config clients' URIs.
-        self.baseline: dict[str, ClientEntry] = {}
-        for name, cfg in rt.settings.clients.items():
-            self.baseline[name] = ClientEntry(
-                name, cfg.resolve_uri(), "config", cfg.description, cfg.pg_uri_env_var
-            )
-        default = rt.clients.get(EMBEDDED_DEFAULT_CLIENT)
-        if default is not None and default.source == "config" and default.uri:
-            if EMBEDDED_DEFAULT_CLIENT not in self.baseline:
-                # the embedded default client: its URI exists only in the registry
-                self.baseline[default.name] = ClientEntry(
-                    default.name, default.uri, "config", default.description
-                )
+        # What configuration says (configured_clients), captured once at start-up.
+        self.baseline = configured
         # Names this catalog put in the registry; entries other capabilities add are never
         # touched.
         self.managed: set[str] = {e.name for e in rt.clients.entries() if e.kind == "postgres"}
@@ -404,40 +478,6 @@ class ClientCatalog:
 
     # -- reconciling the registry with the rows --------------------------------------------
 
-    def desired(self, rows: list[dict[str, Any]]) -> dict[str, ClientEntry]:
-        """The entries this process should serve, given the catalog rows."""
-        wanted: dict[str, ClientEntry] = {
-            name: ClientEntry(name, base.uri, "config", base.description, base.pg_uri_env_var)
-            for name, base in self.baseline.items()
-        }
-        for row in rows:
-            name = row["client_name"]
-            base = self.baseline.get(name)
-            if row.get("deleted_at") is not None:
-                continue  # a config client cannot be deleted, so its baseline entry stays
-            if row["source"] == "config" and base is None:
-                continue  # removed from the configuration since it was synced: not served
-            if base is not None and row["source"] != "database":
-                uri = base.uri
-            else:
-                env_var = row.get("pg_uri_env_var")
-                uri = (
-                    row.get("pg_uri")
-                    or (os.environ.get(env_var) if env_var else None)
-                    or (base.uri if base else None)
-                )
-            wanted[name] = ClientEntry(
-                name=name,
-                uri=uri,
-                source=row["source"],
-                description=row.get("description") or (base.description if base else None),
-                pg_uri_env_var=row.get("pg_uri_env_var") or (base.pg_uri_env_var if base else None),
-                config_uri_template=row.get("config_uri_template"),
-                is_active=bool(row.get("is_active", True)),
-                is_frozen=bool(row.get("is_frozen", False)),
-            )
-        return wanted
-
     async def note_schema_change(self, name: str) -> None:
         """Bump the client's ``metadata.schema_version`` so every instance re-introspects it.
 
@@ -474,7 +514,7 @@ class ClientCatalog:
         rows = await self.rows()
         async with self._lock:
             self._note_schema_versions(rows)
-            wanted = self.desired(rows)
+            wanted = desired_clients(self.baseline, rows)
             for name, entry in wanted.items():
                 current = self.rt.clients.get(name)
                 if current is not None and current.kind != "postgres":
@@ -533,16 +573,15 @@ def _optional_bool(body: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
-async def attach(rt: Runtime) -> ClientCatalog:
-    """Start-up (``Runtime._start_capabilities``): own the client catalog and poll it on every
-    instance."""
+async def attach(rt: Runtime, configured: dict[str, ClientEntry]) -> ClientCatalog:
+    """Start-up (``Runtime._start_capabilities``): record the ``configured`` clients in the
+    catalog, load every client (the same ``sync`` a reload runs), then poll on every instance.
 
-    catalog = ClientCatalog(rt)
-    try:
-        # Apply what start-up loading does not (clients whose URI is an environment variable
-        # named in their row) before the first request rather than one poll later.
-        await catalog.sync()
-    except ApiError as exc:
-        log.warning("initial client catalog sync failed: %s", exc.message)
+    A catalog that cannot be read here stops the start-up: serving without knowing the
+    clients would answer ``unknown_client`` for every database the API added.
+    """
+    catalog = ClientCatalog(rt, configured)
+    await rt.catalog.run(lambda conn: _register_configured(conn, configured))
+    await catalog.sync()
     rt.background.append(BackgroundTask("client_catalog_sync", catalog.run_sync_loop))
     return catalog
