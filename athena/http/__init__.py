@@ -10,8 +10,12 @@
 - ``render``: every body the gateway answers with — success envelopes, the error envelope, the
   one 500 ``internal_error``, HTTP-level errors, the WebSocket replies, ``/ping``.
 - ``body_routes``: the body-in, envelope-out routes and the services they call (both paths).
+- ``bodies``: request bodies parsed as JSON, with their 400s (both paths).
+- ``rest_answer``: a ``/rest/v1`` answer in the caller's format, PostgREST-native or envelope
+  (both paths).
 - ``prefixes``: SDK 5's ``/db/…`` and ``/storage/…`` service prefixes.
 
 Sockets and processes live one layer down, in ``athena.serving``; what a route does lives in
-``athena.routes`` and ``athena.services``.
+``athena.routes`` and ``athena.services``. Nothing here imports ``athena.routes`` except ``app``,
+which registers its blueprints: what both paths share lives here or in ``athena.services``.
 """

@@ -22,7 +22,6 @@ from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
 from athena.http import render
 from athena.http.calls import CallGate
-from athena.routes._http import raw_json_response
 from athena.runtime import Runtime, set_current_runtime
 
 log = logging.getLogger("athena.app")
@@ -103,7 +102,9 @@ def create_app(runtime: Runtime) -> Quart:
         ctx: CallContext | None = g.get("athena_ctx")
         if ctx is not None:
             ctx.error_code = exc.code
-        return raw_json_response(render.error_body(exc), exc.status, headers=exc.headers)
+        return Response(
+            render.error_body(exc), status=exc.status, content_type=render.JSON, headers=exc.headers
+        )
 
     @app.errorhandler(HTTPException)
     async def _http_error(exc: HTTPException) -> Response:

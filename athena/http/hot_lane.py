@@ -24,13 +24,13 @@ from athena.auth.guard import authenticate_early
 from athena.context import CallContext
 from athena.errors import ApiError
 from athena.http import render
+from athena.http.bodies import parse_json_object
 from athena.http.body_routes import BODY_ROUTES
 from athena.http.calls import CallGate, first_values, query_pairs
 from athena.http.prefixes import canonical_path
 from athena.http.render import Answer
+from athena.http.rest_answer import answer as rest_answer
 from athena.observability import tracing
-from athena.routes._http import parse_json_object
-from athena.routes.rest import answer as rest_answer
 from athena.runtime import Runtime
 
 log = logging.getLogger("athena.app")
@@ -203,7 +203,7 @@ class HotLane:
         return handle
 
     async def _rest(self, ctx: CallContext, call: Call) -> Answer:
-        """``/rest/v1/{table}``: the same ``routes.rest.answer`` the Quart view uses."""
+        """``/rest/v1/{table}``: the same ``http.rest_answer.answer`` the Quart view uses."""
         prefer = [value for name, value in call.headers if name == "prefer"]
         result = await rest_answer(
             self.runtime, ctx, method=call.method, table=call.param, pairs=call.pairs,

@@ -6,13 +6,12 @@ without being decoded and re-encoded.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from quart import Response, g, request
 
 from athena.context import CallContext
-from athena.errors import ApiError
+from athena.http.bodies import parse_json, parse_json_object
 from athena.http.render import JSON, dumps
 from athena.runtime import Runtime, current_runtime
 
@@ -33,29 +32,6 @@ async def json_body(*, required: bool = True, default: Any = None) -> Any:
 async def json_object(*, required: bool = True) -> dict[str, Any]:
     """The body as a JSON object (400 ``invalid_request`` for arrays/scalars)."""
     return parse_json_object(await request.get_data(cache=True), required=required)
-
-
-def parse_json(raw: bytes, *, required: bool = True, default: Any = None) -> Any:
-    """``raw`` parsed as JSON; 400 ``invalid_json`` when it is not JSON (or is empty and
-    ``required``)."""
-    if not raw or not raw.strip():
-        if required:
-            raise ApiError("invalid_json", "a JSON request body is required")
-        return default
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nesting bombs too
-        raise ApiError(
-            "invalid_json", "the request body is not valid JSON", detail=str(exc)
-        ) from None
-
-
-def parse_json_object(raw: bytes, *, required: bool = True) -> dict[str, Any]:
-    """``raw`` as a JSON object (400 ``invalid_request`` for arrays/scalars)."""
-    body = parse_json(raw, required=required, default={})
-    if not isinstance(body, dict):
-        raise ApiError("invalid_request", "the request body must be a JSON object")
-    return body
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -124,3 +124,16 @@ def test_no_import_cycle_inside_athena() -> None:
     cycles = _cycles(graph)
     detail = [" → ".join(f"{m} (imports {sorted(graph[m] & set(c))})" for m in c) for c in cycles]
     assert cycles == [], "\n".join(detail)
+
+
+def test_http_imports_routes_only_to_register_them() -> None:
+    """``athena.http`` serves what ``athena.routes`` defines; only the Quart app, which
+    registers the blueprints, imports it. What the hot lane shares with a route lives in
+    ``athena.http`` or ``athena.services``, so the lane never depends on a Quart view."""
+    graph = _graph()
+    into_routes = {
+        module: sorted(t for t in targets if t == "athena.routes" or t.startswith("athena.routes."))
+        for module, targets in graph.items()
+        if module == "athena.http" or module.startswith("athena.http.")
+    }
+    assert {m: t for m, t in into_routes.items() if t} == {"athena.http.app": ["athena.routes"]}
