@@ -7,7 +7,7 @@ from quart import Blueprint, Response
 
 from athena.http.render import success_bytes
 from athena.routes._http import ctx, json_object, raw_json_response, rt
-from athena.services.raw_sql import query_sql
+from athena.services.gateway import query_sql
 
 blueprint = Blueprint("query_sql", __name__)
 

@@ -32,9 +32,10 @@ from athena.db.errors import api_error_from_db
 from athena.errors import CODES, ApiError
 from athena.query.postgrest.errors import PgrstError
 from athena.query.raw import encode_rows, query_text, transaction_control
-from athena.services import gateway, raw_sql
+from athena.services import gateway
 from athena.services.clients import resolve_client
-from athena.services.gateway import GatewayResult
+from athena.services.gateway import GatewayResult, raw_sql
+from athena.services.gateway.common import result_too_large
 from athena.services.rest.errors import api_error_from_pgrst
 from athena.services.rest.rpc import (
     CallOutcome,
@@ -261,9 +262,9 @@ def _run_one(
             op.statement.outbox.record(conn, out, count)
         if op.statement.operation == "fetch":
             if count > max_rows:
-                raise raw_sql.result_too_large(max_rows)
+                raise result_too_large(max_rows)
             if len(out) > max_bytes:
-                raise raw_sql.result_too_large(bytes_limit=max_bytes)
+                raise result_too_large(bytes_limit=max_bytes)
         return out, count
     if op.call_sql is not None:
         op.outcome = op.call_sql.run(conn)
@@ -297,10 +298,10 @@ def _run_one(
         if columns is None:
             return b"[]", 0
         if len(rows) > max_rows:
-            raise raw_sql.result_too_large(max_rows)
+            raise result_too_large(max_rows)
         data = encode_rows(columns, rows)
         if len(data) > max_bytes:
-            raise raw_sql.result_too_large(bytes_limit=max_bytes)
+            raise result_too_large(bytes_limit=max_bytes)
         return data, len(rows)
 
 

@@ -54,7 +54,6 @@ from athena.query.postgrest.errors import PgrstError
 from athena.query.postgrest.grammar import EmbedItem
 from athena.query.postgrest.relationships import Embeds
 from athena.query.raw import query_params, query_text
-from athena.services import raw_sql
 from athena.services.clients import resolve_client
 from athena.services.events import ChangeEvent
 from athena.services.gateway.common import (
@@ -63,6 +62,7 @@ from athena.services.gateway.common import (
     require_context_headers,
     result_too_large,
 )
+from athena.services.gateway.raw_sql import execute as execute_raw
 from athena.webhooks.outbox import OutboxWrite, webhook_outbox
 
 if TYPE_CHECKING:
@@ -281,10 +281,10 @@ async def _fetch_embedded(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -
     total, page_count, text = row[0], row[1], row[2]
     settings = rt.settings
     if page_count > settings.max_result_rows:
-        raise raw_sql.result_too_large(settings.max_result_rows)
+        raise result_too_large(settings.max_result_rows)
     data = b"[]" if text is None else text.encode()
     if len(data) > settings.max_result_bytes:
-        raise raw_sql.result_too_large(bytes_limit=settings.max_result_bytes)
+        raise result_too_large(bytes_limit=settings.max_result_bytes)
     count = total if (request.count or request.head) and total is not None else page_count
     message = "Data fetched successfully"
     return GatewayResult(message, data, await _extras(rt, request, data, count))
@@ -419,7 +419,7 @@ async def query(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> GatewayR
     ctx.operation = "query"
     await authorize(rt, ctx, entry.name, "gateway.query")
     text = query_text(body)
-    outcome = await raw_sql.execute(rt, entry, text, query_params(body))
+    outcome = await execute_raw(rt, entry, text, query_params(body))
     return GatewayResult(
         "Query executed successfully",
         outcome["data_json"],

@@ -1,4 +1,5 @@
-"""Raw SQL on a client's own raw pool: ``/gateway/query``, ``/query/sql`` and the WS action.
+"""Raw SQL on a client's own raw pool: the PostgreSQL half of ``/gateway/query``, ``/query/sql``,
+the WS action and ``/gateway/transaction``'s ``query`` operations.
 
 The caller's text runs in ONE transaction (several ``;``-separated statements are allowed and
 counted) under the pool's statement timeout; the result set of the last statement is returned.
@@ -16,20 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from athena.context import CallContext
 from athena.db.clients import ClientEntry, require_raw_db
 from athena.db.errors import DATABASE_ERRORS, api_error_from_db
 from athena.errors import ApiError
 from athena.query.raw import (
     encode_rows,
     is_ddl,
-    query_params,
-    query_text,
     transaction_control,
     written_rows,
 )
 from athena.services.gateway.common import result_too_large
-from athena.services.gateway.scylla import unavailable
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -165,56 +162,3 @@ async def execute(
         "statement_count": outcome.statement_count,
     }
     return {"data_json": data, "meta": meta, "count": outcome.row_count}
-
-
-POSTGRES_DRIVERS = ("postgresql", "postgres", "supabase")
-DRIVERS = (*POSTGRES_DRIVERS, "athena")
-
-
-def _client_by_name(rt: Runtime, name: Any) -> ClientEntry:
-    """The client ``db_name`` names, checked usable (400 unknown, 403 frozen/inactive)."""
-    if not isinstance(name, str) or not name.strip():
-        raise ApiError(
-            "invalid_request", "db_name must name a configured client", data={"field": "db_name"}
-        )
-    entry = rt.clients.get(name.strip())
-    if entry is None:
-        raise ApiError("unknown_client", f"unknown client '{name}'", data={"client": name})
-    if entry.is_frozen:
-        raise ApiError("client_frozen", f"client '{name}' is frozen", data={"client": name})
-    if not entry.is_active:
-        raise ApiError("client_inactive", f"client '{name}' is inactive", data={"client": name})
-    return entry
-
-
-async def query_sql(rt: Runtime, ctx: CallContext, body: dict[str, Any]) -> dict[str, Any]:
-    """``/query/sql``: ``driver`` postgresql|supabase → client ``db_name``'s pool; ``athena`` →
-    ScyllaDB (503 when not configured); anything else 400 ``unsupported_driver``."""
-    from athena.auth.guard import authorize
-
-    driver = body.get("driver")
-    if not isinstance(driver, str) or driver.strip().lower() not in DRIVERS:
-        raise ApiError(
-            "unsupported_driver",
-            "driver must be one of athena, postgresql, supabase",
-            data={"driver": driver, "supported": ["athena", "postgresql", "supabase"]},
-        )
-    driver = driver.strip().lower()
-    ctx.operation = "query"
-    text = query_text(body)
-    params = query_params(body)
-    if driver == "athena":
-        await authorize(rt, ctx, body.get("db_name") or None, "gateway.query")
-        if params is not None:
-            raise ApiError(
-                "invalid_request", "params are served for PostgreSQL drivers only",
-                data={"field": "params", "driver": driver},
-            )  # fmt: skip
-        service = rt.scylla
-        if service is None:
-            raise unavailable()
-        return await service.execute(rt, text)
-    entry = _client_by_name(rt, body.get("db_name"))
-    ctx.client_name = entry.name
-    await authorize(rt, ctx, entry.name, "gateway.query")
-    return await execute(rt, entry, text, params)
