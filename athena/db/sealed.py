@@ -103,13 +103,16 @@ def generate_key() -> str:
     return Fernet.generate_key().decode()
 
 
-def sealer_for(settings: Settings) -> UriSealer:
-    """The configured keys; else the embedded default's key file (created on first use)."""
+def sealer_for(settings: Settings, *, create: bool = True) -> UriSealer:
+    """The configured keys; else the embedded default's key file (created on first use, unless
+    ``create`` is false: a read-only caller such as ``athena check`` then gets no key)."""
     if settings.encryption_keys:
         return UriSealer(list(settings.encryption_keys))
     if settings.catalog_uri:
         return UriSealer()
     path = settings.data_dir / KEY_FILE
+    if not path.exists() and not create:
+        return UriSealer()
     if not path.exists():
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:

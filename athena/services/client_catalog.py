@@ -20,7 +20,7 @@ and described through the API, but their URI changes and deletion are refused wi
 Which clients exist is answered in one place, ``desired_clients(configured_clients(…), rows)``:
 configuration (the config file and ``ATHENA_CLIENTS``, plus the embedded default ``athena``)
 merged with the catalog rows, their sealed URIs opened. Start-up (``attach``) and every reload
-(``ClientCatalog.sync``) call it.
+(``ClientCatalog.sync``) call it, and ``athena check`` checks the clients it answers.
 """
 
 from __future__ import annotations

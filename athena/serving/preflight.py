@@ -120,8 +120,8 @@ def _is_superuser(conn: psycopg.Connection) -> bool:
 
 def check_catalog(
     uri: str, settings: Settings, *, embedded: bool
-) -> tuple[list[Finding], list[tuple[str, str]]]:
-    """The catalog: reachable, migrated, its role; returns also the clients registered in it."""
+) -> tuple[list[Finding], list[dict[str, Any]]]:
+    """The catalog: reachable, migrated, its role; returns also its client rows (as stored)."""
     from athena.db.catalog import _migrations
 
     target = "embedded" if embedded else (mask_uri(uri) or "")
@@ -130,7 +130,7 @@ def check_catalog(
     except psycopg.Error as exc:
         return [Finding("catalog", target, "fatal", f"cannot connect: {_first_line(exc)}")], []
     out: list[Finding] = []
-    registered: list[tuple[str, str]] = []
+    registered: list[dict[str, Any]] = []
     with conn:
         try:
             applied = {
@@ -174,10 +174,9 @@ def check_catalog(
         if applied:
             try:
                 rows = conn.execute(
-                    "SELECT client_name, pg_uri FROM athena.athena_clients"
-                    " WHERE is_active AND deleted_at IS NULL AND pg_uri IS NOT NULL"
+                    "SELECT to_jsonb(c) FROM athena.athena_clients c WHERE deleted_at IS NULL"
                 ).fetchall()
-                registered = [(str(r[0]), str(r[1])) for r in rows]
+                registered = [r[0] for r in rows]
             except psycopg.Error as exc:
                 out.append(
                     Finding(
@@ -287,6 +286,28 @@ def check_mirrors(settings: Settings) -> list[Finding]:
 # -- all of them ------------------------------------------------------------------------------
 
 
+def _served_clients(
+    settings: Settings, default_client_uri: str | None, rows: list[dict[str, Any]]
+) -> tuple[dict[str, str], list[str]]:
+    """Name → URI of every client the gateway would open a pool for — the gateway's own answer
+    (``desired_clients``), so the check cannot look at other databases than the ones served —
+    and the names whose sealed URI no configured key opens."""
+    from athena.db.sealed import SealedValueUnreadable, sealer_for
+    from athena.services.client_catalog import configured_clients, desired_clients
+
+    sealer = sealer_for(settings, create=False)
+    opened, unreadable = [], []
+    for row in rows:
+        try:
+            opened.append({**row, "pg_uri": sealer.reveal(row.get("pg_uri"))})
+        except SealedValueUnreadable:
+            unreadable.append(row["client_name"])
+            opened.append({**row, "pg_uri": None})
+    wanted = desired_clients(configured_clients(settings, default_client_uri), opened)
+    served = {name: e.uri for name, e in wanted.items() if e.uri and e.is_active}
+    return served, [name for name in unreadable if name not in served]
+
+
 def run_checks(
     settings: Settings,
     *,
@@ -305,19 +326,20 @@ def run_checks(
                 f"embedded PostgreSQL in {settings.data_dir} (not running: started by athena serve)",
             )
         )
-        registered: list[tuple[str, str]] = []
+        registered: list[dict[str, Any]] = []
     else:
         catalog_findings, registered = check_catalog(catalog_uri, settings, embedded=embedded)
         findings += catalog_findings
-    clients: dict[str, str] = {}
-    if default_client_uri:
-        clients["athena"] = default_client_uri
-    for name, client in settings.clients.items():
-        uri = client.resolve_uri()
-        if uri:
-            clients[name] = uri
-    for name, uri in registered:
-        clients.setdefault(name, uri)
+    clients, unreadable = _served_clients(settings, default_client_uri, registered)
+    for name in unreadable:
+        findings.append(
+            Finding(
+                "client",
+                name,
+                "error",
+                "its stored URI opens with none of ATHENA_ENCRYPTION_KEYS (athena secrets)",
+            )
+        )
     jobs: list[Callable[[], list[Finding]]] = [
         (lambda n=name, u=uri: check_client(n, u, settings)) for name, uri in clients.items()
     ]

@@ -92,6 +92,35 @@ def test_wrong_password_unprovisioned_and_superuser(
     assert pg.app_password not in done.stdout and "not-the-password" not in done.stdout
 
 
+def test_a_catalog_client_is_checked_with_its_sealed_uri_opened(
+    athena: AthenaServer, catalog_uri: str, pg: TestPostgres, provisioned_db: str, tmp_path: Path
+) -> None:
+    """The check asks the gateway's own loader which clients exist, so a database client whose
+    URI is sealed in the catalog is connected to with the opened URI, not the ``fernet:`` text."""
+    from athena.db.sealed import UriSealer, generate_key
+
+    key, name = generate_key(), "sealed_check_client"
+    sealed = UriSealer([key]).seal(pg.app_uri(provisioned_db))
+    with psycopg.connect(catalog_uri, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO athena.athena_clients (client_name, pg_uri, source)"
+            " VALUES (%s, %s, 'database')",
+            (name, sealed),
+        )
+    try:
+        done = _check(tmp_path, "--json", catalog_uri=catalog_uri, encryption_keys=key)
+        (found,) = _of(_findings(done), "client", name)
+        assert found["level"] == "ok" and "provisioned" in found["detail"], found
+        other_key = generate_key()
+        done = _check(tmp_path, "--json", catalog_uri=catalog_uri, encryption_keys=other_key)
+        (unread,) = _of(_findings(done), "client", name)
+        assert unread["level"] == "error" and "ATHENA_ENCRYPTION_KEYS" in unread["detail"], unread
+        assert "fernet:" not in done.stdout
+    finally:
+        with psycopg.connect(catalog_uri, autocommit=True) as conn:
+            conn.execute("DELETE FROM athena.athena_clients WHERE client_name = %s", (name,))
+
+
 def test_table_output_and_strict(
     athena: AthenaServer, catalog_uri: str, pg: TestPostgres, provisioned_db: str, tmp_path: Path
 ) -> None:
