@@ -6,6 +6,7 @@
 - ``request_log``: the request log — a bounded channel to a background writer that inserts in
   batches, so the hot path never waits on the log table.
 
-The supervised background tasks that read these (statistics rollups, pool health, cluster
-probing) live beside it in ``athena.probes``.
+The supervised background tasks that watch the deployment (pool health, cluster probing) live
+beside it in ``athena.probes``; the statistics rollups that read the request log are
+``athena.services.statistics``.
 """
