@@ -43,7 +43,8 @@ def test_per_ip_limit_answers_429_with_retry_after(limited: AthenaServer) -> Non
 def test_per_key_limit_counts_each_key_separately(
     athena_factory: Callable[..., AthenaServer],
 ) -> None:
-    server = athena_factory(rate_limit_per_key="1", rate_limit_burst="3")
+    # One token every 10 s: a slow, loaded machine cannot refill the bucket between requests.
+    server = athena_factory(rate_limit_per_key="0.1", rate_limit_burst="3")
     with server.client() as client:
         a = {"apikey": "ath_aaaaaaaaaaaaaaaa.x"}
         b = {"apikey": "ath_bbbbbbbbbbbbbbbb.x"}
