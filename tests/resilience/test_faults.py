@@ -109,11 +109,6 @@ def test_catalog_outage_fails_closed_then_recovers(rig: dict[str, object]) -> No
     # Cached key decisions may serve for up to 2 s; after that every keyed request fails closed.
     assert statuses <= {"200", "201", "503 auth_unavailable"}, result
     assert result["unavailable_code_seen"], result
-    # A request waits for the catalog at most one pool timeout (plus slack for a loaded
-    # machine): those that joined a lookup in flight share its failure instead of starting
-    # their own wait (which let them outlast the outage and pass once the catalog was back,
-    # with no 503 seen at all).
-    assert result["during_outage_max_latency_s"] <= POOL_TIMEOUT_S + 3.0, result
     assert result["recovery_seconds"] is not None and result["recovery_seconds"] < RECOVERY_S, (
         result
     )
