@@ -194,7 +194,7 @@ class Gateway(Server):
 
     def __init__(
         self, work: Path, catalog: str, data: str, key: str, workers: int,
-        extra_env: dict[str, str] | None = None,
+        extra_env: dict[str, str] | None = None, cwd: Path | None = None,
     ) -> None:  # fmt: skip
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -217,7 +217,11 @@ class Gateway(Server):
             "--data-dir", str(data_dir), "--workers", str(workers),
         ]  # fmt: skip
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+            # cwd: ``python -m`` puts it first on sys.path, ahead of PYTHONPATH — a gateway
+            # from another source tree must run from that tree
+            self.proc = subprocess.Popen(
+                cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+            )
         self.wait_until_up("gateway")
 
 
@@ -396,13 +400,20 @@ def main() -> None:
     )
     parser.add_argument(
         "--tracing", action="store_true",
-        help="only measure (a) with OpenTelemetry tracing off and on, alternating (--repeat)",
+        help="only measure (a) and (r) with OpenTelemetry tracing off and on (to a loopback "
+        "OTLP/HTTP receiver), alternating (--repeat rounds)",
     )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the --tracing runs")
     parser.add_argument(
-        "--baseline-src", type=Path,
+        "--baseline-src",
+        type=Path,
         help="with --tracing: also run a gateway from this source tree (e.g. a checkout of the "
         "commit before tracing existed), to show what tracing off costs",
+    )
+    parser.add_argument(
+        "--before-src", type=Path,
+        help="with --tracing: also run gateways from this source tree with tracing off and on "
+        "(e.g. an export of main), for a before/after within one run",
     )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -568,106 +579,176 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
                     print(f"{label}: 2 workers / 1 worker = {ratio:.2f}")
 
 
-def _otlp_sink() -> tuple[Any, str]:
-    """An OTLP/HTTP receiver on loopback that accepts every export and drops it."""
-    import http.server
-    import threading
+class _OtlpSink:
+    """An OTLP/HTTP receiver on loopback: decodes every export (as a collector would) and
+    counts its spans, so that a gateway dropping spans cannot look cheap."""
 
-    class Sink(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def __init__(self) -> None:
+        import http.server
+        import threading
 
-        def log_message(self, *args: Any) -> None:
-            pass
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Sink)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+        self.spans = 0
+        lock = threading.Lock()
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a collector
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                request = trace_service_pb2.ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                count = sum(
+                    len(scope.spans)
+                    for resource in request.resource_spans
+                    for scope in resource.scope_spans
+                )
+                with lock:
+                    sink.spans += count
+                reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+TRACING_SCENARIOS = (("a fetch by pk", "fetch_pk"), ("r rest by id", "rest_pk"))
 
 
 def tracing_overhead(args: argparse.Namespace) -> None:
-    """(a) through gateways with tracing off, on (exporting to a loopback OTLP sink) and, with
-    --baseline-src, from a tree without tracing; measured in alternation, ``--repeat`` rounds,
-    so that a noisy machine shifts all of them alike. Ratios are within one round."""
+    """(a) and (r) through gateways with tracing off, on (exporting to a loopback OTLP
+    receiver), on with 5% sampling, and — with --before-src / --baseline-src — from other source
+    trees; measured in alternation, ``--repeat`` rounds, so that a noisy machine shifts all of
+    them alike. Ratios are within one round; the summary gives their min and median."""
     work = Path(tempfile.mkdtemp(prefix="athena-bench-tracing-"))
     key = "bench_admin_" + secrets.token_hex(16)
     pg, catalog, data, _ = start_postgres(work)
-    sink, sink_url = _otlp_sink()
+    sink = _OtlpSink()
     gateways: dict[str, Gateway] = {}
-    rounds: list[dict[str, dict[str, Any]]] = []
+    rounds: list[dict[str, dict[str, dict[str, Any]]]] = []
     try:
         print(f"seeding {args.rows} rows …", flush=True)
         seed(data, args.rows)
-        variants: dict[str, dict[str, str]] = {
-            "off": {"ATHENA_TRACING": "false"},
-            "on": {"ATHENA_TRACING": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url},
+        # A short schedule delay, so that each measurement's spans reach the receiver before
+        # the next starts (under load the batch size, not the delay, triggers the exports).
+        on = {
+            "ATHENA_TRACING": "true",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "1000",
         }
-        # What operators run at volume: a sampled fraction of traces (here 5%).
-        variants["on 5%"] = {
-            **variants["on"],
-            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-            "OTEL_TRACES_SAMPLER_ARG": "0.05",
-        }
-        if args.baseline_src:
-            variants["baseline"] = {"PYTHONPATH": str(args.baseline_src.resolve())}
-        for name, env in variants.items():
-            gateways[name] = Gateway(work, catalog, data, key, 1, env)
+        variants: dict[str, tuple[dict[str, str], Path | None]] = {
+            "off": ({"ATHENA_TRACING": "false"}, None),
+            "on": (on, None),
+            # What operators may run at volume: a sampled fraction of traces (here 5%).
+            "on 5%": (
+                {**on, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                 "OTEL_TRACES_SAMPLER_ARG": "0.05"},
+                None,
+            ),
+        }  # fmt: skip
+        for label, src in (("before", args.before_src), ("baseline", args.baseline_src)):
+            if src is not None:
+                tree = src.resolve()
+                variants[f"{label} off"] = (
+                    {"ATHENA_TRACING": "false", "PYTHONPATH": str(tree)},
+                    tree,
+                )
+                if label == "before":
+                    variants["before on"] = ({**on, "PYTHONPATH": str(tree)}, tree)
+        for name, (env, cwd) in variants.items():
+            gateways[name] = Gateway(work, catalog, data, key, 1, env, cwd=cwd)
         bench_key = create_bench_key(gateways["off"].url, key)
-        script = work / "fetch_pk.lua"
-        script.write_text(
-            LUA_HEADERS.format(key=bench_key) + LUA["fetch_pk"].format(rows=args.rows)
-        )
+        scripts: dict[str, Path] = {}
+        for label, lua in TRACING_SCENARIOS:
+            scripts[label] = work / f"{lua}.lua"
+            scripts[label].write_text(
+                LUA_HEADERS.format(key=bench_key) + LUA[lua].format(rows=args.rows)
+            )
         for gateway in gateways.values():  # warm-up: pools, prepared statements, caches
-            run_wrk(gateway.url, script, connections=args.connections, duration=args.warmup,
-                    threads=args.threads)  # fmt: skip
+            for script in scripts.values():
+                run_wrk(gateway.url, script, connections=args.connections, duration=args.warmup,
+                        threads=args.threads)  # fmt: skip
+        time.sleep(2)  # the warm-up's spans exported
         for i in range(args.repeat):
-            results: dict[str, dict[str, Any]] = {}
-            for name, gateway in gateways.items():
-                time.sleep(1)
-                cpu_before = tree_cpu_seconds(gateway.proc.pid)
-                r = run_wrk(gateway.url, script, connections=args.connections,
-                            duration=args.duration, threads=args.threads)  # fmt: skip
-                cpu = tree_cpu_seconds(gateway.proc.pid) - cpu_before
-                r["gateway_cpu_us_per_req"] = cpu / max(1.0, r["rps"] * args.duration) * 1e6
-                results[name] = r
-                print(f"  round {i + 1} tracing {name:<8} {r['rps']:>8.0f} req/s  p99 {r['p99_ms']:6.2f} ms"
-                      f"  non-2xx {r['non_2xx']}  CPU {r['gateway_cpu_us_per_req']:.0f} us/req",
-                      flush=True)  # fmt: skip
+            results: dict[str, dict[str, dict[str, Any]]] = {}
+            for label, script in scripts.items():
+                results[label] = {}
+                order = list(gateways.items())
+                if i % 2:  # alternate the order too: no variant always runs first
+                    order.reverse()
+                for name, gateway in order:
+                    time.sleep(1)
+                    spans_before = sink.spans
+                    cpu_before = tree_cpu_seconds(gateway.proc.pid)
+                    r = run_wrk(gateway.url, script, connections=args.connections,
+                                duration=args.duration, threads=args.threads)  # fmt: skip
+                    # The last batch is exported (1 s schedule delay) before the CPU is read,
+                    # whatever the variant: all count the same idle time after the load.
+                    time.sleep(1.3)
+                    cpu = tree_cpu_seconds(gateway.proc.pid) - cpu_before
+                    requests = max(1.0, r["rps"] * args.duration)
+                    r["gateway_cpu_us_per_req"] = cpu / requests * 1e6
+                    r["spans_per_req"] = (sink.spans - spans_before) / requests
+                    results[label][name] = r
+                    print(f"  round {i + 1} {label:<14} tracing {name:<11} {r['rps']:>7.0f} req/s"
+                          f"  p99 {r['p99_ms']:6.2f} ms  non-2xx {r['non_2xx']}"
+                          f"  CPU {r['gateway_cpu_us_per_req']:5.0f} us/req"
+                          f"  spans/req {r['spans_per_req']:.2f}", flush=True)  # fmt: skip
             rounds.append(results)
     finally:
         for gateway in gateways.values():
             gateway.stop()
-        sink.shutdown()
-        sink.server_close()
+        sink.close()
         pg.stop()
         pg.unlock()
-    print()
-    base_cols = " off/baseline req/s | off/baseline CPU |" if args.baseline_src else ""
-    print(
-        "| round | on/off req/s | on/off CPU per request | on 5%/off req/s | on 5%/off CPU |"
-        + base_cols
-    )
-    print("|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.baseline_src else ""))
-
-    def ratio(a: dict[str, Any], b: dict[str, Any]) -> str:
-        rps = a["rps"] / b["rps"]
-        cpu = a["gateway_cpu_us_per_req"] / b["gateway_cpu_us_per_req"]
-        return f" {rps:.3f} | {cpu:.3f} |"
-
-    for i, r in enumerate(rounds, 1):
-        line = f"| {i} |" + ratio(r["on"], r["off"]) + ratio(r["on 5%"], r["off"])
-        if "baseline" in r:
-            line += ratio(r["off"], r["baseline"])
-        print(line)
+    print_tracing_summary(rounds, list(gateways))
     out_dir = ROOT / "bench-results"
     out_dir.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     (out_dir / f"bench-tracing-{stamp}.json").write_text(json.dumps(rounds, indent=2))
     shutil.rmtree(work, ignore_errors=True)
+
+
+def print_tracing_summary(
+    rounds: list[dict[str, dict[str, dict[str, Any]]]], names: list[str]
+) -> None:
+    """Per scenario and variant: CPU µs/request and req/s (min / median over the rounds), and
+    each variant's ratio to ``off`` (on/off, before on/before off) of the same round."""
+    reference = {name: ("before off" if name.startswith("before") else "off") for name in names}
+    print()
+    print("| scenario | tracing | CPU us/req min / median | req/s min / median | spans/req "
+          "| CPU ratio to off, min / median | req/s ratio to off, min / median |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for label, _ in TRACING_SCENARIOS:
+        for name in names:
+            runs = [r[label][name] for r in rounds]
+            cpu = _stats([x["gateway_cpu_us_per_req"] for x in runs])
+            rps = _stats([x["rps"] for x in runs])
+            spans = _stats([x["spans_per_req"] for x in runs])[1]
+            base = reference[name]
+            if base == name:
+                ratios = "- | -"
+            else:
+                cpu_r = _stats([r[label][name]["gateway_cpu_us_per_req"]
+                                / r[label][base]["gateway_cpu_us_per_req"] for r in rounds])  # fmt: skip
+                rps_r = _stats([r[label][name]["rps"] / r[label][base]["rps"] for r in rounds])
+                ratios = f"{cpu_r[0]:.3f} / {cpu_r[1]:.3f} | {rps_r[0]:.3f} / {rps_r[1]:.3f}"
+            print(f"| {label} | {name} | {cpu[0]:.0f} / {cpu[1]:.0f} | {rps[0]:.0f} / {rps[1]:.0f}"
+                  f" | {spans:.2f} | {ratios} |")  # fmt: skip
 
 
 if __name__ == "__main__":

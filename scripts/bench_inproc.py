@@ -1,11 +1,16 @@
 """The application's own CPU per request, without hypercorn, sockets or a load generator.
 
-Run: ``.venv/bin/python scripts/bench_inproc.py [--requests 6000] [--concurrency 32] [--quart]``
+Run: ``.venv/bin/python scripts/bench_inproc.py [--requests 6000] [--concurrency 32] [--quart]
+[--tracing --rounds N]``
 
 Starts an embedded PostgreSQL with the same 100k-row table as ``scripts/bench``, opens the
 gateway's runtime in this process and calls its ASGI application directly from ``concurrency``
 trio tasks: GET /ping, POST /gateway/fetch by primary key, and a 100-row page. With ``--quart``
-the requests skip the hot lane and go through the Quart application, for comparison.
+the requests skip the hot lane and go through the Quart application, for comparison. With
+``--tracing`` each scenario is measured ``--rounds`` times with OpenTelemetry tracing off and on
+in alternation, in this one process, exporting to an OTLP/HTTP receiver in a subprocess (whose
+CPU is not counted; the export thread's is, and is also shown apart), and a table of the on/off
+ratios closes the run.
 
 On a shared machine this is the steadiest measure of what the gateway's own code costs (the
 wrk numbers of ``scripts/bench`` also carry hypercorn, the kernel and whatever else runs).
@@ -65,7 +70,45 @@ async def call(
     return status
 
 
-async def measure(app: Any, name: str, make: Any, requests: int, concurrency: int) -> None:
+def _thread_cpu(native_id: int | None) -> float:
+    """user+system CPU seconds of one thread of this process (0 when there is none)."""
+    if native_id is None:
+        return 0.0
+    stat = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _export_thread() -> int | None:
+    """The tracing export thread's id: this tree's, or opentelemetry-sdk's (an older tree)."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "athena-otlp-export" or thread.name.startswith("OtelBatch"):
+            return thread.native_id
+    return None
+
+
+# The OTLP/HTTP receiver of --tracing, in its own process: accepts every export, drops it.
+_SINK = """
+import http.server
+class Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+async def measure(
+    app: Any, name: str, make: Any, requests: int, concurrency: int
+) -> dict[str, float]:
     latencies: list[float] = []
     per_task = requests // concurrency
 
@@ -78,18 +121,32 @@ async def measure(app: Any, name: str, make: Any, requests: int, concurrency: in
             if status not in (200, 201):
                 raise SystemExit(f"{name}: status {status}")
 
+    from athena.observability import tracing
+
+    exporter = _export_thread() if tracing.TRACER is not None else None
+    export_cpu = _thread_cpu(exporter)
     cpu, wall = time.process_time(), time.perf_counter()
     async with trio.open_nursery() as nursery:
         for _ in range(concurrency):
             nursery.start_soon(worker)
+    if _export_thread() is not None:
+        # With tracing on, what is queued is exported (and counted) before the clock stops;
+        # off, the same pause, so that both count the background work (the request log's
+        # flush) that follows a measurement.
+        await trio.sleep(1.2)  # the 1 s schedule delay --tracing sets
+        wall += 1.2  # not counted as serving time
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    export_cpu = _thread_cpu(exporter) - export_cpu
     latencies.sort()
     done = len(latencies)
+    label = name + (" (tracing on)" if exporter else " (tracing off)" if _export_thread() else "")
     print(
-        f"  {name:<16} CPU {cpu / done * 1e6:6.0f} µs/req   {done / wall:7.0f} req/s   "
-        f"p50 {latencies[done // 2] * 1e3:6.2f} ms   p99 {latencies[int(done * 0.99)] * 1e3:6.2f} ms",
+        f"  {label:<30} CPU {cpu / done * 1e6:6.0f} µs/req   {done / wall:7.0f} req/s   "
+        f"p50 {latencies[done // 2] * 1e3:6.2f} ms   p99 {latencies[int(done * 0.99)] * 1e3:6.2f} ms"
+        + (f"   export thread {export_cpu / done * 1e6:5.1f} µs/req" if exporter else ""),
         flush=True,
     )
+    return {"cpu_us": cpu / done * 1e6, "rps": done / wall, "export_us": export_cpu / done * 1e6}
 
 
 async def run(args: argparse.Namespace, catalog: str, data: str, key: str) -> None:
@@ -143,6 +200,10 @@ async def run(args: argparse.Namespace, catalog: str, data: str, key: str) -> No
         "insert": insert,
     }  # fmt: skip
     chosen = args.only or list(scenarios)
+    from athena.observability import tracing
+
+    exporter = tracing.TRACER
+    toggled: dict[str, dict[bool, list[dict[str, float]]]] = {}
     async with trio.open_nursery() as nursery:
         runtime.start_background(nursery)
         await quart.startup()
@@ -176,10 +237,49 @@ async def run(args: argparse.Namespace, catalog: str, data: str, key: str) -> No
                 target = f"{args.profile}.{name.replace(' ', '_')}"
                 profiler.dump_stats(target)
                 print(f"  profile of {name!r} in {target}", flush=True)
+            elif args.tracing:
+                # Tracing off and on in alternation, in this one process (same caches, same
+                # pools): TRACER is what every call site looks at.
+                for i in range(args.rounds):
+                    for on in (False, True) if i % 2 == 0 else (True, False):
+                        tracing.TRACER = exporter if on else None
+                        r = await measure(app, name, make, args.requests, args.concurrency)
+                        toggled.setdefault(name, {}).setdefault(on, []).append(r)
+                tracing.TRACER = exporter
             else:
-                await measure(app, name, make, args.requests, args.concurrency)
+                for _ in range(args.rounds):
+                    await measure(app, name, make, args.requests, args.concurrency)
         nursery.cancel_scope.cancel()
     await runtime.aclose()
+    if toggled:
+        summary(toggled)
+
+
+def summary(toggled: dict[str, dict[bool, list[dict[str, float]]]]) -> None:
+    """Tracing on against off: CPU µs/request and req/s (min / median over the rounds), and
+    the on/off ratio of each round (min / median)."""
+
+    def stats(values: list[float]) -> str:
+        ordered = sorted(values)
+        return f"{ordered[0]:.0f} / {ordered[len(ordered) // 2]:.0f}"
+
+    def ratio(values: list[float]) -> str:
+        ordered = sorted(values)
+        return f"{ordered[0]:.3f} / {ordered[len(ordered) // 2]:.3f}"
+
+    print()
+    print("| scenario | CPU us/req off | CPU us/req on | of which export thread | on/off CPU "
+          "| req/s off | req/s on | on/off req/s |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, runs in toggled.items():
+        off, on = runs[False], runs[True]
+        print(
+            f"| {name} | {stats([r['cpu_us'] for r in off])} | {stats([r['cpu_us'] for r in on])}"
+            f" | {stats([r['export_us'] for r in on])}"
+            f" | {ratio([b['cpu_us'] / a['cpu_us'] for a, b in zip(off, on, strict=True)])}"
+            f" | {stats([r['rps'] for r in off])} | {stats([r['rps'] for r in on])}"
+            f" | {ratio([b['rps'] / a['rps'] for a, b in zip(off, on, strict=True)])} |"
+        )
 
 
 def main() -> None:
@@ -202,7 +302,27 @@ def main() -> None:
         action="store_true",
         help="requests carry an ordinary key with bench_items.read (the admin key otherwise)",
     )
+    parser.add_argument(
+        "--tracing", action="store_true",
+        help="OpenTelemetry tracing off and on in alternation (--rounds pairs), in one process",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1, help="measurements of each scenario")
     args = parser.parse_args()
+    sink = None
+    if args.tracing:
+        import subprocess
+        import sys
+
+        sink = subprocess.Popen([sys.executable, "-c", _SINK], stdout=subprocess.PIPE, text=True)
+        assert sink.stdout is not None
+        port = sink.stdout.readline().strip()
+        os.environ.update(
+            ATHENA_TRACING="true",
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}",
+            OTEL_BSP_SCHEDULE_DELAY="1000",
+        )
+    else:
+        os.environ["ATHENA_TRACING"] = "false"
     work = Path(tempfile.mkdtemp(prefix="athena-bench-inproc-"))
     key = "bench_admin_" + secrets.token_hex(16)
     pg, catalog, data, _ = start_postgres(work)
@@ -224,8 +344,14 @@ def main() -> None:
         migrate_catalog(catalog, load_settings())
         print(f"in-process, {args.concurrency} concurrent tasks, "
               f"{'Quart' if args.quart else 'hot lane'}:", flush=True)  # fmt: skip
+        if args.tracing:
+            from athena.observability import tracing
+
+            tracing.setup(load_settings())
         trio.run(run, args, catalog, data, key)
     finally:
+        if sink is not None:
+            sink.kill()
         pg.stop()
         pg.unlock()
         shutil.rmtree(work, ignore_errors=True)
