@@ -92,7 +92,7 @@ CODES: dict[str, int] = {
     "undefined_object": 400,
     "duplicate_object": 409,
     "insufficient_privilege": 403,
-    "statement_refused": 403,  # raw SQL that would outlive its session (ALTER … SET, COMMIT)
+    "statement_refused": 403,  # raw SQL that would outlive its session (ALTER ROLE/DATABASE, COMMIT)
     "statement_timeout": 504,
     "query_failed": 400,
     "conflict": 409,

@@ -288,13 +288,7 @@ def _run_one(
                 "transaction control is not allowed in a transaction's operations",
                 data={"statement": "COMMIT"},
             )
-        if before is not None and after is not None and before[1] != after[1]:
-            raise ApiError(
-                "statement_refused",
-                "changing role or database settings (ALTER ROLE/DATABASE … SET) is not "
-                "allowed through the gateway; the transaction was rolled back",
-                data={"statement": "ALTER … SET"},
-            )
+        raw_sql.refused_change(before, after)
         if columns is None:
             return b"[]", 0
         if len(rows) > max_rows:

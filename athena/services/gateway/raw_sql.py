@@ -6,7 +6,8 @@ counted) under the pool's statement timeout; the result set of the last statemen
 It never runs on the connections other callers share: the client's raw pool hands out each
 connection once (``db/clients.py``), so a ``SET``, a prepared statement, a temporary table or a
 ``LISTEN`` in one caller's SQL never reaches any other request. State that outlives a session
-(``ALTER ROLE/DATABASE … SET``) is checked for inside the transaction and rolled back.
+(``ALTER ROLE/DATABASE … SET``, a role's password or a database's connection limit) is checked
+for inside the transaction and rolled back (``ROLE_SETTINGS``).
 """
 
 from __future__ import annotations
@@ -45,15 +46,64 @@ class RawOutcome:
     too_big: bool
 
 
-# pg_db_role_setting holds ALTER ROLE … SET / ALTER DATABASE … SET: what every *new* session
-# of a role or database starts with — the gateway's own pools included. Read before and after
-# the caller's SQL inside its transaction (a DO block's EXECUTE is seen too), every name
-# schema-qualified so that a search_path the caller set cannot substitute another relation.
+# What a caller's SQL must not change, because it outlives the caller's session and every
+# later session of the gateway's own role starts from it. Read before and after the caller's
+# SQL inside its transaction, so that a DO block's EXECUTE or a function the SQL calls is seen
+# as well as a plain statement:
+# - pg_db_role_setting: ALTER ROLE … SET / ALTER DATABASE … SET (what new sessions start with);
+# - pg_database: ALTER DATABASE … CONNECTION LIMIT / OWNER / RENAME / IS_TEMPLATE (CONNECTION
+#   LIMIT 0 on a database the gateway role owns locks every new pooled connection out);
+# - pg_authid: ALTER ROLE/USER … PASSWORD, RENAME, NOLOGIN, VALID UNTIL … A role's password is
+#   not readable by a non-superuser, so a change is recognised by the lock it takes: writing a
+#   role's row takes ROW EXCLUSIVE on pg_authid until the transaction ends (and drops it with a
+#   subtransaction that rolled the change back). An ordinary role (NOCREATEROLE, as the gateway's
+#   should be) can write no row there but its own password; a CREATEROLE role's raw SQL is held
+#   to the same rule, as the gateway cannot tell which role's row it wrote.
+# Every name is schema-qualified and every operator spelt OPERATOR(pg_catalog.…), so that a
+# search_path the caller set cannot substitute a relation, function or operator of its own.
 ROLE_SETTINGS = (
     "SELECT pg_catalog.transaction_timestamp(),"
     " ARRAY(SELECT s.setconfig FROM pg_catalog.pg_db_role_setting s"
-    " ORDER BY s.setdatabase, s.setrole)"
+    " ORDER BY s.setdatabase, s.setrole),"
+    " ARRAY(SELECT CAST(ROW(d.datname, d.datdba, d.datconnlimit, d.datallowconn,"
+    " d.datistemplate) AS pg_catalog.text) FROM pg_catalog.pg_database d ORDER BY d.oid),"
+    " EXISTS(SELECT FROM pg_catalog.pg_locks l"
+    " WHERE l.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()"
+    " AND l.locktype OPERATOR(pg_catalog.=) 'relation'"
+    " AND l.relation OPERATOR(pg_catalog.=) CAST('pg_catalog.pg_authid' AS pg_catalog.regclass)"
+    " AND l.mode OPERATOR(pg_catalog.=) 'RowExclusiveLock')"
 )
+
+
+def refused_change(before: tuple[Any, ...] | None, after: tuple[Any, ...] | None) -> None:
+    """403 ``statement_refused`` when the caller's SQL changed what ``ROLE_SETTINGS`` reads
+    (after transaction control, which the caller checks first). The transaction is then rolled
+    back as the error leaves it."""
+    if before is None or after is None:
+        return
+    if after[1] != before[1]:
+        raise ApiError(
+            "statement_refused",
+            "changing role or database settings (ALTER ROLE/DATABASE … SET) is not "
+            "allowed through the gateway; the transaction was rolled back",
+            data={"statement": "ALTER … SET"},
+        )
+    if after[3] and not before[3]:
+        raise ApiError(
+            "statement_refused",
+            "changing a role (ALTER ROLE/USER … PASSWORD, RENAME, LOGIN, CONNECTION LIMIT, "
+            "VALID UNTIL) is not allowed through the gateway: new connections of its own role "
+            "would fail; the transaction was rolled back",
+            data={"statement": "ALTER ROLE"},
+        )
+    if after[2] != before[2]:
+        raise ApiError(
+            "statement_refused",
+            "changing a database (ALTER DATABASE … CONNECTION LIMIT, OWNER, RENAME, "
+            "IS_TEMPLATE) is not allowed through the gateway: new connections of its own role "
+            "could fail; the transaction was rolled back",
+            data={"statement": "ALTER DATABASE"},
+        )
 
 
 def _run_raw(
@@ -68,7 +118,8 @@ def _run_raw(
     The connection comes from the client's raw pool and is closed afterwards
     (``Database.single_use``), so session state it leaves dies with it. What outlives a
     session is refused: transaction control that would commit before the checks below, and a
-    change to role or database settings (rolled back, 403 ``statement_refused``).
+    change to role or database settings, a role or a database (``refused_change``: rolled
+    back, 403 ``statement_refused``).
     """
     ending = transaction_control(text)
     if ending is not None:
@@ -87,7 +138,7 @@ def _run_raw(
     # With params: PostgreSQL's own $1… placeholders (RawCursor), one statement.
     cursor = conn.cursor() if params is None else psycopg.RawCursor(conn)
     with conn.transaction(), cursor as cur:
-        started, settings = cur.execute(ROLE_SETTINGS, prepare=False).fetchone()  # type: ignore[misc]
+        before = cur.execute(ROLE_SETTINGS, prepare=False).fetchone()
         cur.execute(text, params, prepare=False)
         while True:
             statements += 1
@@ -102,8 +153,8 @@ def _run_raw(
                 columns, rows, too_many = None, [], False
             if not cur.nextset():
                 break
-        now_started, now_settings = cur.execute(ROLE_SETTINGS, prepare=False).fetchone()  # type: ignore[misc]
-        if now_started != started:
+        after = cur.execute(ROLE_SETTINGS, prepare=False).fetchone()
+        if before is None or after is None or after[0] != before[0]:
             # Transaction control the parser did not see: whatever ran after it may be
             # committed already; the connection is discarded, never reused.
             raise ApiError(
@@ -111,13 +162,7 @@ def _run_raw(
                 "transaction control is not allowed in raw SQL",
                 data={"statement": "COMMIT"},
             )
-        if now_settings != settings:
-            raise ApiError(
-                "statement_refused",
-                "changing role or database settings (ALTER ROLE/DATABASE … SET) is not "
-                "allowed through the gateway; the transaction was rolled back",
-                data={"statement": "ALTER … SET"},
-            )
+        refused_change(before, after)
         # Encoded here, in the worker thread (a large result never stalls the event loop),
         # and before COMMIT: an oversized result is told 413 AND rolled back, so that a
         # 413 never hides a write that happened.
