@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     rate_limit_lease_ms: float = Field(default=100.0, gt=0, le=5000)
     # An idle keep-alive connection, or a request head still arriving, is closed after this.
     keep_alive_s: float = Field(default=30.0, gt=0)
-    # A request body read by the plain-HTTP lane must arrive whole within keep_alive_s +
+    # A request body (on every HTTP path) must arrive whole within keep_alive_s +
     # length / this rate (bytes per second), so a trickling client cannot hold one for ever.
     body_min_bytes_per_s: int = Field(default=64 * 1024, gt=0)
     # Open connections per worker process, and per client IP within a worker; extra ones are

@@ -38,6 +38,7 @@ CODES: dict[str, int] = {
     "update_requires_conditions": 400,
     "delete_requires_conditions": 400,
     "payload_too_large": 413,
+    "body_timeout": 408,  # the body did not arrive by ATHENA_KEEP_ALIVE_S + length ÷ min rate
     "too_many_connections": 503,  # ATHENA_MAX_CONNECTIONS open in this worker
     "too_many_connections_from_ip": 429,  # ATHENA_MAX_CONNECTIONS_PER_IP open from one IP
     "uri_too_long": 414,

@@ -21,7 +21,7 @@ from athena import routes as routes_pkg
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
 from athena.http import render
-from athena.http.calls import CallGate
+from athena.http.calls import CallGate, key_needed_before
 from athena.runtime import Runtime, set_current_runtime
 
 log = logging.getLogger("athena.app")
@@ -50,14 +50,10 @@ def create_app(runtime: Runtime) -> Quart:
             app.register_blueprint(blueprint)
 
     gate = app.call_gate = CallGate(runtime)  # type: ignore[attr-defined]
+    max_body = runtime.settings.max_body_bytes
 
     @app.before_request
     async def _open_call() -> None:
-        if request.content_length or "transfer-encoding" in request.headers:
-            # Read the body before anything can answer, so the connection stays usable
-            # (athena.http.gate's body rule covers what is answered unread, e.g. 413).
-            # Bodies are bounded by MAX_CONTENT_LENGTH (413 beyond).
-            await request.get_data(cache=True)
         ctx = g.athena_ctx = gate.context(
             request.headers.items(),
             remote_addr=request.remote_addr,
@@ -65,6 +61,19 @@ def create_app(runtime: Runtime) -> Quart:
             method=request.method,
             query=request.args.to_dict(),
         )
+        length = request.content_length
+        if length or "transfer-encoding" in request.headers:
+            # hypercorn serves these bodies (chunked ones, HTTP/2, routes off the hot lane,
+            # and everything with ATHENA_LANE_HTTP=false), under the plain-HTTP lane's rules:
+            # a large one waits for the key check, and every one must arrive by a deadline.
+            # (A body announced over the limit is answered 413 unread, key or not.)
+            if key_needed_before(length) and (length is None or length <= max_body):
+                await gate.key_before_body(ctx)
+            request.body_timeout = gate.body_deadline_s(length)  # then 408 body_timeout
+            # Read the body before anything can answer, so the connection stays usable
+            # (athena.http.gate's body rule covers what is answered unread, e.g. 401, 413).
+            # Bodies are bounded by MAX_CONTENT_LENGTH (413 beyond).
+            await request.get_data(cache=True)
         await gate.admit(ctx, len(request.query_string))
 
     @app.before_websocket

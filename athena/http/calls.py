@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 import psycopg
 import werkzeug.urls  # noqa: F401 — registers the 'werkzeug.url_quote' codec error handler
 
-from athena.auth.guard import check_global_denylist
+from athena.auth.guard import authenticate_early, check_global_denylist, require_admin
 from athena.auth.keys import constant_time_equals, parse_key
 from athena.context import CallContext, new_request_id
 from athena.db.database import DatabaseUnavailable, StatementDeadlineExceeded
@@ -36,6 +36,15 @@ MAX_QUERY_STRING_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 32 * 1024
 # Query parameters that carry a key in other APIs; refused rather than read (see admit).
 URL_KEY_PARAMS = frozenset({"api_key", "apikey", "x-api-key", "x_api_key", "access_token"})
+# A body longer than this (or of unknown length: chunked) that has not been read yet waits for
+# the key check, on every path that reads bodies; a shorter one costs no more than a read
+# buffer, so the usual request pays no extra lookup.
+EARLY_AUTH_BYTES = 64 * 1024
+
+
+def key_needed_before(length: int | None) -> bool:
+    """Whether a body of ``length`` bytes (``None``: chunked) waits for ``key_before_body``."""
+    return length is None or length > EARLY_AUTH_BYTES
 
 
 class CallGate:
@@ -97,6 +106,25 @@ class CallGate:
             )
         if rate_limited and ctx.route not in UNLIMITED_ROUTES:
             await self.rate_limits.check(ctx)
+
+    async def key_before_body(self, ctx: CallContext) -> None:
+        """Before a large body is read: raise ``ApiError`` (401, 503) unless the checks that
+        need no body pass — the admin key on ``/admin/…`` routes, elsewhere a key present where
+        enforcement wants one, valid, active and not expired (rights, which depend on what the
+        body names, are checked later as usual). So a caller without a valid key cannot make
+        the gateway hold megabytes for it."""
+        if ctx.route.startswith("/admin/"):
+            require_admin(self.runtime, ctx)
+        else:
+            await authenticate_early(self.runtime, ctx)
+
+    def body_deadline_s(self, length: int | None) -> float:
+        """How long a body of ``length`` bytes (``None``: chunked, up to the body limit) may
+        take to arrive whole: the keep-alive timeout plus its length at the minimum rate, the
+        plain-HTTP lane's rule (``athena.serving.lane_http``)."""
+        settings = self.runtime.settings
+        size = settings.max_body_bytes if length is None else length
+        return settings.keep_alive_s + size / settings.body_min_bytes_per_s
 
     def _key_in_url(self, ctx: CallContext) -> bool:
         """A query parameter named like a key (``api_key``, ``apikey``; on /rest/v1 such names

@@ -20,13 +20,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import trio
+
 from athena.auth.guard import authenticate_early
 from athena.context import CallContext
 from athena.errors import ApiError
 from athena.http import render
 from athena.http.bodies import parse_json_object
 from athena.http.body_routes import BODY_ROUTES
-from athena.http.calls import CallGate, first_values, query_pairs
+from athena.http.calls import CallGate, first_values, key_needed_before, query_pairs
 from athena.http.prefixes import canonical_path
 from athena.http.render import Answer
 from athena.http.rest_answer import answer as rest_answer
@@ -108,16 +110,29 @@ class HotLane:
                 headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
                 length = self._plain_body_length(headers)
                 if length is not None:
-                    try:
-                        # Read the whole body first, always (athena.http.gate's body rule).
-                        body = await _read_body(receive) if length else b""
-                    except _ClientGone:
-                        return
                     client = scope.get("client")
+                    remote = client[0] if client else None
+                    body = b""
+                    if length and key_needed_before(length):
+                        # Here under hypercorn (ATHENA_LANE_HTTP=false, HTTP/2, Expect …): the
+                        # key before a large body, as the plain-HTTP lane does. A refusal is
+                        # answered unread; the gate's body rule then closes the connection.
+                        refusal = await self.refusal_before_body(matched, headers, remote)
+                        if refusal is not None:
+                            matched, length = refusal, 0
+                    if length:
+                        try:
+                            # Read the whole body first (athena.http.gate's body rule), by the
+                            # lane's deadline: a trickling client is answered 408 and closed.
+                            with trio.move_on_after(self.gate.body_deadline_s(length)):
+                                body = await _read_body(receive)
+                            if len(body) != length:
+                                matched = _refused(render.http_error(408), matched)
+                        except _ClientGone:
+                            return
                     status, response_headers, payload = await self.answer(
-                        matched, method, headers, scope.get("query_string") or b"", body,
-                        client[0] if client else None,
-                    )  # fmt: skip
+                        matched, method, headers, scope.get("query_string") or b"", body, remote
+                    )
                     await send(
                         {
                             "type": "http.response.start",
@@ -141,12 +156,7 @@ class HotLane:
         try:
             await authenticate_early(self.runtime, ctx)
         except ApiError as exc:
-            refused = exc
-
-            async def refuse(ctx: CallContext, call: Call) -> Answer:
-                raise refused
-
-            return refuse, matched[1], matched[2]
+            return _refused(exc, matched)
         return None
 
     async def answer(
@@ -214,6 +224,15 @@ class HotLane:
             for k, v in result.headers.items()
         ]
         return result.status, result.body, result.media.encode("latin-1"), extra
+
+
+def _refused(err: ApiError, matched: tuple[Handler, str, str]) -> tuple[Handler, str, str]:
+    """``matched``'s route, served by a handler that answers ``err``."""
+
+    async def refuse(ctx: CallContext, call: Call) -> Answer:
+        raise err
+
+    return refuse, matched[1], matched[2]
 
 
 async def _read_body(receive: Any) -> bytes:

@@ -82,12 +82,13 @@ def internal_error(request_id: str) -> ApiError:
     )
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-               415: "unsupported_media_type"}  # fmt: skip
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 408: "body_timeout",
+               413: "payload_too_large", 415: "unsupported_media_type"}  # fmt: skip
 _HTTP_MESSAGES = {
     "not_found": "no route matches this path",
     "method_not_allowed": "this path does not accept this method",
     "payload_too_large": "the request body is larger than the configured limit",
+    "body_timeout": "the request body did not arrive in time (ATHENA_BODY_MIN_BYTES_PER_S)",
 }
 
 

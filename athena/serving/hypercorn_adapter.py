@@ -7,13 +7,15 @@ tells keep-alive connections to wind down) around ``trio.serve_listeners`` and a
 given. Shutdown follows hypercorn's: stop accepting, let in-flight requests finish for
 ``config.graceful_timeout``, then run the app's lifespan shutdown.
 
-Two changes to hypercorn's connection handling, in ``_Connection``:
+Three changes to hypercorn's connection handling, in ``_Connection``:
 - A connection whose client has closed its side is closed at once. hypercorn's trio server left
   such a socket in CLOSE-WAIT, with its task, until the keep-alive timer ran out (30 s), because
   only that timer ended an idle connection. A client that opens a connection per request then
   pins thousands of sockets.
 - A write the peer accepts nothing of for the keep-alive timeout closes the connection, as in
   ``athena.serving.lane_http``. hypercorn's shielded write waited for ever.
+- Closing the connection is shielded from cancellation, so that it is never left half done
+  (see ``protocol_send``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,15 @@ class _Connection(TCPServer):
             self._idle_scope.cancel()
 
     async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, Closed):
+            # Shielded: the close often runs inside the app's last send, and quart-trio
+            # cancels that task as soon as its receiver sees the http.disconnect this close
+            # queues — which left the socket open, the close half done, until the client
+            # went away (every response with Connection: close to a request whose body was
+            # not read: 401 before a large body, 413).
+            with trio.CancelScope(shield=True):
+                await super().protocol_send(event)
+            return
         if not isinstance(event, RawData):
             await super().protocol_send(event)
             return

@@ -32,6 +32,7 @@ from urllib.parse import unquote
 
 import trio
 
+from athena.http.calls import key_needed_before
 from athena.http.hot_lane import HotLane
 from athena.observability import tracing
 from athena.serving.streams import Stalled, WrappedStream, send_with_progress
@@ -40,9 +41,6 @@ log = logging.getLogger("athena.http")
 
 _RECV = 64 * 1024
 _ONE_WRITE = 64 * 1024  # responses up to this size go out as one block
-# Bodies longer than this that have not arrived with the head wait for a key check first; a
-# shorter one costs no more than the read buffer, so the usual path pays no extra lookup.
-_EARLY_AUTH_BYTES = 64 * 1024
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") (/[\x21-\x7e]*) HTTP/1\.1")
 # A field line: token name, colon, value without control characters (HTAB allowed).
@@ -207,7 +205,7 @@ class LaneHttp:
             if matched is None or length > lane.max_body:
                 return False
             start = end + 4
-            if len(buf) < start + length and length > _EARLY_AUTH_BYTES:
+            if len(buf) < start + length and key_needed_before(length):
                 # A large body is still to come: the key is checked first, so a caller without
                 # a valid one cannot make us hold megabytes for it. Refused → answered and
                 # closed, the body never read.
