@@ -231,9 +231,7 @@ class Runtime:
 
     def _pool_gauges(self) -> list[Any]:
         rows_size, rows_used, rows_wait, rows_err = [], [], [], []
-        dbs = [("catalog", self.catalog)] + [
-            (e.name, e.db) for e in self.clients.entries() if e.db is not None
-        ]
+        dbs = [("catalog", self.catalog), *self.clients.databases()]
         for name, db in dbs:
             stats = db.pool.get_stats()
             size = stats.get("pool_size", 0)

@@ -23,6 +23,9 @@ from athena.errors import ApiError
 
 log = logging.getLogger("athena.db")
 
+# How the raw SQL pool of client X is named in /health and /metrics: "X:raw".
+RAW_POOL_SUFFIX = ":raw"
+
 
 @dataclass
 class ClientEntry:
@@ -67,6 +70,20 @@ class ClientRegistry:
 
     def entries(self) -> list[ClientEntry]:
         return [self._entries[n] for n in sorted(self._entries)]
+
+    def databases(self) -> list[tuple[str, Database]]:
+        """Every client's pools, named as ``/health`` and ``/metrics`` report them: the
+        client's name for its shared pool, the name + ``:raw`` for raw SQL's (a client name
+        never holds a colon). The raw pool is checked on its own because its connections are
+        new for every call: a database or role that refuses new connections shows there first,
+        while the shared pool's open ones still work."""
+        out: list[tuple[str, Database]] = []
+        for entry in self.entries():
+            if entry.db is not None:
+                out.append((entry.name, entry.db))
+            if entry.raw_db is not None:
+                out.append((entry.name + RAW_POOL_SUFFIX, entry.raw_db))
+        return out
 
     def get(self, name: str) -> ClientEntry | None:
         return self._entries.get(name)

@@ -1,4 +1,5 @@
-"""Pool health: every worker checks its own pools (catalog and every client) with ``SELECT 1``.
+"""Pool health: every worker checks its own pools (catalog, and every client's shared and raw SQL
+pools) with ``SELECT 1``.
 
 Pools are per process, so this is not a lease task. ``overall()`` is what ``GET /`` reports as
 ``athena_deadpool``: ``online`` when every checked database answered, ``offline`` when none did,
@@ -60,9 +61,7 @@ class PoolHealth:
         return "offline" if up == 0 else "degraded"
 
     def _databases(self) -> list[tuple[str, Database]]:
-        dbs = [("catalog", self.rt.catalog)]
-        dbs += [(e.name, e.db) for e in self.rt.clients.entries() if e.db is not None]
-        return dbs
+        return [("catalog", self.rt.catalog), *self.rt.clients.databases()]
 
     async def check_all(self) -> None:
         limiter = trio.CapacityLimiter(CHECK_CONCURRENCY)

@@ -112,3 +112,46 @@ def test_root_reports_degraded_pools_when_a_client_database_is_down(
 def test_root_reports_online_pools_when_all_answer(obs: AthenaServer) -> None:
     with obs.client() as http:
         wait_for(lambda: http.get("/").json()["athena_deadpool"] == "online", what="online")
+
+
+def test_the_raw_sql_pool_is_reported_like_the_others(
+    athena_factory: Callable[..., AthenaServer], pg: TestPostgres
+) -> None:
+    """Raw SQL runs on a pool of its own whose connections are new for every call, so a
+    database that refuses new connections shows there while the shared pool's open ones still
+    answer: ``/health`` and ``/metrics`` report it as ``<client>:raw``."""
+    db = pg.create_database()
+    try:
+        server = athena_factory(
+            clients={"locked": {"pg_uri": pg.app_uri(db)}},
+            catalog=pg.create_database(owner="postgres"),
+            **FAST,
+        )
+        with server.client() as http:
+
+            def pools() -> dict[str, str]:
+                return dict(http.get("/health").json()["pools"])
+
+            assert wait_for(lambda: pools().get("locked:raw") == "online", what="raw pool")
+            assert pools()["locked"] == "online" and pools()["catalog"] == "online"
+            metrics = scrape(server)
+            assert metrics[("athena_pool_up", (("client", "locked:raw"),))] == 1
+            assert metrics[("athena_pool_size", (("client", "locked:raw"),))] >= 0
+            for gauge in ("athena_pool_in_use", "athena_pool_waiting", "athena_pool_errors"):
+                assert (gauge, (("client", "locked:raw"),)) in metrics
+
+            with pg.connect(db, superuser=True) as conn:
+                conn.execute(f'ALTER DATABASE "{db}" CONNECTION LIMIT 0')
+            try:
+                wait_for(lambda: pools().get("locked:raw") == "offline", what="raw pool offline")
+                body = http.get("/health").json()
+                assert body["pools"]["locked"] == "online"  # its connections are open already
+                assert body["status"] == "degraded"
+                up = scrape(server)[("athena_pool_up", (("client", "locked:raw"),))]
+                assert up == 0
+            finally:
+                with pg.connect(db, superuser=True) as conn:
+                    conn.execute(f'ALTER DATABASE "{db}" CONNECTION LIMIT -1')
+            wait_for(lambda: pools().get("locked:raw") == "online", what="raw pool back")
+    finally:
+        pg.drop_database(db)
