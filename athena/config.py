@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     # Fernet keys sealing client URIs in the catalog (athena/db/sealed.py), comma list: the
     # first encrypts, all decrypt. Empty: the embedded default keeps one in the data directory.
     encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
+    # With an external catalog and no encryption_keys, a client URI carrying a password is
+    # refused (403 plaintext_secret_refused) unless this is true: a production gateway does not
+    # put database passwords in a catalog in clear by accident.
+    allow_plaintext_secrets: bool = False
 
     # pools and timeouts
     pool_min_size: int = 1

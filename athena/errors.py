@@ -132,6 +132,7 @@ CODES: dict[str, int] = {
     "invalid_pg_uri": 400,  # pg_uri is not a postgres:// URI
     "pg_uri_unreachable": 400,  # pg_uri parsed but no connection could be made when saving
     "client_config_managed": 409,  # the client comes from configuration; change it there
+    "plaintext_secret_refused": 403,  # no ATHENA_ENCRYPTION_KEYS: a password would be stored in clear
     "unknown_schema": 400,
     "schema_not_exposed": 400,  # a data route named a schema outside ATHENA_REST_SCHEMAS
     "unsupported_data_type": 400,

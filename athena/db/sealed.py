@@ -9,8 +9,11 @@ catalog in clear. The keys come from ``ATHENA_ENCRYPTION_KEYS`` (comma list of F
 
 Without configured keys, the embedded default keeps one in ``<data-dir>/encryption.key``
 (generated once, mode 0600; only gateways sharing that data directory share its catalog). A
-gateway on an external catalog without keys stores URIs as they come and warns at start-up:
-instances sharing a catalog must share the key, so it cannot be invented per instance.
+gateway on an external catalog without keys has none to use — instances sharing a catalog must
+share the key, so it cannot be invented per instance — and refuses to store a URI that carries
+a password (403 ``plaintext_secret_refused``) unless ``ATHENA_ALLOW_PLAINTEXT_SECRETS=true``
+says clear text is accepted; a URI without one (peer, certificate or ``.pgpass``
+authentication) is stored as it is. Either way it warns at start-up.
 
 Rows written in clear before encryption was configured keep working (``reveal`` passes plain
 text through) and are sealed by ``reencrypt`` at the next start-up.
@@ -24,8 +27,10 @@ from dataclasses import dataclass, field
 
 import psycopg
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from psycopg.conninfo import conninfo_to_dict
 
 from athena.config import Settings
+from athena.errors import ApiError
 
 log = logging.getLogger("athena.db")
 
@@ -42,6 +47,9 @@ class UriSealer:
     """Seals and reveals catalog URIs; with no keys it passes text through unchanged."""
 
     keys: list[str] = field(default_factory=list)
+    # Without keys: whether a URI carrying a password may be stored in clear (see the module
+    # docstring; ``sealer_for`` sets it from ATHENA_ALLOW_PLAINTEXT_SECRETS).
+    allow_plaintext: bool = True
 
     def __post_init__(self) -> None:
         self._fernets = [Fernet(k.encode()) for k in self.keys]
@@ -52,7 +60,19 @@ class UriSealer:
         return self._multi is not None
 
     def seal(self, text: str | None) -> str | None:
-        if text is None or self._multi is None or text.startswith(PREFIX):
+        """``text`` as the catalog stores it; 403 ``plaintext_secret_refused`` when it would be
+        a password in clear that the configuration does not accept."""
+        if text is None or text.startswith(PREFIX):
+            return text
+        if self._multi is None:
+            if not self.allow_plaintext and carries_password(text):
+                raise ApiError(
+                    "plaintext_secret_refused",
+                    "this gateway has no ATHENA_ENCRYPTION_KEYS, so the URI's password would be "
+                    "stored in the catalog in clear: set ATHENA_ENCRYPTION_KEYS (athena secrets "
+                    "generate), use a URI without a password (.pgpass, certificates) or "
+                    "pg_uri_env_var, or set ATHENA_ALLOW_PLAINTEXT_SECRETS=true to accept it",
+                )
             return text
         return PREFIX + self._multi.encrypt(text.encode()).decode()
 
@@ -99,6 +119,15 @@ class UriSealer:
         return PREFIX + token.decode()
 
 
+def carries_password(uri: str) -> bool:
+    """Whether a URI or conninfo string holds a password (in the user-info, ``?password=`` or
+    a ``password=`` pair), as libpq reads it; one libpq cannot read counts as holding one."""
+    try:
+        return bool(conninfo_to_dict(uri).get("password"))
+    except psycopg.Error:
+        return True
+
+
 def generate_key() -> str:
     return Fernet.generate_key().decode()
 
@@ -109,7 +138,7 @@ def sealer_for(settings: Settings, *, create: bool = True) -> UriSealer:
     if settings.encryption_keys:
         return UriSealer(list(settings.encryption_keys))
     if settings.catalog_uri:
-        return UriSealer()
+        return UriSealer(allow_plaintext=settings.allow_plaintext_secrets)
     path = settings.data_dir / KEY_FILE
     if not path.exists() and not create:
         return UriSealer()

@@ -86,7 +86,10 @@ def seal_client_uris(uri: str, settings: Settings) -> None:
     if not sealer.enabled:
         log.warning(
             "client database URIs are stored in clear in the catalog:"
-            " set ATHENA_ENCRYPTION_KEYS (athena secrets generate) to encrypt them"
+            " set ATHENA_ENCRYPTION_KEYS (athena secrets generate) to encrypt them%s",
+            ""
+            if settings.allow_plaintext_secrets
+            else "; new URIs with a password are refused until then",
         )
         return
     with psycopg.connect(uri, autocommit=True, connect_timeout=5) as conn:

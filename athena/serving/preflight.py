@@ -69,6 +69,17 @@ def check_settings(settings: Settings) -> list[Finding]:
         if client.resolve_uri() is None:
             where = f"${client.pg_uri_env_var} is unset" if client.pg_uri_env_var else "no pg_uri"
             bad(f"ATHENA_CLIENTS.{name}", f"no database URI ({where})", "error")
+    if settings.catalog_uri and not settings.encryption_keys:
+        bad(
+            "ATHENA_ENCRYPTION_KEYS",
+            "unset with an external catalog: client URIs are not encrypted at rest"
+            + (
+                " (ATHENA_ALLOW_PLAINTEXT_SECRETS=true: ones with a password are stored in clear)"
+                if settings.allow_plaintext_secrets
+                else " (ones with a password are refused)"
+            ),
+            "warn",
+        )
     if settings.backup_s3_endpoint and not settings.backup_s3_bucket:
         bad(
             "ATHENA_BACKUP_S3_ENDPOINT",

@@ -189,3 +189,55 @@ def test_gateway_runs_on_a_non_superuser_catalog_role(
         server.stop()
     finally:
         pg.drop_database(catalog)
+
+
+def test_without_keys_a_password_is_not_stored_in_clear(
+    pg: TestPostgres,
+    data_db: str,
+    catalog: str,
+    admin_key: str,
+    athena_factory: Callable[..., AthenaServer],
+) -> None:
+    """An external catalog and no ATHENA_ENCRYPTION_KEYS (ATHENA_ALLOW_PLAINTEXT_SECRETS at its
+    default, false): a URI carrying a password is refused, in the API and in the CLI; one named
+    by pg_uri_env_var (the secret stays in the gateway's environment) is stored as ever."""
+    uri = pg.app_uri(data_db)
+    server = athena_factory(
+        catalog=catalog, allow_plaintext_secrets="false", ATHENA_TEST_SEALED_URI=uri
+    )
+    with _admin(server, admin_key) as admin:
+        for body in (
+            {"client_name": "clear_a", "pg_uri": uri},
+            {"client_name": "clear_b", "pg_uri": uri.replace("postgresql://", "postgres://")},
+        ):
+            refused = admin.post("/admin/clients", json=body)
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["code"] == "plaintext_secret_refused"
+            assert pg.app_password not in refused.text
+        named = admin.post(
+            "/admin/clients",
+            json={"client_name": "by_env", "pg_uri_env_var": "ATHENA_TEST_SEALED_URI"},
+        )
+        assert named.status_code == 201, named.text
+        # … and a client stored so cannot be given a clear URI later
+        patched = admin.patch("/admin/clients/by_env", json={"pg_uri": uri})
+        assert patched.status_code == 403 and patched.json()["code"] == "plaintext_secret_refused"
+    stored = _stored(pg, catalog)
+    assert "clear_a" not in stored and "clear_b" not in stored
+    assert all(pg.app_password not in text for text, _ in stored.values())
+    assert _serves(server, admin_key, "by_env")
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATHENA_")}
+    env["ATHENA_CATALOG_URI"] = pg.superuser_uri(catalog)
+    fresh = pg.create_database()  # provisioning runs before the client is registered
+    try:
+        cli = subprocess.run(
+            [sys.executable, "-m", "athena", "provision", "--uri", pg.app_uri(fresh),
+             "--register", "clear_c"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        pg.drop_database(fresh)
+    assert cli.returncode != 0 and "ATHENA_ENCRYPTION_KEYS" in cli.stderr + cli.stdout
+    assert pg.app_password not in cli.stderr + cli.stdout
+    assert "clear_c" not in _stored(pg, catalog)

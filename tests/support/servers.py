@@ -90,6 +90,9 @@ def server_env(
         "ATHENA_CLIENTS": json.dumps(clients),
         "ATHENA_REQUEST_LOG_FLUSH_SECONDS": "0.2",
         "ATHENA_CLUSTER_PROBE_INTERVAL_S": "1",
+        # The suite's gateways share catalogs without encryption keys, as development ones do;
+        # the refusal a production gateway gives instead is tested in test_sealed_uris.py.
+        "ATHENA_ALLOW_PLAINTEXT_SECRETS": "true",
     }
     env.update(
         {k if k.startswith("ATHENA_") else f"ATHENA_{k.upper()}": v for k, v in extra.items()}
