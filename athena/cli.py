@@ -20,6 +20,7 @@ import psycopg
 from athena import __version__
 from athena import commands as commands_pkg
 from athena.config import ConfigError, Settings, load_settings
+from athena.observability import logs
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: Any = args.func(args)
     except ConfigError as exc:
+        logs.drain()
         print(f"athena: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -217,6 +217,14 @@ def _stop() -> None:
         _listener.stop()
 
 
+def drain() -> None:
+    """Write out every queued record now (the process is about to exit): a one-line reason
+    printed after this is the last thing on stderr, not overtaken by queued warnings."""
+    global _listener
+    _stop()
+    _listener = None
+
+
 atexit.register(_stop)
 
 
