@@ -67,6 +67,10 @@ def athena_factory(
         return server.start()
 
     yield start
+    # Signal every gateway first, then wait: they shut down in parallel (one after the other
+    # this took most of a minute at the end of the suite).
+    for server in started:
+        server.signal_stop()
     for server in started:
         server.stop()
 

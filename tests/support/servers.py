@@ -27,6 +27,7 @@ class AthenaServer:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    _signalled: bool = False  # signal_stop sent the signal; stop only waits
 
     @property
     def url(self) -> str:
@@ -34,6 +35,7 @@ class AthenaServer:
 
     def start(self, timeout: float = 30.0) -> AthenaServer:
         self.port = self.port or free_port()
+        self._signalled = False
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / f"server-{self.port}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATHENA_")}
@@ -60,12 +62,20 @@ class AthenaServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
+    def signal_stop(self, sig: int = signal.SIGTERM) -> None:
+        """Ask the server to shut down without waiting (``stop`` waits); several servers
+        signalled first shut down in parallel."""
+        if self.proc is not None and self.proc.poll() is None and not self._signalled:
+            self.proc.send_signal(sig)
+            self._signalled = True
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
         """Signal the server and wait; returns its exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            if not self._signalled:
+                self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
