@@ -79,7 +79,8 @@ def _thread_cpu(native_id: int | None) -> float:
 
 
 def _export_thread() -> int | None:
-    """The tracing export thread's id: this tree's, or opentelemetry-sdk's (an older tree)."""
+    """The tracing export thread's id: opentelemetry-sdk's BatchSpanProcessor thread (or one
+    named ``athena-otlp-export``, the native exporter tried on the ``tracing`` branch)."""
     import threading
 
     for thread in threading.enumerate():
