@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from backup_support import AWS_ENV, BUCKET
 from support.pg import TestPostgres
-from support.receiver import Receiver, valid_signature
+from support.receiver import Receiver, valid_signature, wait_for
 from support.servers import AthenaServer, server_env
 
 from athena.db.catalog import migrate
@@ -131,16 +131,6 @@ def failure_event(
     received = wait_for(arrived, timeout, f"backup.failed of job {job_id}")
     assert valid_signature(received, webhook["secret"])
     return received.json  # type: ignore[no-any-return]
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def error_code(response: httpx.Response, status: int) -> str:

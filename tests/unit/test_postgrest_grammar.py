@@ -8,8 +8,8 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 import pytest
+from support.snapshots import BOOKS, SNAPSHOT
 
-from athena.db.introspection import parse_snapshot
 from athena.query.postgrest.build import array_literal, build_delete, build_read, build_update
 from athena.query.postgrest.errors import PgrstError
 from athena.query.postgrest.grammar import (
@@ -26,37 +26,6 @@ from athena.query.postgrest.grammar import (
     parse_query,
     parse_select,
 )
-
-
-def _col(name: str, udt: str = "int4", category: str = "N", position: int = 1) -> dict:
-    return {
-        "name": name, "type": udt, "udt": udt, "category": category, "nullable": True,
-        "has_default": False, "generated": False, "position": position,
-    }  # fmt: skip
-
-
-SNAPSHOT = parse_snapshot(
-    [
-        {
-            "schema": "public", "name": "authors", "kind": "r",
-            "columns": [_col("id"), _col("name", "text", "S", 2)],
-            "primary_key": ["id"], "unique": [["id"]], "foreign_keys": [],
-        },
-        {
-            "schema": "public", "name": "books", "kind": "r",
-            "columns": [
-                _col("id"), _col("title", "text", "S", 2), _col("author_id", position=3),
-                _col("tags", "_text", "A", 4), _col("meta", "jsonb", "U", 5),
-                _col("search", "tsvector", "U", 6),
-            ],
-            "primary_key": ["id"], "unique": [["id"]],
-            "foreign_keys": [{"name": "books_author_id_fkey", "columns": ["author_id"],
-                              "ref_schema": "public", "ref_table": "authors",
-                              "ref_columns": ["id"]}],
-        },
-    ]
-)  # fmt: skip
-BOOKS = SNAPSHOT.find("books")
 
 
 def sql_of(qs: str, **kwargs: object) -> tuple[str, dict]:
