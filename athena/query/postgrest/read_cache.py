@@ -19,7 +19,7 @@ answer. Anything else goes through the builder every time, as before.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from athena.db.introspection import Relation, SchemaSnapshot
@@ -75,17 +75,20 @@ def _condition_key(cond: Condition) -> tuple[Any, ...] | None:
     return None  # full-text search, ov, anything new: the builder every time
 
 
+@dataclass(frozen=True)
+class ReadFlags:
+    """The arguments of ``build_read`` besides the query that change its SQL or parameters."""
+
+    limit: int | None
+    offset: int
+    count_exact: bool
+    count_cap: int | None
+    strip_nulls: bool
+    body: bool
+
+
 def shape_key(
-    client: str,
-    rel: Relation,
-    query: ParsedQuery,
-    *,
-    limit: int | None,
-    offset: int,
-    count_exact: bool,
-    count_cap: int | None,
-    strip_nulls: bool,
-    body: bool,
+    client: str, rel: Relation, query: ParsedQuery, flags: ReadFlags
 ) -> tuple[Any, ...] | None:
     """What the SQL text of this read depends on; ``None`` when it is not a cached shape."""
     if set(query.nodes) - {()}:
@@ -105,12 +108,12 @@ def shape_key(
         query.select,
         tuple(conditions),
         tuple(root.order),
-        limit is None,
-        bool(offset),
-        count_exact,
-        count_cap is None,
-        strip_nulls,
-        body,
+        flags.limit is None,
+        bool(flags.offset),
+        flags.count_exact,
+        flags.count_cap is None,
+        flags.strip_nulls,
+        flags.body,
     )
 
 
@@ -131,19 +134,17 @@ def _bound(cond: Condition, out: list[Any]) -> None:
     out.append(value)
 
 
-def _values(
-    query: ParsedQuery, *, limit: int | None, offset: int, count_exact: bool, count_cap: int | None
-) -> list[Any]:
+def _values(query: ParsedQuery, flags: ReadFlags) -> list[Any]:
     """Every parameter of the read, in the order ``build_read`` binds them."""
     out: list[Any] = []
     for cond in query.root.conditions:
         _bound(cond, out)
-    if limit is not None:
-        out.append(limit)
-    if offset:
-        out.append(offset)
-    if count_exact and count_cap is not None:
-        out.append(count_cap + 1)
+    if flags.limit is not None:
+        out.append(flags.limit)
+    if flags.offset:
+        out.append(flags.offset)
+    if flags.count_exact and flags.count_cap is not None:
+        out.append(flags.count_cap + 1)
     return out
 
 
@@ -183,31 +184,19 @@ class ReadStatements:
     ) -> ReadStatement | None:
         """The statement of this read, or ``None`` when it has to be run the builder's way
         (the caller then calls ``build_read`` itself)."""
-        flags = {"limit": limit, "offset": offset, "count_exact": count_exact}
-        key = shape_key(
-            client, rel, query, count_cap=count_cap, strip_nulls=strip_nulls, body=body, **flags
-        )
+        flags = ReadFlags(limit, offset, count_exact, count_cap, strip_nulls, body)
+        key = shape_key(client, rel, query, flags)
         if key is None:
             return None
         entry = self._entries.get(key)
         if isinstance(entry, _Entry) and entry.snapshot is snapshot:
-            values = _values(query, count_cap=count_cap, **flags)
-            return ReadStatement(entry.sql, values, None)
+            return ReadStatement(entry.sql, _values(query, flags), None)
         if entry is _UNCACHEABLE:
             return None
-        built = build_read(
-            snapshot,
-            rel,
-            query,
-            count_cap=count_cap,
-            strip_nulls=strip_nulls,
-            body=body,
-            embeds=embeds,
-            **flags,
-        )
+        built = build_read(snapshot, rel, query, embeds=embeds, **asdict(flags))
         params = built.statement.params
         ordered = [params[f"p{i}"] for i in range(len(params))]
-        values = _values(query, count_cap=count_cap, **flags)
+        values = _values(query, flags)
         numbered = _numbered(built.statement.query.as_bytes(None), len(ordered))
         if len(self._entries) >= self._max:
             self._entries.clear()  # bound memory against endless distinct shapes
