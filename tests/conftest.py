@@ -19,6 +19,22 @@ from support.servers import AthenaServer, server_env
 ADMIN_KEY = "test_admin_" + secrets.token_hex(16)
 
 
+# How many session-scoped fixtures are being set up right now: a gateway started inside one
+# belongs to the session (``athena``, ``rest_server``, …), not to the module that first asked.
+_session_fixture_setups = 0
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
+    global _session_fixture_setups
+    session = fixturedef.scope == "session"
+    _session_fixture_setups += session
+    try:
+        return (yield)
+    finally:
+        _session_fixture_setups -= session
+
+
 @pytest.fixture(scope="session")
 def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPostgres]:
     server = TestPostgres.start(tmp_path_factory.mktemp("pg"))
@@ -46,7 +62,11 @@ def admin_key() -> str:
 def athena_factory(
     pg: TestPostgres, catalog_db: str, data_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., AthenaServer]]:
-    """Start extra gateways: ``athena_factory(clients=..., **ATHENA_settings)``."""
+    """Start extra gateways: ``athena_factory(clients=..., **ATHENA_settings)``.
+
+    A gateway lives until the end of the test module that started it (``_module_gateways``
+    stops it there); one started by a session-scoped fixture lives as long as the session. Idle gateways still run their probes and flushes; ninety of them kept to the end
+    of the suite cost a core."""
     started: list[AthenaServer] = []
 
     def start(
@@ -63,15 +83,32 @@ def athena_factory(
             **settings,
         )
         server = AthenaServer(tmp_path_factory.mktemp("athena"), env, args or [])
+        server.keep = _session_fixture_setups > 0
         started.append(server)
         return server.start()
 
+    start.started = started  # type: ignore[attr-defined]
     yield start
     # Signal every gateway first, then wait: they shut down in parallel (one after the other
     # this took most of a minute at the end of the suite).
     for server in started:
         server.signal_stop()
     for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_gateways(athena_factory: Callable[..., AthenaServer]) -> Iterator[None]:
+    """Stop, at the end of each module, the gateways it started (all but ``keep=True`` ones).
+
+    Autouse, so it is set up before the module's own fixtures and torn down after them."""
+    started: list[AthenaServer] = athena_factory.started  # type: ignore[attr-defined]
+    first = len(started)
+    yield
+    mine = [server for server in started[first:] if not server.keep]
+    for server in mine:
+        server.signal_stop()
+    for server in mine:
         server.stop()
 
 

@@ -28,6 +28,7 @@ class AthenaServer:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     _signalled: bool = False  # signal_stop sent the signal; stop only waits
+    keep: bool = False  # lives to the end of the session, not of the module that started it
 
     @property
     def url(self) -> str:
