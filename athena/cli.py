@@ -10,7 +10,9 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
 import pkgutil
+import signal
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -127,12 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result: Any = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
     except ConfigError as exc:
         logs.drain()
         print(f"athena: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`athena keys list --json | head`): exit as a tool killed by
+        # SIGPIPE does, without a traceback, and keep the interpreter's final flush of stdout
+        # from raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     return int(result or 0)
 
 
