@@ -23,6 +23,9 @@ WARM_UP_S = 1.0  # the burst is spent long before this
 WINDOW_S = 6.0
 CONNECTIONS = 6
 
+# Timings under load: run by scripts/test after the parallel part, with the machine to itself.
+pytestmark = pytest.mark.serial
+
 
 def _flood(urls: list[str], key: str) -> list[tuple[float, int, int, httpx.Headers]]:
     """``CONNECTIONS`` clients (spread over ``urls``) send requests back to back.

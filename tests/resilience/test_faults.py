@@ -23,6 +23,9 @@ POOL_TIMEOUT_S = 5.0  # the default, as issue 17 measured
 RECOVERY_S = 1.0
 TABLE = "fault_items"
 
+# Timings under load: run by scripts/test after the parallel part, with the machine to itself.
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
