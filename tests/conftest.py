@@ -19,22 +19,6 @@ from support.servers import AthenaServer, server_env
 ADMIN_KEY = "test_admin_" + secrets.token_hex(16)
 
 
-# How many session-scoped fixtures are being set up right now: a gateway started inside one
-# belongs to the session (``athena``, ``rest_server``, …), not to the module that first asked.
-_session_fixture_setups = 0
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
-    global _session_fixture_setups
-    session = fixturedef.scope == "session"
-    _session_fixture_setups += session
-    try:
-        return (yield)
-    finally:
-        _session_fixture_setups -= session
-
-
 @pytest.fixture(scope="session")
 def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPostgres]:
     server = TestPostgres.start(tmp_path_factory.mktemp("pg"))
@@ -65,7 +49,8 @@ def athena_factory(
     """Start extra gateways: ``athena_factory(clients=..., **ATHENA_settings)``.
 
     A gateway lives until the end of the test module that started it (``_module_gateways``
-    stops it there); one started by a session-scoped fixture lives as long as the session. Idle gateways still run their probes and flushes; ninety of them kept to the end
+    stops it there); a session fixture passes ``keep=True`` for one that lives as long as the
+    session. Idle gateways still run their probes and flushes; ninety of them kept to the end
     of the suite cost a core."""
     started: list[AthenaServer] = []
 
@@ -74,6 +59,7 @@ def athena_factory(
         clients: dict[str, dict[str, Any]] | None = None,
         catalog: str | None = None,
         args: list[str] | None = None,
+        keep: bool = False,
         **settings: str,
     ) -> AthenaServer:
         env = server_env(
@@ -83,7 +69,7 @@ def athena_factory(
             **settings,
         )
         server = AthenaServer(tmp_path_factory.mktemp("athena"), env, args or [])
-        server.keep = _session_fixture_setups > 0
+        server.keep = keep
         started.append(server)
         return server.start()
 
@@ -118,7 +104,7 @@ def athena(athena_factory: Callable[..., AthenaServer]) -> AthenaServer:
 
     It keeps 1.3.0's strict context headers (``ATHENA_REQUIRE_CONTEXT_HEADERS=true``), which the
     gateway, WebSocket and SDK 0.2.1 tests assert; the SDK 5 tests start a default server."""
-    return athena_factory(require_context_headers="true")
+    return athena_factory(require_context_headers="true", keep=True)
 
 
 @pytest.fixture

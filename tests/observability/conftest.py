@@ -29,6 +29,7 @@ def obs(
     return athena_factory(
         clients={"athena": {"pg_uri": uri}, "rest": {"pg_uri": uri}, "quiet": {"pg_uri": uri}},
         catalog=own_catalog,
+        keep=True,
         REGISTRY_CACHE_TTL_S="600",
         **FAST,
     )

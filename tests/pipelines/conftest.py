@@ -102,7 +102,9 @@ def pl_gateway(athena_factory: Callable[..., AthenaServer], pipelines_file: Path
     """The gateway under test: client ``athena`` → the test data database; enforcement on.
 
     ``max_result_rows`` is small so that the response of a large run is seen capped."""
-    return athena_factory(pipelines_file=str(pipelines_file), max_result_rows=str(RESULT_CAP))
+    return athena_factory(
+        pipelines_file=str(pipelines_file), max_result_rows=str(RESULT_CAP), keep=True
+    )
 
 
 @pytest.fixture

@@ -99,7 +99,7 @@ def rest_db(pg: TestPostgres, data_db: str) -> str:
 @pytest.fixture(scope="session")
 def rest_server(athena_factory: Callable[..., AthenaServer], rest_db: str) -> AthenaServer:
     """A gateway of its own that exposes the extra schema ``rest_extra`` as well."""
-    return athena_factory(rest_schemas="rest_extra")
+    return athena_factory(rest_schemas="rest_extra", keep=True)
 
 
 @pytest.fixture
