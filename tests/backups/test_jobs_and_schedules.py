@@ -312,7 +312,12 @@ def test_an_instance_killed_mid_backup_leaves_the_job_failed(
                 ),
                 daemon=True,
             ).start()
-            job = wait_for(lambda: running_job(api, "slow"), what="the dump to start")
+        # Dumping as the catalog records it (asked of the other instance): the phase and the open
+        # upload's id are written together, so the reaper knows the upload to abort. Asked of
+        # the doomed gateway itself, its memory says "dumping" a moment before that write
+        # commits, and a kill in between left the upload unknown to everyone.
+        with cluster.client(cluster.a) as other:
+            job = wait_for(lambda: running_job(other, "slow"), what="the dump to start")
         assert doomed.proc is not None
         doomed.proc.kill()  # SIGKILL: no chance to record anything
         doomed.proc.wait()
