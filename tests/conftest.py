@@ -43,8 +43,18 @@ def admin_key() -> str:
 
 
 @pytest.fixture(scope="session")
+def started_gateways() -> list[AthenaServer]:
+    """Every gateway ``athena_factory`` started, in order (``_module_gateways`` reads it)."""
+    return []
+
+
+@pytest.fixture(scope="session")
 def athena_factory(
-    pg: TestPostgres, catalog_db: str, data_db: str, tmp_path_factory: pytest.TempPathFactory
+    pg: TestPostgres,
+    catalog_db: str,
+    data_db: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    started_gateways: list[AthenaServer],
 ) -> Iterator[Callable[..., AthenaServer]]:
     """Start extra gateways: ``athena_factory(clients=..., **ATHENA_settings)``.
 
@@ -52,7 +62,6 @@ def athena_factory(
     stops it there); a session fixture passes ``keep=True`` for one that lives as long as the
     session. Idle gateways still run their probes and flushes; ninety of them kept to the end
     of the suite cost a core."""
-    started: list[AthenaServer] = []
 
     def start(
         *,
@@ -68,34 +77,32 @@ def athena_factory(
             clients=clients if clients is not None else {"athena": {"pg_uri": pg.app_uri(data_db)}},
             **settings,
         )
-        server = AthenaServer(tmp_path_factory.mktemp("athena"), env, args or [])
-        server.keep = keep
-        started.append(server)
+        server = AthenaServer(tmp_path_factory.mktemp("athena"), env, args or [], keep=keep)
+        started_gateways.append(server)
         return server.start()
 
-    start.started = started  # type: ignore[attr-defined]
     yield start
-    # Signal every gateway first, then wait: they shut down in parallel (one after the other
-    # this took most of a minute at the end of the suite).
-    for server in started:
+    _stop_all(started_gateways)
+
+
+def _stop_all(servers: list[AthenaServer]) -> None:
+    """Signal every gateway first, then wait: they shut down in parallel (one after the other
+    this took most of a minute at the end of the suite)."""
+    for server in servers:
         server.signal_stop()
-    for server in started:
+    for server in servers:
         server.stop()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _module_gateways(athena_factory: Callable[..., AthenaServer]) -> Iterator[None]:
+def _module_gateways(started_gateways: list[AthenaServer]) -> Iterator[None]:
     """Stop, at the end of each module, the gateways it started (all but ``keep=True`` ones).
 
-    Autouse, so it is set up before the module's own fixtures and torn down after them."""
-    started: list[AthenaServer] = athena_factory.started  # type: ignore[attr-defined]
-    first = len(started)
+    Autouse, so it is set up before the module's own fixtures and torn down after them; it
+    needs only the list, so a module of unit tests starts no PostgreSQL for it."""
+    first = len(started_gateways)
     yield
-    mine = [server for server in started[first:] if not server.keep]
-    for server in mine:
-        server.signal_stop()
-    for server in mine:
-        server.stop()
+    _stop_all([server for server in started_gateways[first:] if not server.keep])
 
 
 @pytest.fixture(scope="session")

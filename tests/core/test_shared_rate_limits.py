@@ -63,19 +63,6 @@ def _admitted_rate(results: list[tuple[float, int, int, httpx.Headers]]) -> floa
     return sum(1 for r in window if r[2] == 200) / WINDOW_S
 
 
-def _two_workers(server: AthenaServer) -> AthenaServer:
-    """Wait until both workers serve: /ping answers as soon as the first one does, and a flood
-    started before the second is up lands on the first alone (measuring one process, not two).
-    Each worker's series appears in /metrics once it runs."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        text = httpx.get(f"{server.url}/metrics", headers={"Connection": "close"}).text
-        if all(f'athena_uptime_seconds{{worker="{n}"}}' in text for n in (0, 1)):
-            return server
-        time.sleep(0.1)
-    raise AssertionError("the second worker never started serving")
-
-
 def _fresh_key() -> str:
     return f"ath_{secrets.token_hex(8)}.{secrets.token_hex(32)}"
 
@@ -96,7 +83,7 @@ def _assert_refusals_carry_headers(results: list[tuple[float, int, int, httpx.He
 
 
 def test_two_workers_share_one_limit(athena_factory: Callable[..., AthenaServer]) -> None:
-    server = _two_workers(athena_factory(args=["--workers", "2"], **_limited()))
+    server = athena_factory(args=["--workers", "2"], **_limited())
     results = _flood([server.url], _fresh_key())
     rate = _admitted_rate(results)
     print(f"2 workers, shared: admitted {rate:.1f}/s of {RATE}/s")
@@ -109,9 +96,7 @@ def test_per_process_buckets_would_double_the_limit(
 ) -> None:
     """The control: with sharing off, both workers admit the full rate each — so the test
     above measures two serving processes, and would fail without the shared buckets."""
-    server = _two_workers(
-        athena_factory(args=["--workers", "2"], **_limited(rate_limit_shared="false"))
-    )
+    server = athena_factory(args=["--workers", "2"], **_limited(rate_limit_shared="false"))
     rate = _admitted_rate(_flood([server.url], _fresh_key()))
     print(f"2 workers, per process: admitted {rate:.1f}/s of {RATE}/s")
     assert rate > 1.5 * RATE

@@ -52,13 +52,28 @@ class AthenaServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"athena exited early:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/ping", timeout=1).text == "pong":
+                if httpx.get(f"{self.url}/ping", timeout=1).text == "pong" and self._all_serve():
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"athena did not answer /ping within {timeout}s:\n{self.log()}")
+
+    def _all_serve(self) -> bool:
+        """With ``--workers N``, whether every worker runs: /ping answers as soon as the first
+        one does, and connections opened before the others are up all land on it. Each
+        worker's series appears in /metrics once it runs (the admin key passes a metrics key)."""
+        workers = (
+            int(self.args[self.args.index("--workers") + 1]) if "--workers" in self.args else 1
+        )
+        if workers < 2:
+            return True
+        headers = {"Connection": "close"}
+        if "ATHENA_KEY_12" in self.env:
+            headers["apikey"] = self.env["ATHENA_KEY_12"]
+        text = httpx.get(f"{self.url}/metrics", headers=headers, timeout=1).text
+        return all(f'athena_uptime_seconds{{worker="{n}"}}' in text for n in range(workers))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
