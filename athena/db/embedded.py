@@ -69,18 +69,30 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
-def _ensure_system_user() -> pwd.struct_passwd | None:
+# Held while the system user is looked up and created: two processes starting on a fresh machine
+# (two gateways, or two test workers) both saw no user and both ran useradd; one chowned PGDATA
+# to a uid the other's useradd then replaced, and its initdb failed with "Permission denied".
+USER_LOCK = Path("/tmp/athena-system-user.lock")
+
+
+def _ensure_system_user(name: str = SYSTEM_USER) -> pwd.struct_passwd | None:
+    """The unprivileged user initdb and postgres run as when we are root; created once."""
     if os.geteuid() != 0:
         return None
-    try:
-        return pwd.getpwnam(SYSTEM_USER)
-    except KeyError:
+    # O_NOFOLLOW: /tmp is shared, and root must not be led through someone's symlink.
+    fd = os.open(USER_LOCK, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SYSTEM_USER],
+            ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", name],
             check=True,
             capture_output=True,
         )
-        return pwd.getpwnam(SYSTEM_USER)
+        return pwd.getpwnam(name)
 
 
 def _make_traversable(path: Path) -> None:
