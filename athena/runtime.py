@@ -34,9 +34,9 @@ from athena.observability import request_log
 from athena.observability.metrics import Metrics, gauge
 from athena.observability.request_log import RequestLog
 from athena.pipelines.config import PipelineDefinition, load_pipelines
-from athena.probes import cluster, pool_health, tasks
+from athena.probes import cluster, pool_health, statistics, tasks
 from athena.probes.registry import RegistryCache
-from athena.services import api_keys, client_catalog, ratelimit, statistics
+from athena.services import api_keys, client_catalog, ratelimit
 from athena.services.direct_uri import DirectPools
 from athena.services.events import EventBus
 from athena.services.gateway.scylla import ScyllaService
@@ -56,8 +56,8 @@ if TYPE_CHECKING:
     from athena.backups.schedules import ScheduleBook
     from athena.probes.cluster import ClusterHealth
     from athena.probes.pool_health import PoolHealth
+    from athena.probes.statistics import StatisticsRollup
     from athena.services.client_catalog import ClientCatalog
-    from athena.services.statistics import StatisticsService
     from athena.webhooks.book import WebhookBook
     from athena.webhooks.dispatcher import Dispatcher
     from athena.ws.connection import Connection
@@ -96,7 +96,7 @@ class Runtime:
     direct_pools: DirectPools = field(init=False, repr=False)
     rest: RestService = field(init=False, repr=False)
     rpc: RpcService = field(init=False, repr=False)
-    statistics: StatisticsService = field(init=False, repr=False)
+    statistics: StatisticsRollup = field(init=False, repr=False)
     supabase_ssl: SupabaseManagement = field(init=False, repr=False)
     scylla: ScyllaService | None = field(default=None, repr=False)
     cluster_health: ClusterHealth = field(init=False, repr=False)

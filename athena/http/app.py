@@ -1,38 +1,79 @@
 """``create_app(runtime)`` → the QuartTrio application (``athena.http.gate`` puts the hot lane in
 front of it).
 
-Every route module in ``athena.routes`` that defines ``blueprint`` is registered; a module is
-added only when its routes really work, so ``GET /`` (built from the live URL map) lists exactly
-what the server serves. One set of hooks gives every response an ``x-request-id``, records
+``ROUTE_MODULES`` names every route module (one per path family) whose blueprint is registered; a
+module is added only when its routes really work, so ``GET /`` (built from the live URL map) lists
+exactly what the server serves. One set of hooks gives every response an ``x-request-id``, records
 metrics and the request log, and renders every failure as the JSON error envelope.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-import pkgutil
 
 from quart import Quart, Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from athena import routes as routes_pkg
 from athena.context import CallContext, new_request_id
 from athena.errors import ApiError
 from athena.http import render
 from athena.http.calls import CallGate, key_needed_before
+from athena.routes import (
+    admin_api_keys,
+    admin_clients,
+    backup_schedules,
+    backups,
+    console,
+    gateway,
+    health,
+    key_info,
+    management,
+    meta,
+    pipelines,
+    provision,
+    query_sql,
+    registry,
+    request_log,
+    rest,
+    rpc,
+    schema,
+    statistics,
+    supabase,
+    unsupported,
+    webhooks,
+    wss,
+)
 from athena.runtime import Runtime, set_current_runtime
 
 log = logging.getLogger("athena.app")
 
 
-def _route_modules() -> list[str]:
-    return sorted(
-        f"{routes_pkg.__name__}.{m.name}"
-        for m in pkgutil.iter_modules(routes_pkg.__path__)
-        if not m.name.startswith("_")
-    )
+ROUTE_MODULES = (
+    admin_api_keys,
+    admin_clients,
+    backup_schedules,
+    backups,
+    console,
+    gateway,
+    health,
+    key_info,
+    management,
+    meta,
+    pipelines,
+    provision,
+    query_sql,
+    registry,
+    request_log,
+    rest,
+    rpc,
+    schema,
+    statistics,
+    supabase,
+    unsupported,
+    webhooks,
+    wss,
+)
 
 
 def create_app(runtime: Runtime) -> Quart:
@@ -43,11 +84,8 @@ def create_app(runtime: Runtime) -> Quart:
     app.runtime = runtime  # type: ignore[attr-defined]
     set_current_runtime(runtime)
 
-    for name in _route_modules():
-        module = importlib.import_module(name)
-        blueprint = getattr(module, "blueprint", None)
-        if blueprint is not None:
-            app.register_blueprint(blueprint)
+    for module in ROUTE_MODULES:
+        app.register_blueprint(module.blueprint)
 
     gate = app.call_gate = CallGate(runtime)  # type: ignore[attr-defined]
     max_body = runtime.settings.max_body_bytes

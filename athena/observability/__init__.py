@@ -6,7 +6,6 @@
 - ``request_log``: the request log — a bounded channel to a background writer that inserts in
   batches, so the hot path never waits on the log table.
 
-The supervised background tasks that watch the deployment (pool health, cluster probing) live
-beside it in ``athena.probes``; the statistics rollups that read the request log are
-``athena.services.statistics``.
+The supervised background tasks that watch the deployment (pool health, cluster probing, and
+the statistics rollups that fold the request log) live beside it in ``athena.probes``.
 """

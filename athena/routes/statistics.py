@@ -1,5 +1,6 @@
 """Client statistics (admin): ``/admin/clients/statistics``, ``…/statistics/refresh`` and
-``/admin/clients/{client_name}/statistics``. The numbers come from ``services.statistics``."""
+``/admin/clients/{client_name}/statistics``. Reads come from ``services.statistics``;
+the rebuild is the rollup's (``probes.statistics``)."""
 
 from __future__ import annotations
 
@@ -33,10 +34,6 @@ async def _catalog(call: Callable[[], Awaitable[T]]) -> T:
         ) from None
 
 
-def _service() -> stats.StatisticsService:
-    return rt().statistics
-
-
 @blueprint.get("/admin/clients/statistics")
 async def list_statistics() -> Response:
     require_admin(rt(), ctx())
@@ -47,7 +44,9 @@ async def list_statistics() -> Response:
 @blueprint.post("/admin/clients/statistics/refresh")
 async def refresh_statistics() -> Response:
     require_admin(rt(), ctx())
-    rows = await _catalog(_service().refresh)
+    runtime = rt()
+    await _catalog(runtime.statistics.rebuild)
+    rows = await _catalog(lambda: runtime.catalog.run(stats.list_statistics))
     return json_response({"statistics": rows})
 
 

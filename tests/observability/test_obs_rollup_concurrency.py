@@ -12,7 +12,7 @@ from athena.context import CallContext
 from athena.db import catalog as catalog_db
 from athena.db.database import Database, make_pool
 from athena.observability.request_log import RequestLog
-from athena.services.statistics import rebuild, rollup_step
+from athena.probes.statistics import rebuild, rollup_step
 
 WRITERS = 4
 PER_WRITER = 400

@@ -136,4 +136,10 @@ def test_http_imports_routes_only_to_register_them() -> None:
         for module, targets in graph.items()
         if module == "athena.http" or module.startswith("athena.http.")
     }
-    assert {m: t for m, t in into_routes.items() if t} == {"athena.http.app": ["athena.routes"]}
+    importers = {m: t for m, t in into_routes.items() if t}
+    assert sorted(importers) == ["athena.http.app"]
+    # …and what it imports of them is the route modules it registers, nothing else.
+    from athena.http.app import ROUTE_MODULES
+
+    registered = {module.__name__ for module in ROUTE_MODULES}
+    assert set(importers["athena.http.app"]) - {"athena.routes"} == registered
