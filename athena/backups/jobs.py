@@ -682,17 +682,33 @@ class JobRegistry:
                 await self._abort_orphan_upload(key, upload_id)
             await trio.sleep(max(0.5, self.orphan_after / REAP_FRACTION))
 
-    async def _abort_orphan_upload(self, key: str, upload_id: str) -> None:
+    async def _abort_orphan_upload(self, key: str, upload_id: str | None) -> None:
+        """Abort the dead job's open uploads: the one it recorded, and any it opened but died
+        before recording (between CreateMultipartUpload and the catalog write). A job's key
+        holds its uuid, so every upload to that exact key is this job's."""
         bucket = self.storage.bucket
+        ids = {upload_id} if upload_id else set()
         try:
-            await self.storage.call(
-                lambda c: c.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            listed = await self.storage.call(
+                lambda c: c.list_multipart_uploads(Bucket=bucket, Prefix=key)
             )
+            ids |= {u["UploadId"] for u in listed.get("Uploads", []) if u.get("Key") == key}
         except (StorageError, BackupNotFound):
-            log.warning("aborting the orphaned upload of %s failed", key, exc_info=True)
+            log.warning("listing the open uploads of %s failed", key, exc_info=True)
+        for one in sorted(ids):
+            try:
+                await self.storage.call(
+                    lambda c, one=one: c.abort_multipart_upload(
+                        Bucket=bucket, Key=key, UploadId=one
+                    )
+                )
+            except BackupNotFound:
+                pass  # already gone: completed or aborted by someone else
+            except StorageError:
+                log.warning("aborting the orphaned upload of %s failed", key, exc_info=True)
 
-    def _reap(self, conn: psycopg.Connection) -> list[tuple[str, str]]:
-        uploads: list[tuple[str, str]] = []
+    def _reap(self, conn: psycopg.Connection) -> list[tuple[str, str | None]]:
+        uploads: list[tuple[str, str | None]] = []
         with conn.transaction():
             rows = conn.execute(
                 """UPDATE athena.backup_jobs
@@ -709,7 +725,7 @@ class JobRegistry:
                 ([r[0] for r in rows],),
             )
             for job_id, kind, client, schedule_id, label, key, upload_id in rows:
-                if key and upload_id:
+                if key:
                     uploads.append((key, upload_id))
                 conn.execute(
                     "INSERT INTO athena.backup_job_log (job_id, level, message) VALUES (%s, 'error', %s)",

@@ -345,6 +345,51 @@ def test_an_instance_killed_mid_backup_leaves_the_job_failed(
         doomed.stop()
 
 
+def test_an_upload_opened_but_never_recorded_is_aborted_by_the_reaper(cluster: Cluster) -> None:
+    """A gateway that dies between CreateMultipartUpload and the catalog write of the upload's
+    id leaves an upload no row names. The dead job's row (as that gateway left it: running,
+    no upload id, heartbeats stopped) is made here, and the upload opened on real S3 under the
+    job's key; the reaper must fail the job and abort every upload to that key."""
+    import uuid
+
+    job_uuid = uuid.uuid4()
+    stamp = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y%m%dT%H%M%SZ")
+    key = f"{PREFIX}/kept/{stamp}-{job_uuid}.dump.gz"
+    cluster.s3.create_multipart_upload(Bucket=BUCKET, Key=key)
+    other_key = f"{PREFIX}/kept/{stamp}-{uuid.uuid4()}.dump.gz"  # someone else's, left alone
+    other = cluster.s3.create_multipart_upload(Bucket=BUCKET, Key=other_key)["UploadId"]
+    try:
+        with cluster.catalog() as conn:
+            job_id = conn.execute(
+                """INSERT INTO athena.backup_jobs
+                       (uuid, kind, client_name, state, phase, backup_key, started_at,
+                        heartbeat_at, created_at)
+                   VALUES (%s, 'backup', 'kept', 'running', 'connecting', %s,
+                           now() - interval '1 minute', now() - interval '1 minute',
+                           now() - interval '1 minute')
+                   RETURNING id""",
+                (job_uuid, key),
+            ).fetchone()[0]
+
+        def open_uploads(k: str) -> list[str]:
+            found = cluster.s3.list_multipart_uploads(Bucket=BUCKET, Prefix=k)
+            return [u["UploadId"] for u in found.get("Uploads", []) if u["Key"] == k]
+
+        with cluster.client(cluster.a) as api:
+            final = wait_for(
+                lambda: (lambda j: j if j["state"] != "running" else None)(
+                    api.get(f"/admin/backups/jobs/{job_id}").json()["job"]
+                ),
+                timeout=float(ORPHAN_SECONDS) * 5,
+                what="the reaper",
+            )
+        assert final["state"] == "failed" and final["error_code"] == "service_unavailable"
+        wait_for(lambda: open_uploads(key) == [], 10, "the unrecorded upload to be aborted")
+        assert open_uploads(other_key) == [other]
+    finally:
+        cluster.s3.abort_multipart_upload(Bucket=BUCKET, Key=other_key, UploadId=other)
+
+
 def _quietly(call: Callable[[], Any]) -> None:
     try:
         call()
