@@ -167,6 +167,18 @@ def running_job(api: httpx.Client, client_name: str) -> dict[str, Any] | None:
     return next((j for j in jobs if j["state"] == "running" and j["phase"] == "dumping"), None)
 
 
+def reaped(cluster: Cluster, job_id: int) -> dict[str, Any]:
+    """The job once it is no longer running: a dead gateway's job ends only by the reaper."""
+    with cluster.client(cluster.a) as api:
+        return wait_for(
+            lambda: (lambda j: j if j["state"] != "running" else None)(
+                api.get(f"/admin/backups/jobs/{job_id}").json()["job"]
+            ),
+            timeout=float(ORPHAN_SECONDS) * 5,
+            what="the reaper",
+        )
+
+
 # -- jobs --------------------------------------------------------------------------------------
 
 
@@ -321,14 +333,7 @@ def test_an_instance_killed_mid_backup_leaves_the_job_failed(
         assert doomed.proc is not None
         doomed.proc.kill()  # SIGKILL: no chance to record anything
         doomed.proc.wait()
-        with cluster.client(cluster.a) as api:
-            final = wait_for(
-                lambda: (lambda j: j if j["state"] != "running" else None)(
-                    api.get(f"/admin/backups/jobs/{job['id']}").json()["job"]
-                ),
-                timeout=float(ORPHAN_SECONDS) * 5,
-                what="the reaper",
-            )
+        final = reaped(cluster, job["id"])
         assert final["state"] == "failed"
         assert final["error_code"] == "service_unavailable"
         assert final["finished_at"]
@@ -375,14 +380,7 @@ def test_an_upload_opened_but_never_recorded_is_aborted_by_the_reaper(cluster: C
             found = cluster.s3.list_multipart_uploads(Bucket=BUCKET, Prefix=k)
             return [u["UploadId"] for u in found.get("Uploads", []) if u["Key"] == k]
 
-        with cluster.client(cluster.a) as api:
-            final = wait_for(
-                lambda: (lambda j: j if j["state"] != "running" else None)(
-                    api.get(f"/admin/backups/jobs/{job_id}").json()["job"]
-                ),
-                timeout=float(ORPHAN_SECONDS) * 5,
-                what="the reaper",
-            )
+        final = reaped(cluster, job_id)
         assert final["state"] == "failed" and final["error_code"] == "service_unavailable"
         wait_for(lambda: open_uploads(key) == [], 10, "the unrecorded upload to be aborted")
         assert open_uploads(other_key) == [other]
