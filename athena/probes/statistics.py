@@ -3,8 +3,8 @@
 Invariant: ``athena.statistics_rollup_state.last_log_id`` = W means every request log row with
 ``id <= W`` — and no other — is counted in ``client_statistics``, ``client_table_statistics`` and
 ``request_stats_hourly``. The rollup (lease ``LEASE_STATISTICS``, so N workers or instances run it
-once) advances W; ``refresh()`` rebuilds all three tables from the log in one transaction with the
-very same fold statement, so both give identical numbers.
+once) advances W; ``rebuild()`` (the admin refresh) recounts all three tables from the log in
+one transaction with the very same fold statement, so both give identical numbers.
 
 The safe upper bound for W comes from the log writers' barrier (see ``request_log``): holding the
 barrier exclusively for an instant, no batch is in flight, so ``max(id)`` is final.

@@ -13,12 +13,6 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-_CLIENT_COLUMNS = (
-    "client_name", "total_requests", "successful_requests", "failed_requests",
-    "total_cached_requests", "total_operations", "last_request_at", "last_operation_at",
-    "updated_at",
-)  # fmt: skip
-
 # Statistics rows plus every live client of the catalog (zeros until its first request), so a
 # listing shows all clients whichever instance answers.
 _LIST = sql.SQL("""
