@@ -33,7 +33,7 @@ from athena.auth.keys import constant_time_equals, parse_key, verify_secret
 from athena.auth.rights import has_right
 from athena.auth.store import Enforcement, StoredKey
 from athena.context import CallContext
-from athena.db.database import DatabaseUnavailable
+from athena.db.database import DatabaseUnavailable, StatementDeadlineExceeded
 from athena.errors import ApiError
 from athena.observability.tracing import traced
 
@@ -189,7 +189,7 @@ async def authenticate_early(rt: Runtime, ctx: CallContext) -> None:
                 )
             return
         await _valid_key(rt, ctx, given)
-    except (DatabaseUnavailable, psycopg.Error) as exc:
+    except (DatabaseUnavailable, StatementDeadlineExceeded, psycopg.Error) as exc:
         log.warning("API key check failed, catalog unreadable: %s", type(exc).__name__)
         raise ApiError(
             "auth_unavailable", "API keys cannot be checked right now; try again shortly"
@@ -256,7 +256,7 @@ async def authorize(
                 data={"required_right": right},
             )
         return principal
-    except (DatabaseUnavailable, psycopg.Error) as exc:
+    except (DatabaseUnavailable, StatementDeadlineExceeded, psycopg.Error) as exc:
         # Fail closed: whatever stops us reading the catalog, the request does not pass.
         log.warning("API key check failed, catalog unreadable: %s", type(exc).__name__)
         raise ApiError(

@@ -9,6 +9,13 @@ flight). Better still, an entry used in the second half of its life is refreshed
 background (in the runtime's nursery), so a key in steady use never makes a request wait for
 the catalog. The bound is unchanged: no answer older than the TTL is ever used. Lookups are
 single statements run on the event loop (``Database.fetch_one``).
+
+When a lookup finds the catalog unavailable (it waited out the pool timeout), the store
+remembers it: until the catalog answers again, a request whose decision is not cached fails
+closed at once instead of waiting out the pool timeout itself — or twice, once for the
+enforcement settings and once for its key, which outlasted a 10 s outage and then passed.
+One probe in the runtime's nursery keeps asking, so the first answer after the catalog is
+back reopens the way (within the pool's connect retry, 0.25 s).
 ``last_used_at`` is recorded in memory and flushed in one statement by a background task, so the
 hot path never writes to the catalog.
 """
@@ -27,10 +34,13 @@ import psycopg
 import trio
 
 from athena.auth.addresses import Network, networks
-from athena.db.database import Database, DatabaseUnavailable
+from athena.db.database import Database, DatabaseUnavailable, StatementDeadlineExceeded
 
 T = TypeVar("T")
 log = logging.getLogger("athena.auth")
+
+# Between two probes that failed at once (a refused connect): short, as recovery waits on it.
+_PROBE_PAUSE_S = 0.05
 
 _KEY_SQL = """
 SELECT k.id::text, k.public_id, k.client_name, k.key_salt, k.key_hash, k.is_active, k.expires_at,
@@ -107,6 +117,9 @@ class AuthStore:
         # The newest enforcement read, kept past its TTL: the global deny list is applied from
         # it when the catalog cannot be read (athena.http.calls).
         self.last_enforcement: Enforcement | None = None
+        # The catalog was found unavailable and has not answered since (see the module doc).
+        self.unavailable = False
+        self._probing = False
 
     def invalidate(self) -> None:
         """Forget every cached decision (called by the admin routes after any change)."""
@@ -151,6 +164,8 @@ class AuthStore:
     def _refresh_soon(self, name: str | None, load: Callable[[], Awaitable[Any]]) -> None:
         if self.nursery is None or name in self._refreshing or name in self._in_flight:
             return
+        if self.unavailable:
+            return  # the probe is asking; the entry expires and requests fail closed
         self._refreshing.add(name)
         self.nursery.start_soon(self._refresh, name, load)
 
@@ -181,6 +196,8 @@ class AuthStore:
         closed); if the first caller was cancelled or failed otherwise, each waiter runs its
         own lookup.
         """
+        if self.unavailable and self._probe():
+            raise DatabaseUnavailable(self._catalog.name)
         pending = self._in_flight.get(name)
         if pending is not None:
             await pending.done.wait()
@@ -193,14 +210,44 @@ class AuthStore:
         try:
             pending.value = await load()
             pending.ok = True
+            self.unavailable = False
             return pending.value  # type: ignore[no-any-return]
-        except (DatabaseUnavailable, psycopg.Error) as exc:
+        except (DatabaseUnavailable, StatementDeadlineExceeded) as exc:
+            pending.error = exc
+            self.unavailable = True
+            self._probe()
+            raise
+        except psycopg.Error as exc:
             pending.error = exc
             raise
         finally:
             if self._in_flight.get(name) is pending:
                 del self._in_flight[name]
             pending.done.set()
+
+    def _probe(self) -> bool:
+        """Have one probe ask the catalog until it answers; False when none can run here
+        (no nursery: the caller then asks the catalog itself, as before)."""
+        if self.nursery is None:
+            return False
+        if not self._probing:
+            self._probing = True
+            self.nursery.start_soon(self._probe_until_answered)
+        return True
+
+    async def _probe_until_answered(self) -> None:
+        try:
+            while self.unavailable:
+                try:
+                    # Waits for a connection as a lookup would (the pool retries the connect
+                    # while anyone waits), so it answers as soon as the catalog is back.
+                    await self._catalog.fetch_one("SELECT 1")
+                except (DatabaseUnavailable, StatementDeadlineExceeded, psycopg.Error):
+                    await trio.sleep(_PROBE_PAUSE_S)  # a refusal can be instant: no busy loop
+                else:
+                    self.unavailable = False
+        finally:
+            self._probing = False
 
     def mark_used(self, key_id: str) -> None:
         self._used.add(key_id)
