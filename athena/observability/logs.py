@@ -8,9 +8,9 @@ otherwise — what a service manager or a container runtime collects). A JSON re
 
 What must never reach a log line (BRIEF: secrets, SQL text with values, bodies): the code logs
 none of them, and ``scrub`` is the safety net for messages written elsewhere (libraries):
-passwords in URIs and API-key secrets are masked. In JSON an exception is logged as its type and
-where it was raised, not its message or traceback — a database error's message may quote the
-values it refused.
+passwords in URIs and API-key secrets are masked. In both formats an exception is logged as its
+type and where it was raised, not its message or traceback — a database error's message may
+quote the values it refused.
 
 ``ATHENA_ACCESS_LOG``: unset/``false`` off; ``true`` or ``-`` one line per request on stderr
 (logger ``athena.access``); any other value is a file the lines are appended to. An access
@@ -117,14 +117,28 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """The classic text line, scrubbed, with the request id when there is one (a traceback, if
-    any, follows as before: text is the developer's terminal format)."""
+    """The classic text line, scrubbed, with the request id when there is one.
+
+    An exception is named as JSON names it — its type and the frame that raised it, on the same
+    line — never its traceback: a traceback carries the exception's message (a database error
+    quotes the values it refused) and, through psycopg's frames, the statement being run. Text is
+    the default format, so it is what most operators' logs hold.
+    """
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = scrub(super().format(record))
+        exc_info, exc_text, stack_info = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            line = scrub(super().format(record))
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = exc_info, exc_text, stack_info
+        if exc_info and exc_info[0] is not None:
+            where = _where(exc_info)
+            at = where.get("error_at")
+            line += f" ({where['error']}{f' at {at}' if at else ''})"
         request_id = getattr(record, "request_id", None)
         if request_id and record.name != ACCESS_LOGGER:
             line += f" [request {request_id}]"
@@ -203,7 +217,7 @@ class _QueueHandler(logging.handlers.QueueHandler):
 
     The stdlib ``prepare`` formats in the logging thread and drops ``exc_info``; here only the
     message is merged with its arguments (so mutable arguments cannot change under the
-    listener), and the exception stays for the formatter (JSON reduces it to type and frame).
+    listener), and the exception stays for the formatter (which reduces it to type and frame).
     """
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
