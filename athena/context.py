@@ -28,6 +28,10 @@ class CallContext:
     started: float = field(default_factory=time.perf_counter)
     # filled while the call is served, read by the request log
     client_name: str | None = None
+    # Set only once the caller was authorized for the table: each name the log holds becomes
+    # a per-table statistics row that is never pruned, so a name from a caller without a key
+    # (spraying /rest/v1/<anything> for 401s) must never reach it. An authorized caller's
+    # misses are counted (as errors), under its key id.
     table_name: str | None = None
     operation: str | None = None
     key_public_id: str | None = None

@@ -31,9 +31,9 @@ async def run() -> Response:
     body = await json_object()
     plan = merge_request(body, runtime.pipelines)
     call.operation = "pipeline"
-    call.table_name = plan.sink
     await authorize(runtime, call, entry.name, table_right(plan.source.relation, "read"))
     await authorize(runtime, call, entry.name, table_right(plan.sink, "write"))
+    call.table_name = plan.sink  # authorized for it: the log may name it (see CallContext)
     dry_run = truthy(call.query.get("dry_run", body.get("dry_run", False)))
     result = await run_pipeline(runtime, entry, plan, dry_run=dry_run)
 

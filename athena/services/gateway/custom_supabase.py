@@ -267,9 +267,9 @@ async def _begin(
 ) -> str:
     table = _check_name(relation_name(body), "table")
     ctx.client_name = CLIENT_NAME
-    ctx.table_name = table
     ctx.operation = operation
     await authorize(rt, ctx, CLIENT_NAME, table_right(table, right))
+    ctx.table_name = table  # authorized for it: the log may name it (see CallContext)
     upstream(ctx, rt.outbound_policy)  # 400 before any work when the headers are missing
     return table
 

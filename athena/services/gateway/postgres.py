@@ -159,9 +159,9 @@ async def _prepare_read(
 ) -> tuple[ClientEntry, FetchRequest]:
     entry = resolve_client(rt, ctx)
     table = relation_name(body)
-    ctx.table_name = table
     ctx.operation = "fetch"
     await authorize(rt, ctx, entry.name, table_right(table, "read"))
+    ctx.table_name = table  # authorized for it: the log may name it (see CallContext)
     return entry, parse_fetch(body, strip_nulls_header=ctx.header("x-strip-nulls"))
 
 
@@ -298,9 +298,9 @@ async def _prepare_write(
 ) -> tuple[ClientEntry, str]:
     entry = resolve_client(rt, ctx)
     table = relation_name(body)
-    ctx.table_name = table
     ctx.operation = operation
     await authorize(rt, ctx, entry.name, table_right(table, right))
+    ctx.table_name = table  # authorized for it: the log may name it (see CallContext)
     return entry, table
 
 

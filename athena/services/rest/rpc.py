@@ -94,11 +94,11 @@ class RpcService:
         range_header: tuple[int, int | None] | None = None,
     ) -> PreparedCall:
         rt = self.rt
-        ctx.table_name = name
         ctx.operation = "rpc"
         entry = resolve_client(rt, ctx)
         schema = profile_schema(schema, exposed_schemas(rt.settings.rest_schemas))
         await authorize(rt, ctx, entry.name, function_right(name, schema))
+        ctx.table_name = name  # authorized for it: the log may name it (see CallContext)
         check_aggregates(query, rt.settings.rest_aggregates_enabled)
         overloads = await rt.introspection.routines(entry, name, schema)
         snapshot: SchemaSnapshot = await rt.introspection.snapshot(entry)

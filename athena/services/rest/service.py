@@ -130,12 +130,12 @@ class RestService:
         prefer: str | None = None,
     ) -> RestResult:
         rt = self.rt
-        ctx.table_name = table
         ctx.operation = _OPERATION[method]
         entry = resolve_client(rt, ctx)
         header = "accept-profile" if method in ("GET", "HEAD") else "content-profile"
         schema = profile_schema(ctx.header(header), exposed_schemas(rt.settings.rest_schemas))
         await authorize(rt, ctx, entry.name, table_right(table, _RIGHT[method], schema))
+        ctx.table_name = table  # authorized for it: the log may name it (see CallContext)
         accept = parse_accept(ctx.header("accept"))
         if accept.plan is not None or accept.csv:
             check_media(rt, ctx, accept, reads=method in ("GET", "HEAD"))
