@@ -68,6 +68,15 @@ class OutboundTarget:
         return {"sni_hostname": self.url.host} if self.url.scheme == "https" else {}
 
 
+def is_credential_text(value: str) -> bool:
+    """Whether ``value`` can be sent as a credential in a header: visible ASCII only.
+
+    httpx encodes header values as ASCII (anything else is a UnicodeEncodeError: a 500) and
+    passes control characters through; no real key or token has either.
+    """
+    return value.isascii() and value.isprintable() and " " not in value
+
+
 def refused(reason: str) -> ApiError:
     return ApiError("outbound_url_refused", f"outbound URL refused: {reason}")
 

@@ -39,6 +39,7 @@ import httpx
 
 from athena import __version__
 from athena.errors import ApiError
+from athena.services.outbound import is_credential_text
 
 # The one failure status the spec documents for this route ("Supabase API error").
 UPSTREAM_FAILURE_STATUS = 500
@@ -106,6 +107,13 @@ def resolve_credentials(
             "missing_supabase_credentials",
             "Supabase credentials are missing: " + ", ".join(missing),
             data={"missing": missing},
+        )
+    if not is_credential_text(token):
+        source = f"the {TOKEN_ENV} setting" if from_env else "'access_token'"
+        raise ApiError(
+            "validation_error",
+            f"{source} must be a Supabase access token: visible ASCII characters only",
+            data={"field": "access_token"},
         )
     if not _PROJECT_REF.match(ref):
         raise ApiError(

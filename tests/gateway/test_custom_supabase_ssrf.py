@@ -147,3 +147,23 @@ def test_postgrest_rows_still_pass(
     answer = _fetch(permissive, admin_key, f"http://127.0.0.1:{metadata.port}/")
     assert answer.status_code == 200, answer.text
     assert answer.json()["data"] == [{"id": 1, "name": "a"}]
+
+
+@pytest.mark.parametrize("key", [b"caf\xe9", b"a\x01b", b"a b"])
+def test_a_key_that_cannot_be_a_header_is_400_and_never_sent(
+    permissive: AthenaServer, admin_key: str, metadata: _Metadata, key: bytes
+) -> None:
+    # "caf\xe9" (a Latin-1 byte, which HTTP lets through) made httpx fail to encode it: a 500.
+    headers = {
+        "apikey": admin_key,
+        "X-Athena-Client": "custom_supabase",
+        "x-supabase-url": f"http://127.0.0.1:{metadata.port}/",
+    }
+    with permissive.client(**headers) as client:
+        answer = client.post(
+            "/gateway/fetch", json={"table_name": "gw_items"}, headers={"x-supabase-key": key}
+        )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "invalid_value"
+    assert answer.json()["data"]["details"] == {"header": "x-supabase-key"}
+    assert metadata.paths == []

@@ -185,3 +185,18 @@ def test_odd_project_refs_are_400_and_never_sent(
     assert response.json()["code"] == "invalid_value"
     assert response.json()["data"]["field"] == "project_ref"
     assert len(fake_api.calls()) == before
+
+
+@pytest.mark.parametrize("token", ["sbp_café", "sbp_a b", "sbp_a\x01b", "sbp_\u2028x"])
+def test_a_token_that_cannot_be_a_header_is_400_and_never_sent(
+    ssl_gateway: AthenaServer, fake_api: FakeManagementApi, token: str
+) -> None:
+    # The spec fuzzer found "café": httpx cannot encode it, and that was a 500.
+    before = len(fake_api.calls())
+    with ssl_gateway.client() as client:
+        response = client.post(PATH, json={"enabled": True, "access_token": token})
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "validation_error"
+    assert response.json()["data"]["field"] == "access_token"
+    assert token not in response.text
+    assert len(fake_api.calls()) == before

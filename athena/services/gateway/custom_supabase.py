@@ -38,7 +38,7 @@ from athena.query.mutations import insert_rows
 from athena.query.post_processing import post_process, truthy
 from athena.query.postgrest.grammar import render, value_text
 from athena.services.gateway.common import GatewayResult, require_context_headers
-from athena.services.outbound import OutboundPolicy, send_checked
+from athena.services.outbound import OutboundPolicy, is_credential_text, send_checked
 
 if TYPE_CHECKING:
     from athena.runtime import Runtime
@@ -84,6 +84,12 @@ def upstream(ctx: CallContext, policy: OutboundPolicy) -> tuple[httpx.URL, str]:
                 data={"details": {"missing_header": name}},
             )
     assert url is not None and key is not None
+    if not is_credential_text(key):
+        raise ApiError(
+            "invalid_value",
+            "the x-supabase-key header must be a key: visible ASCII characters only",
+            data={"details": {"header": "x-supabase-key"}},
+        )
     base = policy.parse(url)
     # Only scheme, host, port and a path prefix survive: the query and fragment are dropped, so
     # whatever follows a "?" or "#" can never become (part of) the path we call.
