@@ -107,12 +107,13 @@ class OutboundPolicy:
         """Check the URL's shape (scheme, host, no credentials); no DNS yet."""
         try:
             url = httpx.URL(raw)
+            host = url.host  # decoded from IDNA here: a bad "xn--" label raises (a ValueError)
         except (httpx.InvalidURL, TypeError, ValueError):
             raise refused("not a valid URL") from None
         schemes = ("https", "http") if self.allow_http else ("https",)
         if url.scheme not in schemes:
             raise refused(f"the scheme must be {' or '.join(schemes)}")
-        if not url.host:
+        if not host:
             raise refused("the URL has no host")
         if url.userinfo:
             raise refused("credentials in the URL are not allowed")
@@ -137,7 +138,7 @@ class OutboundPolicy:
         else:
             try:
                 infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
-            except OSError:
+            except (OSError, UnicodeError):  # IDNA refuses an empty or 64+ character label
                 raise refused("the host name does not resolve") from None
             addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
         if not addresses:

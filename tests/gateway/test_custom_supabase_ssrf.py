@@ -90,6 +90,17 @@ def test_loopback_and_plain_http_upstreams_are_refused_by_default(
     assert metadata.paths == []  # the gateway never connected
 
 
+@pytest.mark.parametrize("host", ["a" * 64 + ".example", "a..example", "xn--zz.example"])
+def test_a_host_name_that_cannot_be_looked_up_is_refused_not_a_500(
+    athena: AthenaServer, admin_key: str, host: str
+) -> None:
+    # Resolving these raises UnicodeError (IDNA: an empty label, one over 63 characters, a bad
+    # punycode label), not OSError: it was a 500.
+    answer = _fetch(athena, admin_key, f"https://{host}/")
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "outbound_url_refused"
+
+
 @pytest.fixture(scope="module")
 def permissive(athena_factory: Callable[..., AthenaServer]) -> AthenaServer:
     """An operator opened loopback over http (as the custom_supabase tests need)."""

@@ -79,6 +79,19 @@ async def test_unresolvable_names_are_refused() -> None:
     assert "resolve" in caught.value.message
 
 
+@pytest.mark.parametrize(
+    "host",
+    ["a" * 64 + ".example", "a..example", "xn--zz.example", "xn--zz", "example.xn--"],
+)
+async def test_names_idna_cannot_encode_are_refused_not_raised(host: str) -> None:
+    # IDNA raises UnicodeError (a ValueError), not OSError, for these: they were 500s.
+    with pytest.raises(ApiError) as caught:
+        await STRICT.check(f"https://{host}/")
+    assert caught.value.code == "outbound_url_refused"
+    with pytest.raises(ApiError):
+        await STRICT.check_host(host, 443)
+
+
 async def _serve_once(listener: trio.SocketListener, seen: list[bytes]) -> None:
     stream = await listener.accept()
     async with stream:
