@@ -77,7 +77,8 @@ def parse_uri(raw: str) -> dict[str, str]:
     if not host or "," in host or host.startswith("/") or host.startswith("@"):
         raise _invalid("it must name exactly one network host")
     port_text = str(params.get("port") or "5432")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    # isascii: str.isdigit() is true of "²", which int() refuses
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise _invalid("the port must be one number")
     if not params.get("dbname") or not params.get("user"):
         raise _invalid("it must name a database and a user")

@@ -63,7 +63,7 @@ def _status_range(status: str) -> tuple[int, int]:
         return 400, 599
     if value in _STATUS_CLASSES:
         return _STATUS_CLASSES[value]
-    if value.isdigit() and 100 <= int(value) <= 599:
+    if value.isascii() and value.isdigit() and 100 <= int(value) <= 599:  # not "²": isdigit
         return int(value), int(value)
     raise ApiError("invalid_request", "status must be a code (404), a class (4xx) or 'error'")
 

@@ -132,6 +132,26 @@ def test_select_alias_cast_and_json_paths(pgrst: SyncPostgrestClient, sql: SQL) 
     assert rows == expected
 
 
+def test_json_path_keys_that_only_look_like_indexes_are_keys(
+    pgrst: SyncPostgrestClient, sql: SQL
+) -> None:
+    # "²" passes str.isdigit() and "--1" passed lstrip("-").isdigit(); int() refuses both, and
+    # that was a 500. Only ASCII digits after at most one minus are an array index.
+    rows = (
+        pgrst.from_("rest_books")
+        .select("id,sq:meta->²,dash:meta->--1,minus:meta->-1")
+        .in_("id", [1, 3])
+        .order("id")
+        .execute()
+        .data
+    )
+    expected = sql(
+        "SELECT id, meta->'²' AS sq, meta->'--1' AS dash, meta->-1 AS minus"
+        " FROM rest_books WHERE id IN (1, 3) ORDER BY id"
+    )
+    assert rows == expected
+
+
 def test_embedding_many_to_one_one_to_many_and_alias(pgrst: SyncPostgrestClient, sql: SQL) -> None:
     rows = (
         pgrst.from_("rest_books")

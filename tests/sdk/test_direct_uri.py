@@ -35,7 +35,7 @@ def allowing(athena_factory: Callable[..., AthenaServer]) -> AthenaServer:
     return athena_factory(allow_direct_uri="true", outbound_allow_cidrs="127.0.0.0/8")
 
 
-def _client(server: AthenaServer, key: str, uri: str) -> httpx.Client:
+def _client(server: AthenaServer, key: str, uri: str | bytes) -> httpx.Client:
     return server.client(**{"X-Athena-Key": key, "X-Athena-Client": "athena", "x-pg-uri": uri})
 
 
@@ -98,10 +98,12 @@ def test_refused_without_a_key_even_when_keys_are_not_enforced(
         ),
         ("postgresql://u:secret-pw@127.0.0.1/db?hostaddr=10.0.0.1", "invalid_direct_uri"),
         ("mysql://u:secret-pw@127.0.0.1/db", "invalid_direct_uri"),
+        # a Latin-1 byte HTTP lets through; str.isdigit() is true of it, int() refuses it
+        (b"postgresql://u:secret-pw@127.0.0.1:\xb2/db", "invalid_direct_uri"),
     ],
 )
 def test_refused_for_a_bad_or_not_allowed_address(
-    allowing: AthenaServer, admin_key: str, uri: str, code: str
+    allowing: AthenaServer, admin_key: str, uri: str | bytes, code: str
 ) -> None:
     with _client(allowing, admin_key, uri) as client:
         response = _fetch(client)

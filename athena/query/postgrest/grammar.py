@@ -154,7 +154,10 @@ class JsonStep:
 
     @property
     def is_index(self) -> bool:
-        return self.key.lstrip("-").isdigit()
+        # ASCII digits after at most one minus: str.isdigit() is also true of "²" (and
+        # lstrip would take "--1"), which int() refuses.
+        digits = self.key[1:] if self.key.startswith("-") else self.key
+        return digits.isascii() and digits.isdigit()
 
 
 @dataclass(frozen=True)
