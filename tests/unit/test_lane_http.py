@@ -54,6 +54,7 @@ def test_no_content_length_means_no_body_and_connection_close_is_seen() -> None:
         b"POST /gateway/fetch HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1",
         b"POST /gateway/fetch HTTP/1.1\r\nHost: x\r\nContent-Length: +1",
         b"POST /gateway/fetch HTTP/1.1\r\nHost: x\r\nContent-Length: 1 1",
+        b"POST /gateway/fetch HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"1" * 5000,
         b"POST /gateway/fetch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked",
         b"POST /gateway/fetch HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: x",
         b"POST /gateway/fetch HTTP/1.1\r\nHost: x\r\nExpect: 100-continue",
