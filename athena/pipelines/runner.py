@@ -137,7 +137,7 @@ class _Progress:
 
 
 def build_select(source: Relation, plan: PipelinePlan) -> tuple[sql.Composed, list[Any]]:
-    """``SELECT row_to_json(t)::text FROM (SELECT … LIMIT %s) t`` (DISTINCT for dedup)."""
+    """``SELECT row_to_json(t.*)::text FROM (SELECT … LIMIT %s) t`` (DISTINCT for dedup)."""
     src = plan.source
     columns = src.columns if src.columns is not None else tuple(source.columns)
     for name in columns:
@@ -166,7 +166,8 @@ def build_select(source: Relation, plan: PipelinePlan) -> tuple[sql.Composed, li
     )
     if dedup:
         inner = sql.SQL("SELECT DISTINCT * FROM (") + inner + sql.SQL(") s")
-    return sql.SQL("SELECT row_to_json(t)::text FROM (") + inner + sql.SQL(") t"), params
+    # t.*: a source column named t would otherwise be what row_to_json is given
+    return sql.SQL("SELECT row_to_json(t.*)::text FROM (") + inner + sql.SQL(") t"), params
 
 
 def sink_columns(source: Relation, plan: PipelinePlan) -> tuple[str, ...]:

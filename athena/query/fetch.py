@@ -7,10 +7,12 @@ statement once per shape (cached), so the hot path only collects values.
 
 The statement returns one row ``(json_text, row_count)``::
 
-    SELECT coalesce(json_agg(t), '[]')::text, count(*)
+    SELECT coalesce(json_agg(t.*), '[]')::text, count(*)
       FROM (SELECT "a", "b" FROM "public"."t" WHERE "a" = $1 ORDER BY "b" LIMIT $2 OFFSET $3) t
 
-so PostgreSQL builds the JSON and Python passes the text through untouched.
+so PostgreSQL builds the JSON and Python passes the text through untouched. The row is named
+``t.*``, not ``t``: where a column is also called ``t``, a bare ``t`` is that column, and the
+answer was a list of its values instead of the rows.
 """
 
 from __future__ import annotations
@@ -257,8 +259,11 @@ def _select_item(output: str, column: str) -> sql.Composable:
 
 
 def json_rows(alias: str, strip_nulls: bool) -> sql.Composable:
-    """``coalesce(json_agg(alias), '[]')::text, count(*)`` (with ``json_strip_nulls``)."""
-    ident = sql.Identifier(alias)
+    """``coalesce(json_agg(alias.*), '[]')::text, count(*)`` (with ``json_strip_nulls``).
+
+    ``alias.*`` is always the whole row; a bare ``alias`` would be a column of that name.
+    """
+    ident = sql.SQL("{}.*").format(sql.Identifier(alias))
     if strip_nulls:
         agg = sql.SQL("json_agg(json_strip_nulls(row_to_json({})))").format(ident)
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 
@@ -356,3 +357,37 @@ def test_post_processing_errors(gw: httpx.Client) -> None:
     assert unknown.json()["code"] == "unknown_column"
     unselected = events(gw, columns="kind", group_by="at")
     assert unselected.status_code == 400
+
+
+def test_columns_named_like_the_statements_aliases_come_back_as_rows(
+    gw: httpx.Client, db: psycopg.Connection
+) -> None:
+    # The statements named the row "t" (fetch) and "w" (writes): json_agg(t) over a table with
+    # a column t aggregated that column, so the answer was ["x", ...] instead of the rows.
+    db.execute("DROP TABLE IF EXISTS gw_alias_cols")
+    db.execute("CREATE TABLE gw_alias_cols (id int PRIMARY KEY, t text, w text, s text)")
+    try:
+        db.execute("INSERT INTO gw_alias_cols VALUES (1, 'tee', 'double-u', 'ess')")
+        table = {"table_name": "gw_alias_cols"}
+        fetched = gw.post("/gateway/fetch", json=table)
+        assert fetched.status_code == 200, fetched.text
+        assert fetched.json()["data"] == [{"id": 1, "t": "tee", "w": "double-u", "s": "ess"}]
+        stripped = gw.post("/gateway/fetch", json=table, headers={"X-Strip-Nulls": "true"})
+        assert stripped.json()["data"] == [{"id": 1, "t": "tee", "w": "double-u", "s": "ess"}]
+        inserted = gw.put(
+            "/gateway/insert",
+            json={**table, "insert_body": {"id": 2, "t": "x", "w": "y", "s": None}},
+        )
+        assert inserted.status_code in (200, 201), inserted.text
+        assert inserted.json()["data"] == [{"id": 2, "t": "x", "w": "y", "s": None}]
+        updated = gw.post(
+            "/gateway/update",
+            json={**table, "conditions": [{"eq_column": "id", "eq_value": 2}],
+                  "update_body": {"w": "z"}},
+        )  # fmt: skip
+        assert updated.json()["data"] == [{"id": 2, "t": "x", "w": "z", "s": None}], updated.text
+        deleted = gw.request("DELETE", "/gateway/delete", json={**table, "resource_id": 2})
+        assert deleted.json()["data"] == [{"id": 2, "t": "x", "w": "z", "s": None}], deleted.text
+        assert db.execute("SELECT count(*) FROM gw_alias_cols").fetchone()[0] == 1
+    finally:
+        db.execute("DROP TABLE gw_alias_cols")

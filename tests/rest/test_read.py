@@ -152,6 +152,29 @@ def test_json_path_keys_that_only_look_like_indexes_are_keys(
     assert rows == expected
 
 
+def test_a_column_named_like_the_row_alias_does_not_replace_the_rows(
+    rest_server: AthenaServer, native_headers: dict[str, str]
+) -> None:
+    # The statement aggregated json_agg(pgrst_r): an output column named pgrst_r was taken for
+    # the row, and the answer was a list of its values.
+    url = f"{rest_server.url}/rest/v1/rest_books"
+    params = {"select": "pgrst_r:id,title", "id": "in.(1,3)", "order": "id"}
+    with httpx.Client(headers=native_headers) as http:
+        rows = http.get(url, params=params)
+        csv = http.get(url, params=params, headers={"Accept": "text/csv"})
+        stripped = http.get(
+            url,
+            params=params,
+            headers={"Accept": "application/vnd.pgrst.array+json;nulls=stripped"},
+        )
+    assert rows.status_code == 200, rows.text
+    assert [sorted(r) for r in rows.json()] == [["pgrst_r", "title"]] * 2
+    assert [r["pgrst_r"] for r in rows.json()] == [1, 3]
+    assert csv.status_code == 200 and csv.text.splitlines()[0] == "pgrst_r,title", csv.text
+    assert csv.text.splitlines()[1].startswith("1,")
+    assert stripped.status_code == 200 and [r["pgrst_r"] for r in stripped.json()] == [1, 3]
+
+
 def test_embedding_many_to_one_one_to_many_and_alias(pgrst: SyncPostgrestClient, sql: SQL) -> None:
     rows = (
         pgrst.from_("rest_books")

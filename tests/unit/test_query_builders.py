@@ -45,7 +45,8 @@ def test_fetch_statement_and_params() -> None:
     )
     query, params = build_fetch_query(USERS, request)
     assert query.as_string(None) == (
-        "SELECT coalesce(json_agg(json_strip_nulls(row_to_json(\"t\"))), '[]')::text, count(*) "
+        # "t".*: the whole row, even where the table has a column named t
+        "SELECT coalesce(json_agg(json_strip_nulls(row_to_json(\"t\".*))), '[]')::text, count(*) "
         'FROM (SELECT "id", "email" FROM "public"."users" WHERE "email" = %s '
         'ORDER BY "id" DESC LIMIT %s OFFSET %s) t'
     )

@@ -331,7 +331,8 @@ class _Builder:
             inner = sql.SQL("{} GROUP BY {}").format(inner, groups)
         row = sql.Identifier(self.alias())
         if rship.to_one:
-            return sql.SQL("(SELECT row_to_json({row}) FROM ({inner} LIMIT 1) {row})").format(
+            # {row}.*: the whole row even where a column has the alias's name
+            return sql.SQL("(SELECT row_to_json({row}.*) FROM ({inner} LIMIT 1) {row})").format(
                 row=row, inner=inner
             )
         if opts.order:
@@ -343,7 +344,7 @@ class _Builder:
         if opts.offset:
             inner = sql.SQL("{} OFFSET {}").format(inner, self.bind(opts.offset))
         return sql.SQL(
-            "(SELECT coalesce(json_agg({row}), '[]'::json) FROM ({inner}) {row})"
+            "(SELECT coalesce(json_agg({row}.*), '[]'::json) FROM ({inner}) {row})"
         ).format(row=row, inner=inner)
 
     def column_expr(self, rel: Relation, alias: str, item: ColumnItem) -> sql.Composable:
@@ -475,17 +476,18 @@ class _Builder:
             names = self.output_names(rel, self.query.select)
         header = self.bind(",".join(names))
         return sql.SQL(
-            "{}::text || chr(10) || coalesce(string_agg(substring(pgrst_r::text, 2, "
-            "length(pgrst_r::text) - 2), chr(10)), '')"
+            "{}::text || chr(10) || coalesce(string_agg(substring((pgrst_r.*)::text, 2, "
+            "length((pgrst_r.*)::text) - 2), chr(10)), '')"
         ).format(header)
 
     def body_sql(self, source: sql.Composable) -> sql.Composable:
         """``json_agg`` of the projected rows of ``source`` (a sub-select aliased ``r``)."""
-        agg = sql.SQL("json_agg(pgrst_r)")
+        # pgrst_r.*, not pgrst_r: a selected column may be named pgrst_r (select=pgrst_r:id)
+        agg = sql.SQL("json_agg(pgrst_r.*)")
         if self.scalar_column is not None:  # a set of scalars: the values, not objects
             agg = sql.SQL("json_agg({})").format(sql.Identifier("pgrst_r", self.scalar_column))
         elif self.strip_nulls:
-            agg = sql.SQL("json_agg(json_strip_nulls(row_to_json(pgrst_r)))")
+            agg = sql.SQL("json_agg(json_strip_nulls(row_to_json(pgrst_r.*)))")
         return sql.SQL("coalesce({}, '[]'::json)::text").format(agg)
 
 
@@ -640,7 +642,7 @@ def _write_tail(
         body = sql.SQL("(SELECT {} FROM ({}) pgrst_r)").format(b.body_sql(source), source)
     events: sql.Composable = sql.SQL("NULL::text")
     if want_events:
-        events = sql.SQL("(SELECT json_agg(pgrst_e)::text FROM pgrst_source pgrst_e)")
+        events = sql.SQL("(SELECT json_agg(pgrst_e.*)::text FROM pgrst_source pgrst_e)")
     b.check_paths()
     statement = sql.SQL(
         "WITH pgrst_source AS ({}) SELECT NULL::bigint, (SELECT count(*) FROM pgrst_source), {}, {}"
