@@ -154,7 +154,31 @@ def _label(value: Any) -> str | None:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+# Beyond this magnitude a sum is no JSON number a client can read, and turning an integral
+# Decimal such as 1e999999999 into an int would take the event loop for ever.
+_MAX_ADJUSTED_EXPONENT = 300
+
+
 def _decimal(value: Any, column: str) -> Decimal:
+    number = _as_decimal(value)
+    if number is None:
+        raise ApiError(
+            "invalid_value",
+            f"aggregation_column '{column}' holds a non-numeric value",
+            data={"column": column},
+        )
+    # NaN and Infinity (numeric columns and text alike may hold them) have no JSON form.
+    if not number.is_finite() or number.adjusted() > _MAX_ADJUSTED_EXPONENT:
+        raise ApiError(
+            "invalid_value",
+            f"aggregation_column '{column}' holds a value that is not a finite number "
+            f"smaller than 1e{_MAX_ADJUSTED_EXPONENT + 1} in magnitude",
+            data={"column": column},
+        )
+    return number
+
+
+def _as_decimal(value: Any) -> Decimal | None:
     if isinstance(value, bool):
         return Decimal(int(value))
     if isinstance(value, (int, Decimal)):
@@ -165,12 +189,8 @@ def _decimal(value: Any, column: str) -> Decimal:
         try:
             return Decimal(value.strip())
         except InvalidOperation:
-            pass
-    raise ApiError(
-        "invalid_value",
-        f"aggregation_column '{column}' holds a non-numeric value",
-        data={"column": column},
-    )
+            return None
+    return None
 
 
 def decimal_json(value: Decimal) -> int | float:
@@ -184,7 +204,9 @@ def _sort_key(label: str | None, raw: Any, numeric: bool) -> tuple[int, Any]:
     if label is None:
         return (2, "")  # null group last
     if numeric:
-        return (0, Decimal(str(raw)))
+        number = Decimal(str(raw))
+        # NaN (a numeric column may hold it) cannot be compared: it sorts after the numbers
+        return (0, (1, Decimal(0)) if number.is_nan() else (0, number))
     return (1, label)
 
 

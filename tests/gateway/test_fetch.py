@@ -359,6 +359,47 @@ def test_post_processing_errors(gw: httpx.Client) -> None:
     assert unselected.status_code == 400
 
 
+def test_sums_over_values_json_cannot_hold_are_400(
+    gw: httpx.Client, db: psycopg.Connection
+) -> None:
+    # NaN and Infinity were an invalid JSON "NaN" and a 500 (int(Infinity)); 1e999999999 as
+    # text held the event loop while int() built a billion-digit number.
+    db.execute("DROP TABLE IF EXISTS gw_odd_numbers")
+    db.execute("CREATE TABLE gw_odd_numbers (id int PRIMARY KEY, kind text, n numeric, t text)")
+    try:
+        db.execute(
+            "INSERT INTO gw_odd_numbers VALUES (1, 'a', 1, '1'), (2, 'a', 'NaN', '1e999999999'),"
+            " (3, 'b', 'Infinity', 'NaN'), (4, 'b', 2.5, '-Infinity')"
+        )
+
+        def summed(where: list[dict[str, Any]], column: str) -> httpx.Response:
+            return gw.post(
+                "/gateway/fetch",
+                json={
+                    "table_name": "gw_odd_numbers",
+                    "conditions": where,
+                    "group_by": "kind",
+                    "aggregation_column": column,
+                },
+            )
+
+        for row_id, column in ((2, "n"), (3, "n"), (2, "t"), (3, "t"), (4, "t")):
+            answer = summed([{"eq_column": "id", "eq_value": row_id}], column)
+            assert answer.status_code == 400, (row_id, column, answer.text)
+            assert answer.json()["code"] == "invalid_value"
+            assert "finite" in answer.json()["message"]
+        fine = summed([{"eq_column": "id", "eq_value": 1}], "n")
+        assert fine.status_code == 200, fine.text
+        assert fine.json()["post_processing"]["grouped"][0]["aggregation"]["value"] == 1
+        # grouping by a numeric column that holds NaN: NaN sorts after the numbers
+        by_n = gw.post("/gateway/fetch", json={"table_name": "gw_odd_numbers", "group_by": "n"})
+        assert by_n.status_code == 200, by_n.text
+        labels = [g["label"] for g in by_n.json()["post_processing"]["grouped"]]
+        assert labels[-1] == "NaN" and len(labels) == 4, labels
+    finally:
+        db.execute("DROP TABLE gw_odd_numbers")
+
+
 def test_columns_named_like_the_statements_aliases_come_back_as_rows(
     gw: httpx.Client, db: psycopg.Connection
 ) -> None:
