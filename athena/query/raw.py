@@ -9,6 +9,7 @@ JSON forms PostgreSQL's ``to_json`` uses (ISO timestamps, numbers for numeric, `
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -154,11 +155,12 @@ def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         if not value.is_finite():
             return str(value)
-        return (
-            int(value)
-            if value == value.to_integral_value() and "E" not in str(value)
-            else float(value)
-        )
+        if value == value.to_integral_value() and "E" not in str(value):
+            # Python will not print an int of over 4,300 digits (a numeric may have 131,072):
+            # such a value keeps its exact text rather than failing the whole answer.
+            return int(value) if value.adjusted() < _MAX_INT_DIGITS else str(value)
+        as_float = float(value)
+        return as_float if math.isfinite(as_float) else str(value)
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, timedelta):
@@ -188,10 +190,34 @@ def _interval(value: timedelta) -> str:
 
 
 def encode_rows(columns: list[str], rows: list[tuple[Any, ...]]) -> bytes:
-    """Rows as a JSON array of objects (later duplicate column names win, as in a dict)."""
+    """Rows as a JSON array of objects (later duplicate column names win, as in a dict).
+
+    A float NaN or ±Infinity (float4/float8 may hold them) is written as PostgreSQL's
+    ``to_json`` writes it, a string: JSON has no such numbers, and ``json.dumps`` would emit
+    a bare ``NaN`` that no JSON parser of a client accepts.
+    """
+    objects = [dict(zip(columns, row, strict=False)) for row in rows]
+    try:
+        text = _dumps(objects)
+    except ValueError:  # allow_nan=False: a non-finite float somewhere (rare; walk only then)
+        text = _dumps(_finite(objects))
+    return text.encode()
+
+
+_MAX_INT_DIGITS = 4000
+
+
+def _dumps(value: Any) -> str:
     return json.dumps(
-        [dict(zip(columns, row, strict=False)) for row in rows],
-        default=_default,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
+        value, default=_default, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

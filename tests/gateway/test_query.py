@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Iterator
 
@@ -35,6 +36,29 @@ def test_gateway_query_returns_last_statement_and_meta(gw: httpx.Client) -> None
         {"n": 11, "tag": tag, "price": 1.5, "at": "2024-01-01T00:00:00+00:00", "nothing": None},
         {"n": 12, "tag": tag, "price": 1.5, "at": "2024-01-01T00:00:00+00:00", "nothing": None},
     ]
+
+
+def test_raw_results_json_has_no_number_for_are_still_json(gw: httpx.Client) -> None:
+    # A bare NaN/Infinity went out (no client's JSON parser accepts it), and a numeric of more
+    # than 4,300 digits was a 500: Python would not print it as an int.
+    response = gw.post(
+        "/gateway/query",
+        json={
+            "query": "SELECT 'NaN'::float8 AS a, 'Infinity'::float8 AS b, '-Infinity'::float4 AS c,"
+            " ARRAY['NaN'::float8, 1.5] AS arr, 'NaN'::numeric AS d, 2.5::float8 AS e,"
+            " repeat('9', 5000)::numeric AS big, 12::numeric AS small"
+        },
+    )
+    assert response.status_code == 200, response.text
+    row = json.loads(response.text, parse_constant=_no_constant)["data"][0]  # strict JSON
+    assert row == {
+        "a": "NaN", "b": "Infinity", "c": "-Infinity", "arr": ["NaN", 1.5], "d": "NaN",
+        "e": 2.5, "big": "9" * 5000, "small": 12,
+    }  # fmt: skip
+
+
+def _no_constant(name: str) -> None:
+    raise AssertionError(f"not JSON: a bare {name}")
 
 
 def test_gateway_query_is_one_transaction(gw: httpx.Client, db: psycopg.Connection) -> None:
