@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from athena.errors import ApiError
+from athena.http.bodies import strict_loads
 
 GATEWAY_ACTIONS = (
     "gateway.fetch",
@@ -88,7 +89,7 @@ def parse_message(raw: str | bytes) -> ClientMessage:
                 ApiError("invalid_json", "the message is not valid UTF-8 text"), None, UNREADABLE
             ) from None
     try:
-        doc = json.loads(raw)
+        doc = strict_loads(raw)
     except (ValueError, RecursionError) as exc:  # nesting bombs too
         raise BadMessage(
             ApiError("invalid_json", "the message is not valid JSON", detail=str(exc)),

@@ -287,6 +287,11 @@ def test_invalid_json_and_non_object_bodies(gw: httpx.Client) -> None:
     )
     assert broken.status_code == 400
     assert broken.json()["code"] == "invalid_json"
+    # NaN and Infinity are not JSON, though Python's json takes them ({"limit": Infinity})
+    for body in (b'{"table_name": "gw_events", "limit": Infinity}',
+                 b'{"table_name": "gw_events", "conditions": [{"eq_column": "amount", "eq_value": NaN}]}'):  # fmt: skip
+        odd = gw.post("/gateway/fetch", content=body, headers={"content-type": "application/json"})
+        assert odd.status_code == 400 and odd.json()["code"] == "invalid_json", odd.text
     array = gw.post("/gateway/fetch", json=[1, 2])
     assert array.status_code == 400
     assert array.json()["code"] == "invalid_request"

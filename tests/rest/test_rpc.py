@@ -158,6 +158,11 @@ def test_single_json_body(raw: httpx.Client) -> None:
         "/rpc/rpc_keys", json={"a": 1, "b": 2, "c": 3}, headers={"Prefer": "params=single-object"}
     )
     assert res.json() == 3
+    # NaN is not JSON: PGRST102, as any other body that is not JSON (a nesting bomb too)
+    odd = raw.post("/rpc/rpc_echo", content=b'{"any": NaN}')
+    assert odd.status_code == 400 and odd.json()["code"] == "PGRST102", odd.text
+    deep = raw.post("/rpc/rpc_echo", content=b"[" * 100_000 + b"]" * 100_000)
+    assert deep.status_code == 400 and deep.json()["code"] == "PGRST102", deep.text
 
 
 # -- writes, void, errors ---------------------------------------------------------------------

@@ -125,6 +125,13 @@ def test_columns_param_limits_what_is_written(
         assert unknown.status_code == 400 and unknown.json()["code"] == "PGRST204"
         bad = http.post("/rest/v1/rest_items", content=b"{not json")
         assert bad.status_code == 400 and bad.json()["code"] == "PGRST102"
+        # NaN and Infinity are not JSON (Python's json would take them)
+        for constant in (b"NaN", b"Infinity", b"-Infinity"):
+            odd = http.post(
+                "/rest/v1/rest_items", content=b'{"name": "x", "qty": ' + constant + b"}"
+            )
+            assert odd.status_code == 400 and odd.json()["code"] == "PGRST102", odd.text
+        assert items.execute("SELECT count(*) FROM rest_items WHERE name = 'x'").fetchone()[0] == 0
 
 
 def test_update_with_filters_and_representation(

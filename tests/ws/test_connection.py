@@ -56,6 +56,8 @@ def test_openapi_wss_documents_every_action_and_close_code(http: httpx.Client) -
     ("raw", "code", "request_id"),
     [
         ("{not json", "invalid_json", None),
+        # Python's json takes NaN/Infinity; JSON does not (nor does any client's encoder)
+        ('{"request_id": "n1", "action": "ping", "body": {"x": NaN}}', "invalid_json", None),
         ("[1, 2]", "invalid_request", None),
         ('"just a string"', "invalid_request", None),
         ('{"request_id": "a1"}', "invalid_request", "a1"),

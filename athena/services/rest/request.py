@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from athena.http.bodies import strict_loads
 from athena.query.postgrest.errors import PgrstError, pgrst_error
 from athena.query.postgrest.grammar import AggregateItem, EmbedItem, ParsedQuery, SelectItem
 
@@ -229,7 +229,7 @@ def parse_json_body(raw: bytes | None) -> Any:
     if not raw or not raw.strip():
         raise invalid_body("a JSON request body is required")
     try:
-        return json.loads(raw)
+        return strict_loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nesting bombs too
         raise invalid_body(f"the body is not valid JSON: {exc}") from None
 

@@ -21,6 +21,7 @@ from athena.auth.rights import function_right
 from athena.context import CallContext
 from athena.db.introspection import SchemaSnapshot, exposed_schemas
 from athena.errors import ApiError
+from athena.http.bodies import strict_loads
 from athena.query.postgrest.build import Statement, build_count_source, build_read
 from athena.query.postgrest.call import CALL_SOURCE, call_prelude, result_column, with_prelude
 from athena.query.postgrest.errors import PgrstError
@@ -66,8 +67,8 @@ def decode_call_body(raw: bytes | None) -> tuple[Any, str | None]:
     if not raw or not raw.strip():
         return {}, "{}"
     try:
-        return json.loads(raw), raw.decode("utf-8")
-    except (ValueError, UnicodeDecodeError) as exc:
+        return strict_loads(raw), raw.decode("utf-8")
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nesting bombs too
         raise invalid_body(f"the body is not valid JSON: {exc}") from None
 
 
