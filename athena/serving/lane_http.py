@@ -32,6 +32,8 @@ from urllib.parse import unquote
 
 import trio
 
+from athena.errors import ApiError
+from athena.http import render
 from athena.http.calls import key_needed_before
 from athena.http.hot_lane import HotLane
 from athena.observability import tracing
@@ -188,8 +190,14 @@ class LaneHttp:
             head_deadline = trio.current_time() + self.keep_alive
             searched_to = 0  # each byte is searched once, however the head is split up
             while end < 0:
-                if len(buf) > self.max_head or buf.find(b"\n\n", searched_to) >= 0:
-                    return False  # too long, or bare-LF lines: hypercorn's answer
+                if len(buf) > self.max_head:
+                    # Refused whatever follows, in the envelope, as the call gate refuses a
+                    # complete head over 32 KiB. Handed over, h11 would answer a bare 431 with
+                    # no body: which of the two a client got hung on how TCP split the head.
+                    await self._refuse_long_head(stream)
+                    return True
+                if buf.find(b"\n\n", searched_to) >= 0:
+                    return False  # bare-LF lines: hypercorn's answer
                 data = await self._receive(stream, head_deadline, waiting=True)
                 if not data:
                     return True
@@ -246,6 +254,16 @@ class LaneHttp:
                 tracing.finish()
             if close:
                 return True
+
+    async def _refuse_long_head(self, stream: Any) -> None:
+        err = ApiError("headers_too_large", "the request headers are larger than 32 KiB")
+        payload = render.error_body(err)
+        headers = [
+            (b"content-type", render.JSON.encode()),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        response = render_response(err.status, headers, payload, True)
+        await send_with_progress(stream, response, self.keep_alive)
 
     async def _receive(self, stream: Any, deadline: float, *, waiting: bool) -> bytes | bytearray:
         """The next bytes, or b"" when the client closed or the deadline passed.
