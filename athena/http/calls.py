@@ -93,7 +93,7 @@ class CallGate:
         # hypercorn's h11 limit only bounds *incomplete* requests; a complete one arriving in
         # one read passes it, so the total is checked here too.
         if sum(len(k) + len(v) for k, v in ctx.headers.items()) > MAX_HEADER_BYTES:
-            raise ApiError("headers_too_large", "the request headers are larger than 32 KiB")
+            raise headers_too_large()
         if direct_uri.HEADER in ctx.headers:
             # A caller-chosen database: refused unless the operator, the key's right and the
             # outbound guard all allow it (services/direct_uri.py) — never silently ignored.
@@ -168,6 +168,11 @@ async def check_denylist(runtime: Runtime, ctx: CallContext) -> None:
     except (DatabaseUnavailable, StatementDeadlineExceeded, psycopg.Error):
         enforcement = store.last_enforcement
     check_global_denylist(enforcement, ctx.remote_addr)
+
+
+def headers_too_large() -> ApiError:
+    """431: here for a complete head over the limit, in the lane for one that never ends."""
+    return ApiError("headers_too_large", "the request headers are larger than 32 KiB")
 
 
 def query_pairs(query_string: bytes) -> list[tuple[str, str]]:

@@ -151,6 +151,10 @@ def is_ddl(tag: str | None) -> bool:
     return bool(tag) and tag.split(" ", 1)[0] in _DDL_TAGS  # type: ignore[union-attr]
 
 
+# Python prints no int of over 4,300 digits (sys.get_int_max_str_digits); keep clear of it.
+_MAX_INT_DIGITS = 4000
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         if not value.is_finite():
@@ -202,9 +206,6 @@ def encode_rows(columns: list[str], rows: list[tuple[Any, ...]]) -> bytes:
     except ValueError:  # allow_nan=False: a non-finite float somewhere (rare; walk only then)
         text = _dumps(_finite(objects))
     return text.encode()
-
-
-_MAX_INT_DIGITS = 4000
 
 
 def _dumps(value: Any) -> str:

@@ -32,9 +32,8 @@ from urllib.parse import unquote
 
 import trio
 
-from athena.errors import ApiError
 from athena.http import render
-from athena.http.calls import key_needed_before
+from athena.http.calls import headers_too_large, key_needed_before
 from athena.http.hot_lane import HotLane
 from athena.observability import tracing
 from athena.serving.streams import Stalled, WrappedStream, send_with_progress
@@ -256,13 +255,13 @@ class LaneHttp:
                 return True
 
     async def _refuse_long_head(self, stream: Any) -> None:
-        err = ApiError("headers_too_large", "the request headers are larger than 32 KiB")
-        payload = render.error_body(err)
+        status, payload, content_type, extra = render.error_answer(headers_too_large())
         headers = [
-            (b"content-type", render.JSON.encode()),
+            (b"content-type", content_type),
             (b"content-length", str(len(payload)).encode()),
+            *extra,
         ]
-        response = render_response(err.status, headers, payload, True)
+        response = render_response(status, headers, payload, True)
         await send_with_progress(stream, response, self.keep_alive)
 
     async def _receive(self, stream: Any, deadline: float, *, waiting: bool) -> bytes | bytearray:

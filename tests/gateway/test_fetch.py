@@ -3,11 +3,24 @@ strip-nulls, views, the aliases, and post-processing (CONTRACT.md "Fetch body").
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+
+
+@contextmanager
+def _scratch_table(db: psycopg.Connection, name: str, columns: str) -> Iterator[None]:
+    """A table of this test's own (``columns`` is trusted test text), dropped afterwards."""
+    db.execute(f"DROP TABLE IF EXISTS {name}")
+    db.execute(f"CREATE TABLE {name} ({columns})")
+    try:
+        yield
+    finally:
+        db.execute(f"DROP TABLE {name}")
 
 
 def fetch(gw: httpx.Client, path: str = "/gateway/fetch", **body: Any) -> httpx.Response:
@@ -369,9 +382,7 @@ def test_sums_over_values_json_cannot_hold_are_400(
 ) -> None:
     # NaN and Infinity were an invalid JSON "NaN" and a 500 (int(Infinity)); 1e999999999 as
     # text held the event loop while int() built a billion-digit number.
-    db.execute("DROP TABLE IF EXISTS gw_odd_numbers")
-    db.execute("CREATE TABLE gw_odd_numbers (id int PRIMARY KEY, kind text, n numeric, t text)")
-    try:
+    with _scratch_table(db, "gw_odd_numbers", "id int PRIMARY KEY, kind text, n numeric, t text"):
         db.execute(
             "INSERT INTO gw_odd_numbers VALUES (1, 'a', 1, '1'), (2, 'a', 'NaN', '1e999999999'),"
             " (3, 'b', 'Infinity', 'NaN'), (4, 'b', 2.5, '-Infinity')"
@@ -401,8 +412,6 @@ def test_sums_over_values_json_cannot_hold_are_400(
         assert by_n.status_code == 200, by_n.text
         labels = [g["label"] for g in by_n.json()["post_processing"]["grouped"]]
         assert labels[-1] == "NaN" and len(labels) == 4, labels
-    finally:
-        db.execute("DROP TABLE gw_odd_numbers")
 
 
 def test_columns_named_like_the_statements_aliases_come_back_as_rows(
@@ -410,9 +419,7 @@ def test_columns_named_like_the_statements_aliases_come_back_as_rows(
 ) -> None:
     # The statements named the row "t" (fetch) and "w" (writes): json_agg(t) over a table with
     # a column t aggregated that column, so the answer was ["x", ...] instead of the rows.
-    db.execute("DROP TABLE IF EXISTS gw_alias_cols")
-    db.execute("CREATE TABLE gw_alias_cols (id int PRIMARY KEY, t text, w text, s text)")
-    try:
+    with _scratch_table(db, "gw_alias_cols", "id int PRIMARY KEY, t text, w text, s text"):
         db.execute("INSERT INTO gw_alias_cols VALUES (1, 'tee', 'double-u', 'ess')")
         table = {"table_name": "gw_alias_cols"}
         fetched = gw.post("/gateway/fetch", json=table)
@@ -435,5 +442,3 @@ def test_columns_named_like_the_statements_aliases_come_back_as_rows(
         deleted = gw.request("DELETE", "/gateway/delete", json={**table, "resource_id": 2})
         assert deleted.json()["data"] == [{"id": 2, "t": "x", "w": "z", "s": None}], deleted.text
         assert db.execute("SELECT count(*) FROM gw_alias_cols").fetchone()[0] == 1
-    finally:
-        db.execute("DROP TABLE gw_alias_cols")
